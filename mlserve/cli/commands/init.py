@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from mlserve.cli.output import JsonFlag, get_state
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("init")
+    def init(
+        ctx: typer.Context,
+        directory: Annotated[Path, typer.Argument(help="Where to create the project.")] = Path("."),
+        force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+        json_out: JsonFlag = False,
+    ) -> None:
+        """Create a working project: manifest, two trained model versions, CI templates."""
+        state = get_state(ctx, json_out)
+        from mlserve.scaffold import scaffold
+
+        with state.out.status("training two model versions ..."):
+            result = scaffold(directory, force=force)
+
+        def human(con: Console) -> None:
+            con.print(f"[green]created[/] project [bold]{result.project_name}[/] in {result.root}")
+            for rel in result.written:
+                note = " [yellow](overwritten)[/]" if rel in result.overwritten else ""
+                con.print(f"  {rel}{note}")
+            con.print("\nnext: [bold]mlserve --project-dir " + str(directory) + " validate[/]")
+
+        state.emit(
+            {
+                "project": result.project_name,
+                "directory": str(result.root),
+                "written": result.written,
+                "overwritten": result.overwritten,
+            },
+            human,
+        )

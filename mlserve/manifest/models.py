@@ -1,0 +1,474 @@
+"""Pydantic models of ``mlserve.toml``.
+
+Every model forbids unknown keys. Names that end up in Kubernetes objects, Terraform
+resource names or file paths are DNS-1123 labels: that is both what Kubernetes needs
+and the first line of defence against template injection. Free text (descriptions,
+environment values, arguments) is allowed and is quoted by the render filters.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlparse
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
+
+from mlserve.manifest.units import Margin, parse_duration, parse_margin
+
+# ---------------------------------------------------------------------------
+# Value types
+# ---------------------------------------------------------------------------
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def check_dns_label(value: str) -> str:
+    if len(value) > 63 or not _DNS_LABEL.match(value):
+        raise ValueError(
+            "must be a DNS-1123 label: lowercase letters, digits and '-', "
+            f"starting and ending with a letter or digit, at most 63 characters (got {value!r})"
+        )
+    return value
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def check_identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError(f"must be an identifier: letters, digits and '_', not starting with a digit (got {value!r})")
+    return value
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def check_free_text(value: str) -> str:
+    """Free text may hold quotes, braces and newlines (renderers quote it) but no NULs
+    or terminal control characters, and it is bounded in size."""
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    if len(value) > 4096:
+        raise ValueError(f"must be at most 4096 characters (got {len(value)})")
+    return value
+
+
+_IMAGE = re.compile(
+    r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+
+
+def check_image(value: str) -> str:
+    if len(value) > 255 or not _IMAGE.match(value):
+        raise ValueError(f"must be a container image reference like 'registry/name:tag' (got {value!r})")
+    return value
+
+
+MODEL_URI_SCHEMES = ("s3", "gs", "azure", "https", "http", "pvc", "hf", "oci", "file")
+_URI_SAFE = re.compile(r"^[A-Za-z0-9._~:/@%+=-]+$")
+
+
+def check_model_uri(value: str) -> str:
+    """A storage URI (``s3://...``) or a path relative to the project (``models/fraud/v1``).
+
+    Relative paths may not climb out of the project with ``..``; absolute paths are
+    allowed because they are explicit.
+    """
+    if not value or len(value) > 1024 or not _URI_SAFE.match(value):
+        raise ValueError(
+            "must be a storage URI (s3://, gs://, pvc://, hf://, ...) or a path inside the project, "
+            f"without spaces, quotes or shell characters (got {value!r})"
+        )
+    if "://" in value:
+        scheme = value.split("://", 1)[0]
+        if scheme not in MODEL_URI_SCHEMES:
+            raise ValueError(f"unsupported URI scheme {scheme!r}; use one of {', '.join(MODEL_URI_SCHEMES)}")
+        return value
+    if ".." in value.split("/"):
+        raise ValueError(f"must not contain '..': model paths stay inside the project (got {value!r})")
+    return value
+
+
+def check_url(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or not _URI_SAFE.match(value):
+        raise ValueError(f"must be an http(s) URL (got {value!r})")
+    return value
+
+
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+
+
+def check_region(value: str) -> str:
+    if not _REGION.match(value):
+        raise ValueError(f"must be a cloud region like 'eu-west-1' (got {value!r})")
+    return value
+
+
+_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+
+
+def check_quantity(value: str | int | float) -> str:
+    text = str(value)
+    if isinstance(value, bool) or not _QUANTITY.match(text):
+        raise ValueError(f"must be a Kubernetes quantity like '500m', '2' or '4Gi' (got {value!r})")
+    return text
+
+
+_HEADER = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+def check_header_name(value: str) -> str:
+    if not _HEADER.match(value):
+        raise ValueError(f"must be an HTTP header name (letters, digits, '-') (got {value!r})")
+    return value.lower()
+
+
+DnsLabel = Annotated[str, AfterValidator(check_dns_label)]
+Identifier = Annotated[str, AfterValidator(check_identifier)]
+FreeText = Annotated[str, AfterValidator(check_free_text)]
+Image = Annotated[str, AfterValidator(check_image)]
+ModelUri = Annotated[str, AfterValidator(check_model_uri)]
+Url = Annotated[str, AfterValidator(check_url)]
+Region = Annotated[str, AfterValidator(check_region)]
+Quantity = Annotated[str, BeforeValidator(check_quantity)]
+HeaderName = Annotated[str, AfterValidator(check_header_name)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+MarginValue = Annotated[Margin, BeforeValidator(parse_margin), PlainSerializer(str, return_type=str)]
+Percent = Annotated[int, Field(ge=0, le=100)]
+Port = Annotated[int, Field(ge=1024, le=65535)]
+
+
+class KeyProblem(ValueError):
+    """A cross-field problem that belongs to one key below the model being validated."""
+
+    def __init__(self, key: str | tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.key: tuple[str | int, ...] = (key,) if isinstance(key, str) else key
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# ---------------------------------------------------------------------------
+# Project and environments
+# ---------------------------------------------------------------------------
+
+
+class Project(Strict):
+    name: DnsLabel
+    description: FreeText = ""
+    owner: FreeText = ""
+
+
+class Fault(Strict):
+    """Fault injection for one version on the local target (demos and game days)."""
+
+    latency_ms: Annotated[float, Field(ge=0, le=60_000)] = 0.0
+    error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    # Share (percent) of the *other* variants' requests that the gateway misroutes to
+    # this version: a deliberately broken split, to show the sample-ratio check.
+    misroute_percent: Annotated[float, Field(ge=0, le=100)] = 0.0
+
+
+class Backend(Strict):
+    """Terraform remote state backend, rendered into each root module."""
+
+    type: Literal["s3", "gcs", "azurerm", "local"]
+    config: dict[Identifier, FreeText] = Field(default_factory=dict)
+
+
+GPU_TYPES = ("t4", "a10g", "l4", "l40s", "a100", "h100")
+
+
+class Environment(Strict):
+    target: Literal["local", "kubernetes"]
+    description: FreeText = ""
+    # Endpoints deployed in this environment (default: all of them).
+    endpoints: list[DnsLabel] | None = None
+    # local target
+    gateway_port: Port | None = None
+    admin_port: Port | None = None
+    prometheus_port: Port | None = None
+    scrape_interval: Duration = 2.0
+    faults: dict[DnsLabel, dict[DnsLabel, Fault]] = Field(default_factory=dict)
+    # kubernetes target
+    serving: Literal["kserve", "seldon"] | None = None
+    namespace: DnsLabel | None = None
+    cluster: Literal["aws-eks", "existing"] | None = None
+    cluster_name: DnsLabel | None = None
+    kubernetes_version: Annotated[str, Field(pattern=r"^1\.\d{2}$")] = "1.31"
+    region: Region | None = None
+    kube_context: FreeText | None = None
+    prometheus_url: Url | None = None
+    model_store: ModelUri | None = None
+    gpu_operator: bool = False
+    backend: Backend | None = None
+
+    @model_validator(mode="after")
+    def _target_fields(self) -> Environment:
+        local_only = ("gateway_port", "admin_port", "prometheus_port")
+        kube_only = (
+            "serving",
+            "namespace",
+            "cluster",
+            "cluster_name",
+            "region",
+            "kube_context",
+            "prometheus_url",
+            "model_store",
+            "backend",
+        )
+        if self.target == "local":
+            bad = [f for f in kube_only if getattr(self, f) is not None]
+            if bad:
+                raise KeyProblem(bad[0], "only applies to target = 'kubernetes' (this environment is local)")
+        else:
+            bad = [f for f in local_only if getattr(self, f) is not None]
+            if self.faults:
+                bad.append("faults")
+            if bad:
+                raise KeyProblem(bad[0], "only applies to target = 'local'")
+            missing = [f for f in ("serving", "namespace", "cluster") if getattr(self, f) is None]
+            if missing:
+                raise KeyProblem(missing[0], "is required when target = 'kubernetes'")
+            if self.cluster == "aws-eks" and self.region is None:
+                raise KeyProblem("region", "is required when cluster = 'aws-eks'")
+        return self
+
+
+# ---------------------------------------------------------------------------
+# Endpoints
+# ---------------------------------------------------------------------------
+
+Runtime = Literal["sklearn", "xgboost", "seldon", "triton", "vllm", "torchserve", "custom"]
+
+
+class Version(Strict):
+    model_uri: ModelUri
+    description: FreeText = ""
+    image: Image | None = None
+    args: list[FreeText] = Field(default_factory=list)
+    env: dict[Identifier, FreeText] = Field(default_factory=dict)
+    # local target: the command that serves this version (runtime = "custom"); the
+    # placeholders {port} and {model_dir} are filled in by mlserve.
+    command: list[FreeText] = Field(default_factory=list)
+    # seldon runtime: the Python class (module.Class) inside model_uri.
+    model_class: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")] | None = None
+    port: Port | None = None
+
+
+class Resources(Strict):
+    cpu: Quantity = "1"
+    memory: Quantity = "2Gi"
+    gpu: Annotated[int, Field(ge=0, le=16)] = 0
+    gpu_type: Literal["t4", "a10g", "l4", "l40s", "a100", "h100"] | None = None
+    instance_types: list[Annotated[str, Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+$")]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _gpu(self) -> Resources:
+        if self.gpu_type is not None and self.gpu == 0:
+            raise KeyProblem("gpu_type", "is set but gpu is 0: set gpu to the number of GPUs per replica")
+        return self
+
+
+class Autoscaling(Strict):
+    min_replicas: Annotated[int, Field(ge=0, le=1000)] = 1
+    max_replicas: Annotated[int, Field(ge=1, le=1000)] = 3
+    metric: Literal["concurrency", "rps", "cpu", "memory"] = "concurrency"
+    target: Annotated[int, Field(gt=0, le=100_000)] = 10
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise KeyProblem(
+                "max_replicas", f"must be at least min_replicas ({self.min_replicas}) (got {self.max_replicas})"
+            )
+        return self
+
+
+class Slo(Strict):
+    p99_latency: Duration | None = None
+    error_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+class InputSpec(Strict):
+    """The model's declared input, used to synthesise load-test payloads."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "input-0"
+    datatype: Literal["FP32", "FP64", "INT32", "INT64", "BYTES"] = "FP32"
+    shape: list[Annotated[int, Field(ge=1, le=65536)]] = Field(default_factory=lambda: [1, 8])
+
+
+class Auth(Strict):
+    """Who may call the endpoint on a cluster (Istio AuthorizationPolicy / RequestAuthentication)."""
+
+    allowed_namespaces: list[DnsLabel] = Field(default_factory=list)
+    allowed_principals: list[FreeText] = Field(default_factory=list)
+    jwt_issuer: Url | None = None
+    jwks_uri: Url | None = None
+
+    @model_validator(mode="after")
+    def _jwt(self) -> Auth:
+        if (self.jwt_issuer is None) != (self.jwks_uri is None):
+            raise KeyProblem(
+                "jwks_uri" if self.jwks_uri is None else "jwt_issuer", "jwt_issuer and jwks_uri go together"
+            )
+        return self
+
+
+MetricKind = Literal["error_rate", "latency", "ratio"]
+
+
+class MetricSpec(Strict):
+    name: Identifier
+    kind: MetricKind
+    quantile: Annotated[float, Field(gt=0, lt=1)] | None = None
+    direction: Literal["lower", "higher"] | None = None
+    margin: MarginValue = Margin(0.0, relative=False)
+    critical: bool = False
+    description: FreeText = ""
+    # kind = "ratio" on a live target: PromQL templates with a {variant} placeholder.
+    numerator: FreeText | None = None
+    denominator: FreeText | None = None
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> MetricSpec:
+        if self.kind == "latency" and self.quantile is None:
+            raise KeyProblem("quantile", "is required when kind = 'latency' (e.g. 0.99)")
+        if self.kind != "latency" and self.quantile is not None:
+            raise KeyProblem("quantile", "only applies to kind = 'latency'")
+        if self.kind != "ratio" and (self.numerator is not None or self.denominator is not None):
+            raise KeyProblem("numerator", "only applies to kind = 'ratio'")
+        if self.kind == "ratio" and self.direction is None:
+            raise KeyProblem("direction", "is required when kind = 'ratio' ('lower' or 'higher' is better)")
+        if (self.numerator is None) != (self.denominator is None):
+            raise KeyProblem(
+                "denominator" if self.denominator is None else "numerator", "numerator and denominator go together"
+            )
+        return self
+
+    @property
+    def better(self) -> Literal["lower", "higher"]:
+        return self.direction or "lower"
+
+
+def _default_metrics() -> list[MetricSpec]:
+    return [
+        MetricSpec(name="error_rate", kind="error_rate", margin=Margin(0.005, False), critical=True),
+        MetricSpec(name="latency_p99", kind="latency", quantile=0.99, margin=Margin(0.10, True)),
+    ]
+
+
+Strategy = Literal["shadow", "canary", "ab", "shadow+canary"]
+
+
+def _check_steps(steps: list[int]) -> list[int]:
+    for i, step in enumerate(steps):
+        if i and step <= steps[i - 1]:
+            raise KeyProblem((i,), f"steps must be strictly increasing (got {step} after {steps[i - 1]})")
+    return steps
+
+
+class RolloutPolicy(Strict):
+    """An endpoint's ``[rollout]`` table; also the format of ``analyze --policy`` files."""
+
+    strategy: Strategy = "canary"
+    steps: Annotated[list[Annotated[int, Field(ge=1, le=100)]], AfterValidator(_check_steps)] = Field(
+        default_factory=lambda: [10, 25, 50, 100], min_length=1, max_length=20
+    )
+    interval: Duration = 60.0
+    max_duration: Duration = 3600.0
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    min_requests: Annotated[int, Field(ge=0)] = 200
+    srm_p_value: Annotated[float, Field(gt=0, lt=0.5)] = 0.001
+    on_inconclusive: Literal["rollback", "promote", "hold"] = "rollback"
+    # shadow: share of requests mirrored to the candidate
+    shadow_percent: Percent = 100
+    # ab: the sticky key and the fixed horizon
+    sticky_header: HeaderName = "x-user-id"
+    sticky_cookie: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+    ab_duration: Duration | None = None
+    metrics: list[MetricSpec] = Field(default_factory=_default_metrics, min_length=1, max_length=32)
+
+    @model_validator(mode="after")
+    def _policy(self) -> RolloutPolicy:
+        names = [m.name for m in self.metrics]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            idx = [i for i, n in enumerate(names) if n == dupes[0]][1]
+            raise KeyProblem(("metrics", idx, "name"), f"metric names must be unique ({dupes[0]!r} is repeated)")
+        if self.max_duration < self.interval:
+            raise KeyProblem("max_duration", "is shorter than one interval")
+        return self
+
+
+class Endpoint(Strict):
+    runtime: Runtime
+    baseline: DnsLabel
+    description: FreeText = ""
+    versions: dict[DnsLabel, Version] = Field(min_length=1)
+    resources: Resources = Field(default_factory=Resources)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    slo: Slo = Field(default_factory=Slo)
+    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    input: InputSpec = Field(default_factory=InputSpec)
+    auth: Auth = Field(default_factory=Auth)
+
+    @model_validator(mode="after")
+    def _baseline_exists(self) -> Endpoint:
+        if self.baseline not in self.versions:
+            known = ", ".join(sorted(self.versions))
+            raise KeyProblem(
+                "baseline", f"names no version of this endpoint (got {self.baseline!r}; versions: {known})"
+            )
+        if self.runtime == "custom":
+            for name, v in self.versions.items():
+                if not v.command and not v.image:
+                    raise KeyProblem(("versions", name), "runtime = 'custom' needs command (local) or image")
+        return self
+
+
+class Manifest(Strict):
+    project: Project
+    environments: dict[DnsLabel, Environment] = Field(min_length=1)
+    endpoints: dict[DnsLabel, Endpoint] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self) -> Manifest:
+        known = ", ".join(sorted(self.endpoints))
+        for env_name, env in self.environments.items():
+            for i, ep in enumerate(env.endpoints or []):
+                if ep not in self.endpoints:
+                    raise KeyProblem(
+                        ("environments", env_name, "endpoints", i),
+                        f"names no endpoint (got {ep!r}; endpoints: {known})",
+                    )
+            for ep, versions in env.faults.items():
+                if ep not in self.endpoints:
+                    raise KeyProblem(
+                        ("environments", env_name, "faults", ep), f"names no endpoint (endpoints: {known})"
+                    )
+                for v in versions:
+                    if v not in self.endpoints[ep].versions:
+                        raise KeyProblem(
+                            ("environments", env_name, "faults", ep, v),
+                            f"names no version of endpoint {ep!r} ({', '.join(sorted(self.endpoints[ep].versions))})",
+                        )
+        return self
+
+    def endpoints_in(self, env_name: str) -> dict[str, Endpoint]:
+        env = self.environments[env_name]
+        names = env.endpoints if env.endpoints is not None else list(self.endpoints)
+        return {n: self.endpoints[n] for n in names}

@@ -1,0 +1,136 @@
+"""``mlserve init``: a working project with two small trained model versions."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from mlserve.errors import MlserveError, UsageError
+
+EXAMPLE_PROJECT_NAME = "acme-ml"
+SEED = 20261123
+N_FEATURES = 8
+
+
+@dataclass(frozen=True)
+class ScaffoldResult:
+    root: Path
+    project_name: str
+    written: list[str] = field(default_factory=list)
+    overwritten: list[str] = field(default_factory=list)
+
+
+def project_name_for(directory: Path) -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", directory.resolve().name.lower()).strip("-")[:63].strip("-")
+    return name or EXAMPLE_PROJECT_NAME
+
+
+def _read(name: str) -> str:
+    return (resources.files("mlserve.scaffold") / name).read_text(encoding="utf-8")
+
+
+def manifest_text(project_name: str) -> str:
+    text = _read("mlserve.toml")
+    return text.replace(f'name = "{EXAMPLE_PROJECT_NAME}"', f'name = "{project_name}"', 1)
+
+
+def static_files() -> dict[str, str]:
+    """Relative path -> content of every text file a new project gets."""
+    base = resources.files("mlserve.scaffold") / "files"
+    out: dict[str, str] = {}
+
+    def walk(node: object, prefix: str) -> None:
+        for child in node.iterdir():  # type: ignore[attr-defined]
+            rel = f"{prefix}{child.name}"
+            if child.is_dir():
+                walk(child, rel + "/")
+            else:
+                out[rel.replace("dot-", ".", 1) if rel.startswith("dot-") else rel] = child.read_text(encoding="utf-8")
+
+    walk(base, "")
+    return out
+
+
+def training_data(n: int, seed: int) -> tuple[object, object]:
+    """A synthetic, imbalanced fraud data set with 8 numeric features."""
+    from sklearn.datasets import make_classification
+
+    return make_classification(
+        n_samples=n,
+        n_features=N_FEATURES,
+        n_informative=5,
+        n_redundant=1,
+        weights=[0.9, 0.1],
+        class_sep=1.2,
+        random_state=seed,
+    )
+
+
+def train_models(models_dir: Path) -> list[str]:
+    """v1: strongly regularised, less data. v2: more data, less regularisation.
+
+    Deterministic (fixed seed), so two ``init`` runs give byte-identical predictions.
+    """
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = training_data(6000, SEED)
+    written = []
+    for version, n, c in (("v1", 1500, 0.05), ("v2", 6000, 1.0)):
+        model = LogisticRegression(C=c, max_iter=500, random_state=SEED)
+        model.fit(x[:n], y[:n])  # type: ignore[index]
+        out = models_dir / "fraud" / version
+        out.mkdir(parents=True, exist_ok=True)
+        joblib.dump(model, out / "model.joblib")
+        written.append(str((out / "model.joblib").relative_to(models_dir.parent)))
+    return written
+
+
+def sample_payloads(n: int = 64) -> str:
+    """V2 inference requests for the fraud endpoint, one per line (load tests)."""
+    x, _ = training_data(n, SEED + 1)
+    lines = []
+    for row in x:  # type: ignore[attr-defined]
+        req = {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": [1, N_FEATURES],
+                    "datatype": "FP32",
+                    "data": [round(float(v), 5) for v in row],
+                }
+            ]
+        }
+        lines.append(json.dumps(req))
+    return "\n".join(lines) + "\n"
+
+
+def scaffold(directory: Path, *, force: bool = False, train: bool = True) -> ScaffoldResult:
+    directory = directory.resolve()
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory}: exists and is not a directory")
+    name = project_name_for(directory)
+    files = {"mlserve.toml": manifest_text(name), "payloads/fraud.jsonl": sample_payloads()}
+    files.update(static_files())
+    model_files = ["models/fraud/v1/model.joblib", "models/fraud/v2/model.joblib"] if train else []
+    existing = [rel for rel in [*files, *model_files] if (directory / rel).exists()]
+    if existing and not force:
+        raise UsageError(
+            f"{directory}: would overwrite {', '.join(existing)}",
+            hint="pass --force to overwrite, or choose an empty directory",
+        )
+    written: list[str] = []
+    try:
+        for rel, content in files.items():
+            path = directory / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+            written.append(rel)
+        if train:
+            written.extend(train_models(directory / "models"))
+    except OSError as exc:
+        raise MlserveError(f"{directory}: cannot write project files: {exc.strerror or exc}") from None
+    return ScaffoldResult(root=directory, project_name=name, written=written, overwritten=existing)
