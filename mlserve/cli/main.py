@@ -13,8 +13,12 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
+
+try:  # typer >= 0.29 vendors its own click; older versions use the click package
+    from typer._click import ClickException
+except ImportError:  # pragma: no cover
+    from click import ClickException  # type: ignore[assignment]
 
 from mlserve import __version__
 from mlserve.cli.output import State, get_state
@@ -87,15 +91,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         state.emit_error(err)
         return err.exit_code
-    except click.exceptions.Exit as ex:
+    except typer.Exit as ex:
         return int(ex.exit_code)
-    except click.ClickException as ex:
+    except ClickException as ex:
         if state.json:
             state.emit_error(_as_usage(ex))
         else:
             ex.show(file=sys.stderr)
         return EXIT_USAGE if ex.exit_code == 2 else ex.exit_code
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("\ninterrupted\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     return int(rv) if isinstance(rv, int) else 0
 
 
-def _as_usage(ex: click.ClickException) -> MlserveError:
+def _as_usage(ex: ClickException) -> MlserveError:
     from mlserve.errors import UsageError
 
     return UsageError(ex.format_message())

@@ -179,6 +179,7 @@ def _message(err: Any, root: type[BaseModel]) -> tuple[Loc, str]:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     msg = msg[0].lower() + msg[1:] if msg else msg
+    msg = msg.replace("input should be", "must be")
     if "got" not in msg and "input" in err and not isinstance(err["input"], dict):
         msg += f" (got {_short(err['input'])})"
     return loc, msg
