@@ -1,0 +1,693 @@
+"""The local traffic gateway: one ASGI process per project that routes V2 inference requests
+to an endpoint's versions by weight, sticky key or shadow mirror, and exports the metrics
+the rollout statistics read.
+
+Started by deploy as ``python -m mlserve.local.gateway --config .mlserve/local/gateway.json``;
+see :mod:`mlserve.local.gateway_config` for the config and :mod:`mlserve.targets.local_client`
+for the admin API. Two listeners on 127.0.0.1 in one event loop: the data plane and the
+admin API. When both are bound the process prints one JSON line
+``{"event": "ready", "pid": N, "port": P, "admin_port": A}`` to stdout (ports resolved, so
+``port: 0`` in the config works for tests).
+
+Data plane routes: ``POST /v2/models/{ep}/infer``, ``POST /v2/models/{ep}/versions/{v}/infer``
+(pinned version, no retry), ``GET /v2/models/{ep}[/ready]`` (forwarded to the baseline),
+``GET /v2/models/{ep}/versions/{v}[/ready]``, ``GET /v2/health/live|ready``, ``GET /metrics``.
+
+Metric semantics (names are a contract, DESIGN.md):
+
+- ``mlserve_requests_total{endpoint,variant,code}`` counts *attempts* at a variant: ``code`` is
+  the HTTP status (``"200"``, ``"500"`` for an injected or upstream error, ``"504"`` for an
+  upstream timeout) or ``"connect_error"`` when the variant refused the connection or dropped
+  it before answering (the request is then retried once on another variant and counted there
+  too). A client-facing 503 after both attempts failed is not counted again.
+- ``mlserve_request_duration_seconds{endpoint,variant}``: time at the gateway from the start
+  of the attempt (injected latency included) to the upstream's full answer; not observed for
+  connect errors.
+- ``mlserve_shadow_requests_total{endpoint,variant,code}``: mirrors sent to the shadow
+  ``variant``, by its answer's code; ``"dropped"`` when more than ``shadow_max_inflight``
+  mirrors were pending.
+- ``mlserve_shadow_agreement_total{endpoint,variant,agree="true"|"false"}``: mirrors where both
+  the routed answer and the shadow answer were 200 V2 responses, compared on
+  ``outputs[].data`` with the configured numeric tolerance.
+- ``mlserve_traffic_weight{endpoint,variant}``: the current routing weight (percent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mlserve.local.gateway_config import (
+    EndpointStatus,
+    Fault,
+    GatewayConfig,
+    GatewayConfigError,
+    GatewayState,
+    TrafficFile,
+    TrafficState,
+    VersionStatus,
+    atomic_write_json,
+    load_gateway_config,
+    load_traffic_file,
+    read_token_file,
+)
+from mlserve.local.routing import RouteTable, outputs_agree
+
+log = logging.getLogger("mlserve.gateway")
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ADMIN_MAX_BODY = 64 * 1024
+VARIANT_HEADER = "x-mlserve-variant"
+
+
+def _error(status: int, message: str, variant: str | None = None) -> JSONResponse:
+    headers = {VARIANT_HEADER: variant} if variant else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body, at most ``limit`` bytes and within ``timeout`` (slow clients are cut off)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+
+    async def collect() -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    return await asyncio.wait_for(collect(), timeout)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one try at one variant produced."""
+
+    variant: str
+    status: int  # 0: no HTTP answer (connect error / disconnect)
+    content: bytes
+    content_type: str
+    code: str
+
+
+class Metrics:
+    """prometheus-client objects in the gateway's own registry, with label children cached."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        self.requests = Counter(
+            "mlserve_requests_total",
+            "Inference attempts per endpoint, variant and status code",
+            ["endpoint", "variant", "code"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "mlserve_request_duration_seconds",
+            "Inference latency at the gateway per endpoint and variant (injected latency included)",
+            ["endpoint", "variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.shadow_requests = Counter(
+            "mlserve_shadow_requests_total",
+            "Mirrored requests per endpoint, shadow variant and status code",
+            ["endpoint", "variant", "code"],
+            registry=self.registry,
+        )
+        self.shadow_agreement = Counter(
+            "mlserve_shadow_agreement_total",
+            "Mirrored requests whose outputs agree (or not) with the routed variant's",
+            ["endpoint", "variant", "agree"],
+            registry=self.registry,
+        )
+        self.weight = Gauge(
+            "mlserve_traffic_weight",
+            "Current routing weight (percent) per endpoint and variant",
+            ["endpoint", "variant"],
+            registry=self.registry,
+        )
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def count(self, endpoint: str, variant: str, code: str, seconds: float | None) -> None:
+        key = ("r", endpoint, variant, code)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.requests.labels(endpoint, variant, code)
+        child.inc()
+        if seconds is not None:
+            hkey = ("h", endpoint, variant)
+            hist = self._children.get(hkey)
+            if hist is None:
+                hist = self._children[hkey] = self.duration.labels(endpoint, variant)
+            hist.observe(seconds)
+
+    def init_series(self, endpoint: str, variants: list[str]) -> None:
+        """Zero-valued series exist from the start, so PromQL sees a variant before its first request."""
+        for v in variants:
+            self.requests.labels(endpoint, v, "200")
+            self.duration.labels(endpoint, v)
+
+
+class Gateway:
+    """Shared state of both listeners. Routing tables are swapped whole, never mutated."""
+
+    def __init__(self, config: GatewayConfig, token: str, *, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.token = token
+        self.rand = (rng or random.Random()).random
+        self.metrics = Metrics()
+        self.tables: dict[str, RouteTable] = {}
+        self.started_at = time.time()
+        self.admin_lock = asyncio.Lock()
+        self.shadow_tasks: set[asyncio.Task[None]] = set()
+        self.client: httpx.AsyncClient | None = None
+        self.shadow_client: httpx.AsyncClient | None = None
+        self.bound_port = config.port
+        self.bound_admin_port = config.admin_port
+        restored = self._restore()
+        for name, ep in config.endpoints.items():
+            traffic = restored.get(name, ep.traffic)
+            self.tables[name] = RouteTable.build(name, ep.baseline, list(ep.versions), traffic, dict(ep.faults))
+            self.metrics.init_series(name, list(ep.versions))
+            self._export_weights(name)
+
+    # -- state file ------------------------------------------------------------
+
+    def _restore(self) -> dict[str, TrafficState]:
+        """Traffic from the state file, endpoint by endpoint; an entry that no longer fits the
+        config (a version was removed) falls back to the config's initial traffic."""
+        saved = load_traffic_file(self.config.state_file)
+        if saved is None:
+            return {}
+        restored: dict[str, TrafficState] = {}
+        for name, traffic in saved.endpoints.items():
+            ep = self.config.endpoints.get(name)
+            if ep is None:
+                continue
+            try:
+                restored[name] = traffic.validated(ep.versions, f"{self.config.state_file}: endpoints.{name}")
+            except GatewayConfigError as exc:
+                log.warning("ignoring saved traffic of %s: %s", name, exc)
+        return restored
+
+    def _persist(self, tables: dict[str, RouteTable]) -> None:
+        data = TrafficFile({k: t.traffic for k, t in tables.items()}, updated_at=time.time())
+        atomic_write_json(self.config.state_file, data.to_dict())
+
+    def _export_weights(self, endpoint: str) -> None:
+        table = self.tables[endpoint]
+        for v in self.config.endpoints[endpoint].versions:
+            self.metrics.weight.labels(endpoint, v).set(table.traffic.weights.get(v, 0))
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        timeout = httpx.Timeout(self.config.upstream_timeout, connect=self.config.connect_timeout)
+        # Keep-alive shorter than uvicorn's 5 s default on the upstream side, so the gateway never
+        # reuses a connection the model server is about to close.
+        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=4.0)
+        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
+        self.shadow_client = httpx.AsyncClient(
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=self.config.shadow_max_inflight, keepalive_expiry=4.0),
+            trust_env=False,
+        )
+
+    async def stop(self) -> None:
+        for task in list(self.shadow_tasks):
+            task.cancel()
+        if self.shadow_tasks:
+            await asyncio.gather(*self.shadow_tasks, return_exceptions=True)
+        for client in (self.client, self.shadow_client):
+            if client is not None:
+                await client.aclose()
+
+    # -- forwarding ------------------------------------------------------------
+
+    async def attempt(
+        self, client: httpx.AsyncClient, endpoint: str, variant: str, fault: Fault | None, body: bytes
+    ) -> Attempt:
+        """One try at one variant, faults applied first (they behave like a slow or failing server)."""
+        if fault is not None:
+            if fault.latency_ms:
+                await asyncio.sleep(fault.latency_ms / 1000.0)
+            if fault.error_rate and self.rand() < fault.error_rate:
+                msg = json.dumps({"error": f"injected fault: error_rate={fault.error_rate:g} on {variant}"}).encode()
+                return Attempt(variant, 500, msg, "application/json", "500")
+        url = f"{self.config.endpoints[endpoint].versions[variant]}/v2/models/{endpoint}/infer"
+        try:
+            resp = await client.post(url, content=body, headers={"content-type": "application/json"})
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            return Attempt(variant, 0, b"", "", "connect_error")
+        except httpx.TimeoutException:
+            msg = json.dumps({"error": f"version {variant} of {endpoint} did not answer in time"}).encode()
+            return Attempt(variant, 504, msg, "application/json", "504")
+        return Attempt(
+            variant, resp.status_code, resp.content, resp.headers.get("content-type", ""), str(resp.status_code)
+        )
+
+    async def route(self, table: RouteTable, variant: str, body: bytes, *, retry: bool) -> Attempt:
+        assert self.client is not None
+        endpoint = table.endpoint
+        t0 = time.perf_counter()
+        result = await self.attempt(self.client, endpoint, variant, table.faults.get(variant), body)
+        if result.status == 0:
+            self.metrics.count(endpoint, variant, "connect_error", None)
+            other = table.fallback(variant, self.rand) if retry else None
+            if other is None:
+                return result
+            t0 = time.perf_counter()
+            result = await self.attempt(self.client, endpoint, other, table.faults.get(other), body)
+            if result.status == 0:
+                self.metrics.count(endpoint, other, "connect_error", None)
+                return result
+        self.metrics.count(endpoint, result.variant, result.code, time.perf_counter() - t0)
+        return result
+
+    def mirror(self, table: RouteTable, target: str, body: bytes, primary: asyncio.Future[Attempt]) -> None:
+        if len(self.shadow_tasks) >= self.config.shadow_max_inflight:
+            self.metrics.shadow_requests.labels(table.endpoint, target, "dropped").inc()
+            return
+        task = asyncio.get_running_loop().create_task(self._shadow(table, target, body, primary))
+        self.shadow_tasks.add(task)
+        task.add_done_callback(self.shadow_tasks.discard)
+
+    async def _shadow(self, table: RouteTable, target: str, body: bytes, primary: asyncio.Future[Attempt]) -> None:
+        assert self.shadow_client is not None
+        endpoint = table.endpoint
+        result = await self.attempt(self.shadow_client, endpoint, target, table.faults.get(target), body)
+        self.metrics.shadow_requests.labels(endpoint, target, result.code).inc()
+        try:
+            routed = await primary
+        except (asyncio.CancelledError, Exception):
+            return
+        if result.status != 200 or routed.status != 200:
+            return
+        try:
+            agree = outputs_agree(
+                json.loads(routed.content), json.loads(result.content), self.config.shadow_rtol, self.config.shadow_atol
+            )
+        except ValueError:
+            agree = None
+        if agree is not None:
+            self.metrics.shadow_agreement.labels(endpoint, target, "true" if agree else "false").inc()
+
+    def sticky_key(self, request: Request, table: RouteTable) -> bytes | None:
+        """The user key as opaque bytes (header first, then cookie); never echoed or logged."""
+        ep = self.config.endpoints[table.endpoint]
+        for name, value in request.scope["headers"]:
+            if name == ep.sticky_header.encode("ascii"):
+                return value
+        if ep.sticky_cookie:
+            cookie = request.cookies.get(ep.sticky_cookie)
+            if cookie:
+                return cookie.encode("utf-8", "surrogateescape")
+        return None
+
+    # -- data plane handlers ------------------------------------------------------
+
+    async def infer(self, request: Request) -> Response:
+        endpoint = request.path_params["endpoint"]
+        pinned: str | None = request.path_params.get("version")
+        table = self.tables.get(endpoint)
+        if table is None:
+            return _error(404, f"unknown endpoint {endpoint!r} (endpoints: {', '.join(self.tables)})")
+        if pinned is not None and pinned not in table.order:
+            return _error(
+                404, f"unknown version {pinned!r} of endpoint {endpoint!r} (versions: {', '.join(table.order)})"
+            )
+        try:
+            body = await read_body(request, self.config.max_body_bytes, self.config.body_timeout)
+        except BodyTooLarge:
+            return _error(413, f"request body exceeds {self.config.max_body_bytes} bytes")
+        except TimeoutError:
+            return _error(408, f"request body not received within {self.config.body_timeout:g} s")
+        except ClientDisconnect:
+            return Response(status_code=400)
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(400, f"request body is not valid JSON: {exc}")
+        if not isinstance(payload, dict):
+            return _error(400, "request body must be a JSON object (a V2 inference request)")
+
+        if pinned is not None:
+            variant, shadow_to = pinned, None
+        else:
+            key = self.sticky_key(request, table) if table.traffic.mode == "sticky" else None
+            if key is not None and len(key) > self.config.sticky_key_max_bytes:
+                return _error(400, f"sticky key longer than {self.config.sticky_key_max_bytes} bytes")
+            variant = table.choose(key, self.rand)
+            shadow_to = table.shadow_target(variant, self.rand)
+
+        primary: asyncio.Future[Attempt] | None = None
+        if shadow_to is not None:
+            primary = asyncio.get_running_loop().create_future()
+            self.mirror(table, shadow_to, body, primary)
+        try:
+            result = await self.route(table, variant, body, retry=pinned is None)
+        except BaseException:
+            if primary is not None:
+                primary.cancel()
+            raise
+        if primary is not None and not primary.done():
+            primary.set_result(result)
+        if result.status == 0:
+            tried = variant if pinned is not None else f"{variant} and a fallback"
+            return _error(503, f"no version of endpoint {endpoint!r} could answer ({tried} refused the connection)")
+        headers = {VARIANT_HEADER: result.variant}
+        return Response(
+            result.content, status_code=result.status, headers=headers, media_type=result.content_type or None
+        )
+
+    async def metadata(self, request: Request) -> Response:
+        endpoint = request.path_params["endpoint"]
+        table = self.tables.get(endpoint)
+        if table is None:
+            return _error(404, f"unknown endpoint {endpoint!r}")
+        version = request.path_params.get("version", table.baseline)
+        if version not in table.order:
+            return _error(404, f"unknown version {version!r} of endpoint {endpoint!r}")
+        suffix = "/ready" if request.url.path.endswith("/ready") else ""
+        url = f"{self.config.endpoints[endpoint].versions[version]}/v2/models/{endpoint}{suffix}"
+        assert self.client is not None
+        try:
+            resp = await self.client.get(url)
+        except httpx.TimeoutException:
+            return _error(504, f"version {version} of {endpoint} did not answer in time", version)
+        except httpx.HTTPError:
+            return _error(503, f"version {version} of endpoint {endpoint!r} is down", version)
+        return Response(
+            resp.content,
+            status_code=resp.status_code,
+            headers={VARIANT_HEADER: version},
+            media_type=resp.headers.get("content-type"),
+        )
+
+    async def live(self, request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def ready(self, request: Request) -> Response:
+        return JSONResponse({"ready": self.client is not None}, status_code=200 if self.client else 503)
+
+    async def metrics_page(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # -- admin API -------------------------------------------------------------
+
+    def authorized(self, request: Request) -> bool:
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {self.token}"
+        return hmac.compare_digest(given.encode("latin-1", "replace"), expected.encode("latin-1"))
+
+    async def _admin_json(self, request: Request) -> Any:
+        try:
+            body = await read_body(request, ADMIN_MAX_BODY, 5.0)
+        except BodyTooLarge:
+            raise GatewayConfigError(f"body exceeds {ADMIN_MAX_BODY} bytes") from None
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise GatewayConfigError(f"body is not valid JSON: {exc}") from None
+
+    async def _probe(self, url: str) -> bool:
+        assert self.client is not None
+        try:
+            resp = await self.client.get(f"{url}/v2/health/ready", timeout=1.0)
+        except httpx.HTTPError:
+            return False
+        return resp.status_code == 200
+
+    async def endpoint_status(self, endpoint: str, probe: bool) -> EndpointStatus:
+        table = self.tables[endpoint]
+        ep = self.config.endpoints[endpoint]
+        names = list(ep.versions)
+        health: list[bool | None] = (
+            list(await asyncio.gather(*(self._probe(ep.versions[v]) for v in names))) if probe else [None] * len(names)
+        )
+        return EndpointStatus(
+            baseline=ep.baseline,
+            traffic=table.traffic,
+            sticky_header=ep.sticky_header,
+            sticky_cookie=ep.sticky_cookie,
+            generation=table.generation,
+            versions={
+                v: VersionStatus(
+                    url=ep.versions[v],
+                    weight=int(table.traffic.weights.get(v, 0)),
+                    fault=table.faults.get(v, Fault()),
+                    healthy=h,
+                )
+                for v, h in zip(names, health, strict=True)
+            },
+        )
+
+    async def admin_health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "pid": os.getpid(), "endpoints": list(self.tables)})
+
+    async def admin_state(self, request: Request) -> Response:
+        probe = request.query_params.get("probe", "1") not in ("0", "false", "no")
+        statuses = await asyncio.gather(*(self.endpoint_status(ep, probe) for ep in self.tables))
+        state = GatewayState(
+            endpoints=dict(zip(self.tables, statuses, strict=True)),
+            pid=os.getpid(),
+            port=self.bound_port,
+            admin_port=self.bound_admin_port,
+            started_at=self.started_at,
+        )
+        return JSONResponse(state.to_dict())
+
+    async def admin_traffic(self, request: Request) -> Response:
+        endpoint = request.path_params["endpoint"]
+        if endpoint not in self.tables:
+            return _error(404, f"unknown endpoint {endpoint!r} (endpoints: {', '.join(self.tables)})")
+        try:
+            data = await self._admin_json(request)
+            traffic = TrafficState.from_dict(data).validated(self.config.endpoints[endpoint].versions)
+        except GatewayConfigError as exc:
+            return _error(400, str(exc))
+        async with self.admin_lock:
+            old = self.tables[endpoint]
+            new = RouteTable.build(
+                endpoint, old.baseline, list(self.config.endpoints[endpoint].versions), traffic, old.faults,
+                generation=old.generation + 1,
+            )  # fmt: skip
+            tables = {**self.tables, endpoint: new}
+            try:
+                await asyncio.to_thread(self._persist, tables)
+            except OSError as exc:
+                return _error(500, f"cannot save traffic state to {self.config.state_file}: {exc.strerror or exc}")
+            self.tables = tables  # one reference swap: requests in flight keep their table
+            self._export_weights(endpoint)
+        log.info("traffic of %s: %s", endpoint, traffic.to_dict())
+        return JSONResponse((await self.endpoint_status(endpoint, probe=False)).to_dict())
+
+    async def admin_fault(self, request: Request) -> Response:
+        endpoint = request.path_params["endpoint"]
+        version = request.path_params["version"]
+        if endpoint not in self.tables:
+            return _error(404, f"unknown endpoint {endpoint!r} (endpoints: {', '.join(self.tables)})")
+        if version not in self.config.endpoints[endpoint].versions:
+            return _error(404, f"unknown version {version!r} of endpoint {endpoint!r}")
+        try:
+            fault = Fault.from_dict(await self._admin_json(request))
+        except GatewayConfigError as exc:
+            return _error(400, str(exc))
+        async with self.admin_lock:
+            old = self.tables[endpoint]
+            faults = {**old.faults, version: fault}
+            if not fault.active:
+                faults.pop(version)
+            new = RouteTable.build(
+                endpoint, old.baseline, list(old.order), old.traffic, faults, generation=old.generation
+            )
+            self.tables = {**self.tables, endpoint: new}
+        log.info("fault on %s/%s: %s", endpoint, version, fault.to_dict())
+        return JSONResponse((await self.endpoint_status(endpoint, probe=False)).to_dict())
+
+
+def _guard(gw: Gateway, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    async def guarded(request: Request) -> Response:
+        if not gw.authorized(request):
+            return JSONResponse(
+                {"error": "missing or wrong admin token (Authorization: Bearer TOKEN)"},
+                status_code=401,
+                headers={"www-authenticate": "Bearer"},
+            )
+        return await handler(request)
+
+    return guarded
+
+
+def data_app(gw: Gateway) -> Starlette:
+    return Starlette(
+        routes=[
+            Route("/v2/models/{endpoint}/infer", gw.infer, methods=["POST"]),
+            Route("/v2/models/{endpoint}/versions/{version}/infer", gw.infer, methods=["POST"]),
+            Route("/v2/models/{endpoint}", gw.metadata, methods=["GET"]),
+            Route("/v2/models/{endpoint}/ready", gw.metadata, methods=["GET"]),
+            Route("/v2/models/{endpoint}/versions/{version}", gw.metadata, methods=["GET"]),
+            Route("/v2/models/{endpoint}/versions/{version}/ready", gw.metadata, methods=["GET"]),
+            Route("/v2/health/live", gw.live, methods=["GET"]),
+            Route("/v2/health/ready", gw.ready, methods=["GET"]),
+            Route("/metrics", gw.metrics_page, methods=["GET"]),
+        ]
+    )
+
+
+def admin_app(gw: Gateway) -> Starlette:
+    return Starlette(
+        routes=[
+            Route("/admin/health", _guard(gw, gw.admin_health), methods=["GET"]),
+            Route("/admin/state", _guard(gw, gw.admin_state), methods=["GET"]),
+            Route("/admin/endpoints/{endpoint}/traffic", _guard(gw, gw.admin_traffic), methods=["PUT"]),
+            Route("/admin/endpoints/{endpoint}/faults/{version}", _guard(gw, gw.admin_fault), methods=["PUT"]),
+        ]
+    )
+
+
+# ---------------------------------------------------------------------------
+# Process
+# ---------------------------------------------------------------------------
+
+
+class _Server(uvicorn.Server):
+    """Two servers share one loop; the process installs its own signal handlers for both."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(host: str, port: int, what: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise GatewayConfigError(f"cannot listen on {host}:{port} for the {what}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _uvicorn_config(app: Starlette) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=5,  # idle keep-alive connections are closed
+        timeout_graceful_shutdown=5,
+        limit_concurrency=4096,  # beyond this uvicorn answers 503 instead of queueing forever
+        h11_max_incomplete_event_size=16 * 1024,  # bounds request line + headers
+        server_header=False,
+    )
+
+
+async def serve(config: GatewayConfig, token: str) -> None:
+    gw = Gateway(config, token)
+    data_sock = bind(config.host, config.port, "gateway")
+    admin_sock = bind(config.admin_host, config.admin_port, "admin API")
+    gw.bound_port = data_sock.getsockname()[1]
+    gw.bound_admin_port = admin_sock.getsockname()[1]
+    await gw.start()
+    servers = [_Server(_uvicorn_config(data_app(gw))), _Server(_uvicorn_config(admin_app(gw)))]
+
+    def stop() -> None:
+        for s in servers:
+            s.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+
+    async def announce() -> None:
+        while not all(s.started for s in servers):
+            await asyncio.sleep(0.01)
+        ready = {"event": "ready", "pid": os.getpid(), "port": gw.bound_port, "admin_port": gw.bound_admin_port}
+        print(json.dumps(ready), flush=True)
+
+    announcer = loop.create_task(announce())
+    try:
+        await asyncio.gather(servers[0].serve([data_sock]), servers[1].serve([admin_sock]))
+    finally:
+        announcer.cancel()
+        await gw.stop()
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlserve.local.gateway", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="gateway config JSON (mlserve.gateway/v1)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)  # one line per request would cost latency
+    disable_created_metrics()  # *_created series are noise for PromQL rate() queries
+    try:
+        config = load_gateway_config(args.config)
+        token = read_token_file(config.admin_token_file)
+        load_traffic_file(config.state_file)  # fail early on a corrupt state file
+    except GatewayConfigError as exc:
+        print(f"mlserve gateway: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(config, token))
+    except GatewayConfigError as exc:
+        print(f"mlserve gateway: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
