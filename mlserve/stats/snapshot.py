@@ -1,0 +1,405 @@
+"""The ``mlserve.snapshot/v1`` format: the only input of a statistical decision.
+
+A snapshot holds, for each look, cumulative per-variant counts (requests, errors, a
+Prometheus-style latency histogram, optional custom ratio metrics) and the traffic
+weights in force during the interval that ends at that look. Everything is checked
+here, once, so that the statistics can trust their inputs: a snapshot that breaks a
+rule is rejected with a message naming the file, the look (1-based) and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlserve.errors import UsageError
+
+FORMAT = "mlserve.snapshot/v1"
+# Counts above this are almost certainly corrupt (and lose precision as floats).
+MAX_COUNT = 2**53
+MAX_LOOKS = 100_000
+MAX_BUCKETS = 1_000
+MAX_CUSTOM = 64
+MAX_BYTES = 256 * 1024 * 1024
+_STRATEGIES = ("canary", "ab", "shadow", "shadow+canary")
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative bucket counts (Prometheus ``le`` semantics); the last bound is +Inf."""
+
+    le: tuple[float, ...]
+    counts: tuple[int, ...]
+    sum: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "le": [("+Inf" if math.isinf(b) else b) for b in self.le],
+            "counts": list(self.counts),
+            "sum": self.sum,
+        }
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A custom ratio metric: cumulative numerator events over cumulative denominator exposure."""
+
+    numerator: float
+    denominator: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"numerator": _num_out(self.numerator), "denominator": _num_out(self.denominator)}
+
+
+@dataclass(frozen=True)
+class VariantStats:
+    requests: int
+    errors: int
+    latency: Histogram | None = None
+    custom: Mapping[str, Ratio] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"requests": self.requests, "errors": self.errors}
+        if self.latency is not None:
+            out["latency_seconds"] = self.latency.to_dict()
+        if self.custom:
+            out["custom"] = {k: v.to_dict() for k, v in self.custom.items()}
+        return out
+
+
+@dataclass(frozen=True)
+class Look:
+    at: str
+    weights: Mapping[str, float]
+    variants: Mapping[str, VariantStats]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "weights": {k: _num_out(v) for k, v in self.weights.items()},
+            "variants": {k: v.to_dict() for k, v in self.variants.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    endpoint: str
+    baseline: str
+    candidate: str
+    strategy: str
+    looks: tuple[Look, ...]
+    source: str = "<snapshot>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "endpoint": self.endpoint,
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "strategy": self.strategy,
+            "looks": [look.to_dict() for look in self.looks],
+        }
+
+    def write(self, path: Path) -> None:
+        """Write the snapshot as JSON (used by live rollouts to save what they decided on)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _num_out(value: float) -> float | int:
+    return int(value) if float(value).is_integer() and abs(value) < MAX_COUNT else value
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def read_snapshot(path: Path) -> Snapshot:
+    """Read and check a snapshot file; raise UsageError (exit 2) naming what is wrong."""
+    source = str(path)
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise UsageError(f"{source}: file is larger than {MAX_BYTES // (1024 * 1024)} MiB")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{source}: file not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"{source}: is a directory, not a snapshot file") from None
+    except OSError as exc:
+        raise UsageError(f"{source}: cannot read: {exc.strerror}") from None
+    return loads_snapshot(raw, source)
+
+
+def loads_snapshot(raw: bytes | str, source: str = "<snapshot>") -> Snapshot:
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        raise UsageError(f"{source}: not valid UTF-8") from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{source}:{exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer too long to convert
+        raise UsageError(f"{source}: invalid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{source}: invalid JSON: nested too deeply") from None
+    return parse_snapshot(data, source)
+
+
+class _Bad(Exception):
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(message)
+        self.where = where
+        self.message = message
+
+
+def parse_snapshot(data: Any, source: str = "<snapshot>") -> Snapshot:
+    """Check a decoded JSON document against ``mlserve.snapshot/v1``."""
+    try:
+        return _parse(data, source)
+    except _Bad as bad:
+        where = f"{bad.where}: " if bad.where else ""
+        raise UsageError(f"{source}: {where}{bad.message}") from None
+    except RecursionError:
+        raise UsageError(f"{source}: document nests too deeply") from None
+
+
+def _short(value: Any) -> str:
+    try:
+        text = json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _obj(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Bad(where, f"must be an object (got {_type_name(value)})")
+    return value
+
+
+def _str(value: Any, where: str, *, max_len: int = 253) -> str:
+    if not isinstance(value, str) or not value:
+        raise _Bad(where, f"must be a non-empty string (got {_short(value)})")
+    if len(value) > max_len:
+        raise _Bad(where, f"must be at most {max_len} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise _Bad(where, "must not contain control characters")
+    return value
+
+
+def _count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Bad(where, f"must be a non-negative integer count (got {_short(value)})")
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise _Bad(where, f"must be a non-negative integer count (got {_short(value)})")
+        value = int(value)
+    if value < 0:
+        raise _Bad(where, f"must not be negative (got {value})")
+    if value > MAX_COUNT:
+        raise _Bad(where, f"is implausibly large (got {value}; at most 2**53)")
+    return value
+
+
+def _real(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Bad(where, f"must be a number (got {_short(value)})")
+    if isinstance(value, int) and abs(value) > MAX_COUNT:
+        raise _Bad(where, f"is implausibly large (got {_short(value)})")
+    out = float(value)
+    if not math.isfinite(out):
+        raise _Bad(where, f"must be finite (got {_short(value)})")
+    if out < 0:
+        raise _Bad(where, f"must not be negative (got {_short(value)})")
+    return out
+
+
+def _keys(obj: dict[str, Any], where: str, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    for key in required:
+        if key not in obj:
+            raise _Bad(f"{where}.{key}" if where else key, "required field is missing")
+    allowed = set(required) | set(optional)
+    for key in obj:
+        if key not in allowed:
+            raise _Bad(where, f"unknown field {_short(key)} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _parse(data: Any, source: str) -> Snapshot:
+    if not isinstance(data, dict):
+        raise _Bad("", f"a snapshot must be a JSON object (got {_type_name(data)})")
+    fmt = data.get("format")
+    if fmt != FORMAT:
+        raise _Bad("format", f"unknown format {_short(fmt)}; expected {FORMAT!r}")
+    _keys(data, "", ("format", "baseline", "candidate", "looks"), ("endpoint", "strategy"))
+    endpoint = _str(data.get("endpoint", "unknown"), "endpoint")
+    baseline = _str(data["baseline"], "baseline")
+    candidate = _str(data["candidate"], "candidate")
+    if baseline == candidate:
+        raise _Bad("candidate", f"must differ from baseline (both are {baseline!r})")
+    strategy = _str(data.get("strategy", "canary"), "strategy")
+    if strategy not in _STRATEGIES:
+        raise _Bad("strategy", f"must be one of {', '.join(_STRATEGIES)} (got {_short(strategy)})")
+    raw_looks = data["looks"]
+    if not isinstance(raw_looks, list):
+        raise _Bad("looks", f"must be a list (got {_type_name(raw_looks)})")
+    if not raw_looks:
+        raise _Bad("looks", "is empty: a snapshot needs at least one look")
+    if len(raw_looks) > MAX_LOOKS:
+        raise _Bad("looks", f"has {len(raw_looks)} looks; at most {MAX_LOOKS}")
+    looks: list[Look] = []
+    prev: Look | None = None
+    for i, raw in enumerate(raw_looks, start=1):
+        look = _look(raw, f"looks[{i}]", (baseline, candidate), prev)
+        looks.append(look)
+        prev = look
+    return Snapshot(endpoint, baseline, candidate, strategy, tuple(looks), source)
+
+
+def _look(raw: Any, where: str, names: tuple[str, str], prev: Look | None) -> Look:
+    obj = _obj(raw, where)
+    _keys(obj, where, ("weights", "variants"), ("at",))
+    at = _str(obj["at"], f"{where}.at", max_len=64) if "at" in obj else ""
+    wobj = _obj(obj["weights"], f"{where}.weights")
+    if len(wobj) > 64:
+        raise _Bad(f"{where}.weights", "has more than 64 variants")
+    weights = {_str(k, f"{where}.weights"): _real(v, f"{where}.weights.{k}") for k, v in wobj.items()}
+    for name in names:
+        if name not in weights:
+            raise _Bad(f"{where}.weights.{name}", "required field is missing (weight of a variant under test)")
+    if weights[names[0]] + weights[names[1]] <= 0:
+        raise _Bad(f"{where}.weights", "baseline and candidate weights are both zero")
+    vobj = _obj(obj["variants"], f"{where}.variants")
+    if len(vobj) > 64:
+        raise _Bad(f"{where}.variants", "has more than 64 variants")
+    variants: dict[str, VariantStats] = {}
+    for name in names:
+        if name not in vobj:
+            raise _Bad(f"{where}.variants.{name}", "variant is missing")
+    for name, v in vobj.items():
+        _str(name, f"{where}.variants")
+        before = prev.variants.get(name) if prev is not None else None
+        variants[name] = _variant(v, f"{where}.variants.{name}", before)
+    base, cand = variants[names[0]].latency, variants[names[1]].latency
+    if base is not None and cand is not None and base.le != cand.le:
+        raise _Bad(
+            f"{where}.variants.{names[1]}.latency_seconds.le",
+            f"bucket bounds differ from the baseline's ({names[0]}); both variants must use the same buckets",
+        )
+    return Look(at, weights, variants)
+
+
+def _not_less(now: float, before: float, where: str) -> None:
+    if now < before:
+        raise _Bad(where, f"decreased from {_num_out(before)} to {_num_out(now)} (counts are cumulative)")
+
+
+def _variant(raw: Any, where: str, before: VariantStats | None) -> VariantStats:
+    obj = _obj(raw, where)
+    _keys(obj, where, ("requests", "errors"), ("latency_seconds", "custom"))
+    requests = _count(obj["requests"], f"{where}.requests")
+    errors = _count(obj["errors"], f"{where}.errors")
+    if errors > requests:
+        raise _Bad(f"{where}.errors", f"is larger than requests ({errors} > {requests})")
+    if before is not None:
+        _not_less(requests, before.requests, f"{where}.requests")
+        _not_less(errors, before.errors, f"{where}.errors")
+    latency = None
+    if obj.get("latency_seconds") is not None:
+        latency = _histogram(
+            obj["latency_seconds"],
+            f"{where}.latency_seconds",
+            requests,
+            before.latency if before is not None else None,
+        )
+    custom: dict[str, Ratio] = {}
+    if obj.get("custom") is not None:
+        cobj = _obj(obj["custom"], f"{where}.custom")
+        if len(cobj) > MAX_CUSTOM:
+            raise _Bad(f"{where}.custom", f"has more than {MAX_CUSTOM} metrics")
+        for name, r in cobj.items():
+            cw = f"{where}.custom.{_str(name, f'{where}.custom', max_len=64)}"
+            robj = _obj(r, cw)
+            _keys(robj, cw, ("numerator", "denominator"), ())
+            ratio = Ratio(_real(robj["numerator"], f"{cw}.numerator"), _real(robj["denominator"], f"{cw}.denominator"))
+            old = before.custom.get(name) if before is not None else None
+            if old is not None:
+                _not_less(ratio.numerator, old.numerator, f"{cw}.numerator")
+                _not_less(ratio.denominator, old.denominator, f"{cw}.denominator")
+            custom[name] = ratio
+    return VariantStats(requests, errors, latency, custom)
+
+
+def _bound(value: Any, where: str) -> float:
+    if value in ("+Inf", "Inf", "inf", "+inf"):
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Bad(where, f'must be a number or "+Inf" (got {_short(value)})')
+    if isinstance(value, int) and abs(value) > MAX_COUNT:
+        raise _Bad(where, f"is implausibly large (got {_short(value)})")
+    out = float(value)
+    if not math.isfinite(out) or out < 0:
+        raise _Bad(where, f"must be a finite, non-negative number of seconds (got {_short(value)})")
+    return out
+
+
+def _histogram(raw: Any, where: str, requests: int, before: Histogram | None) -> Histogram:
+    obj = _obj(raw, where)
+    _keys(obj, where, ("le", "counts"), ("sum",))
+    le_raw, counts_raw = obj["le"], obj["counts"]
+    if not isinstance(le_raw, list) or not le_raw:
+        raise _Bad(f"{where}.le", "must be a non-empty list of bucket bounds")
+    if not isinstance(counts_raw, list):
+        raise _Bad(f"{where}.counts", "must be a list of cumulative counts")
+    if len(le_raw) > MAX_BUCKETS:
+        raise _Bad(f"{where}.le", f"has more than {MAX_BUCKETS} buckets")
+    if len(counts_raw) != len(le_raw):
+        raise _Bad(f"{where}.counts", f"has {len(counts_raw)} entries but le has {len(le_raw)}")
+    le = tuple(_bound(b, f"{where}.le[{j}]") for j, b in enumerate(le_raw, start=1))
+    if not math.isinf(le[-1]):
+        raise _Bad(f"{where}.le", 'the last bound must be "+Inf"')
+    for j in range(1, len(le)):
+        if le[j] <= le[j - 1]:
+            raise _Bad(f"{where}.le[{j + 1}]", f"bounds must increase ({_num_out(le[j])} after {_num_out(le[j - 1])})")
+    counts = tuple(_count(c, f"{where}.counts[{j}]") for j, c in enumerate(counts_raw, start=1))
+    for j in range(1, len(counts)):
+        if counts[j] < counts[j - 1]:
+            raise _Bad(
+                f"{where}.counts[{j + 1}]",
+                f"buckets are not cumulative ({counts[j]} after {counts[j - 1]})",
+            )
+    if counts[-1] != requests:
+        raise _Bad(f"{where}.counts", f'the "+Inf" bucket ({counts[-1]}) must equal requests ({requests})')
+    total = _real(obj.get("sum", 0.0), f"{where}.sum")
+    if before is not None:
+        if before.le != le:
+            raise _Bad(f"{where}.le", "bucket bounds changed since the previous look")
+        for j, (now, old) in enumerate(zip(counts, before.counts, strict=True), start=1):
+            _not_less(now, old, f"{where}.counts[{j}]")
+        _not_less(total, before.sum, f"{where}.sum")
+    return Histogram(le, counts, total)
