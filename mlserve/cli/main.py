@@ -28,6 +28,7 @@ from mlserve.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, MlserveErro
 COMMAND_MODULES = [
     "mlserve.cli.commands.init",
     "mlserve.cli.commands.validate",
+    "mlserve.cli.commands.render",
 ]
 
 app = typer.Typer(

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from mlserve.cli.output import JsonFlag, get_state
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("render")
+    def render(
+        ctx: typer.Context,
+        env: Annotated[str | None, typer.Option("--env", "-e", help="Environment to render.")] = None,
+        all_envs: Annotated[bool, typer.Option("--all", help="Render every environment.")] = False,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Stacks folder (default: stacks/ in the project).")
+        ] = None,
+        check: Annotated[
+            bool, typer.Option("--check", help="Render to a temporary folder and exit 1 when stacks/ is stale.")
+        ] = False,
+        json_out: JsonFlag = False,
+    ) -> None:
+        """Render Terraform and Kubernetes stacks (stacks/ENV/...) from mlserve.toml."""
+        state = get_state(ctx, json_out)
+        from mlserve.project import load_project
+        from mlserve.render import check_environments, environments_to_render, render_environment
+
+        project = load_project(state.project_dir)
+        names = environments_to_render(project, env, all_envs)
+        out_dir = out if out is None or out.is_absolute() else Path.cwd() / out
+        if check:
+            result = check_environments(project, names, out_dir)
+            data: dict[str, Any] = {
+                "up_to_date": result.up_to_date,
+                "environments": result.environments,
+                "files": result.files,
+                "differences": [{"path": d.path, "status": d.status, "diff": d.diff} for d in result.differences],
+            }
+            state.emit(data, lambda con: _show_check(con, data), exit_code=0 if result.up_to_date else 1)
+            return
+        results = [render_environment(project, n, out_dir) for n in names]
+        payload = {
+            "environments": [
+                {
+                    "environment": r.environment,
+                    "dir": str(r.env_dir),
+                    "layers": r.layers,
+                    "written": r.written,
+                    "unchanged": r.unchanged,
+                    "removed": r.removed,
+                }
+                for r in results
+            ]
+        }
+        state.emit(payload, lambda con: _show(con, payload))
+
+
+def _show(con: Console, data: dict[str, Any]) -> None:
+    for r in data["environments"]:
+        if not r["layers"]:
+            con.print(f"[dim]{escape(r['environment'])}: local environment, nothing to render[/]")
+            continue
+        total = sum(len(v) for v in r["layers"].values())
+        con.print(
+            f"[green]rendered[/] {escape(r['environment'])} -> {escape(r['dir'])}: {total} files "
+            f"({len(r['written'])} written, {len(r['unchanged'])} unchanged, {len(r['removed'])} removed)"
+        )
+        for layer, files in r["layers"].items():
+            con.print(f"  {layer}: {len(files)} files")
+        for f in r["removed"]:
+            con.print(f"  [yellow]removed[/] {escape(f)}")
+
+
+def _show_check(con: Console, data: dict[str, Any]) -> None:
+    if data["up_to_date"]:
+        con.print(f"[green]up to date[/]: {data['files']} files in {', '.join(data['environments'])}")
+        return
+    con.print(f"[red]stale[/]: {len(data['differences'])} of the rendered files differ; run `mlserve render`")
+    for d in data["differences"]:
+        con.print(f"  {d['status']:<8} {escape(d['path'])}")
+    for d in data["differences"]:
+        if d["diff"]:
+            con.print(d["diff"], markup=False, highlight=False)

@@ -1,0 +1,102 @@
+"""Quoting filters: every manifest value that reaches a template goes through one of them.
+
+``hcl`` writes a Terraform string literal (template sequences escaped, so ``${...}`` in a
+description stays text); ``yaml`` writes a double-quoted YAML scalar with escapes for
+everything YAML would otherwise read as structure or fold away. Numbers, booleans,
+``None``, lists and mappings are written as literals of the target language, so a
+template never has to build syntax from data by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+_HCL_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def hcl_string(value: str) -> str:
+    out: list[str] = []
+    i = 0
+    n = len(value)
+    while i < n:
+        ch = value[i]
+        nxt = value[i + 1] if i + 1 < n else ""
+        if ch in "$%" and nxt == "{":
+            # ${ and %{ open template sequences; doubling the sigil makes them literal.
+            out.append(ch + ch + "{")
+            i += 2
+            continue
+        esc = _HCL_ESCAPES.get(ch)
+        if esc is not None:
+            out.append(esc)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F or 0x80 <= ord(ch) < 0xA0:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+        i += 1
+    return '"' + "".join(out) + '"'
+
+
+def hcl(value: Any) -> str:
+    """A Terraform literal for a Python value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return hcl_string(value)
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        items = ", ".join(f"{hcl_string(str(k))} = {hcl(v)}" for k, v in sorted(value.items()))
+        return "{ " + items + " }"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(hcl(v) for v in value) + "]"
+    raise TypeError(f"hcl filter: cannot quote {type(value).__name__}")
+
+
+def _yaml_char(ch: str) -> str:
+    code = ord(ch)
+    if ch == "\\":
+        return "\\\\"
+    if ch == '"':
+        return '\\"'
+    if ch == "\n":
+        return "\\n"
+    if ch == "\t":
+        return "\\t"
+    if ch == "\r":
+        return "\\r"
+    # YAML's printable set, minus the characters YAML 1.1 treats as line breaks (NEL, LS,
+    # PS) and the byte-order mark, which a reader may drop: all of those are escaped.
+    printable = (0x20 <= code <= 0x7E) or (0xA0 <= code <= 0xD7FF) or (0xE000 <= code <= 0xFFFD) or code >= 0x10000
+    if printable and code not in (0x2028, 0x2029, 0xFEFF):
+        return ch
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def yaml_string(value: str) -> str:
+    return '"' + "".join(_yaml_char(c) for c in value) + '"'
+
+
+def yaml(value: Any) -> str:
+    """A YAML flow scalar (or flow collection) for a Python value; never a bare string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return yaml_string(value)
+    if isinstance(value, Mapping):
+        items = ", ".join(f"{yaml_string(str(k))}: {yaml(v)}" for k, v in sorted(value.items()))
+        return "{" + items + "}"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(yaml(v) for v in value) + "]"
+    raise TypeError(f"yaml filter: cannot quote {type(value).__name__}")
