@@ -28,6 +28,10 @@ from mlserve.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, MlserveErro
 COMMAND_MODULES = [
     "mlserve.cli.commands.init",
     "mlserve.cli.commands.validate",
+    "mlserve.cli.commands.deploy",
+    "mlserve.cli.commands.status",
+    "mlserve.cli.commands.down",
+    "mlserve.cli.commands.logs",
     "mlserve.cli.commands.render",
 ]
 

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from mlserve.cli.output import JsonFlag, get_state
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("deploy")
+    def deploy(
+        ctx: typer.Context,
+        env: Annotated[
+            str | None, typer.Option("--env", "-e", help="Environment to deploy (default: the first local one).")
+        ] = None,
+        timeout: Annotated[
+            float | None,
+            typer.Option("--timeout", min=1, help="Seconds to wait for every process to be healthy."),
+        ] = None,
+        json_out: JsonFlag = False,
+    ) -> None:
+        """Run an environment's endpoints: on target = local, model servers, gateway and Prometheus here."""
+        state = get_state(ctx, json_out)
+        from mlserve.project import load_project
+        from mlserve.targets import get_target
+
+        project = load_project(state.project_dir)
+        target = get_target(project, env)
+        con = state.out
+        state.out.print(f"deploying environment [bold]{escape(target.env_name)}[/] (target {target.kind})")
+        result = target.deploy(say=lambda msg: con.print(escape(msg)), timeout=timeout)
+        data = dataclasses.asdict(result)
+        state.emit(data, lambda c: _show(c, data))
+
+
+def _show(con: Console, r: dict[str, Any]) -> None:
+    if r["changed"]:
+        parts = []
+        for key in ("started", "restarted", "stopped"):
+            if r[key]:
+                parts.append(f"{key} {', '.join(r[key])}")
+        if r["unchanged"]:
+            parts.append(f"kept {', '.join(r['unchanged'])}")
+        con.print(f"[green]deployed[/] {escape(r['env'])} in {r['seconds']:.1f}s: " + escape("; ".join(parts)))
+    else:
+        con.print(f"[green]up to date[/] {escape(r['env'])}: nothing changed, nothing started")
+    con.print(f"gateway     {r['gateway_url']}  (V2: POST /v2/models/ENDPOINT/infer)")
+    con.print(f"prometheus  {r['prometheus_url']}")
+    con.print("`mlserve status` shows processes, health and traffic; `mlserve down` stops them")

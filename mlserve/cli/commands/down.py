@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from mlserve.cli.output import JsonFlag, get_state
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("down")
+    def down(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+        """Stop every local process of this project (also after the supervisor was killed)."""
+        state = get_state(ctx, json_out)
+        from mlserve.local.lifecycle import down as local_down
+        from mlserve.project import load_project
+
+        project = load_project(state.project_dir)
+        con = state.out
+        result = local_down(project, say=con.print)
+        data = dataclasses.asdict(result)
+        code = 1 if result.leftover else 0
+        state.emit(data, lambda c: _show(c, data), exit_code=code)
+
+
+def _show(con: Console, r: dict[str, Any]) -> None:
+    if r["leftover"]:
+        con.print(f"[red]still running after SIGKILL:[/] pids {', '.join(map(str, r['leftover']))}")
+    elif r["was_running"]:
+        con.print(f"[green]stopped[/] {len(r['stopped'])} process(es); logs kept under .mlserve/logs/")
+    else:
+        con.print("nothing was running")

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from mlserve.cli.output import JsonFlag, get_state
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("status")
+    def status(
+        ctx: typer.Context,
+        env: Annotated[
+            str | None, typer.Option("--env", "-e", help="Environment (default: the first local one).")
+        ] = None,
+        json_out: JsonFlag = False,
+    ) -> None:
+        """Show what runs: endpoint, version, pid, port, health, traffic weight, Prometheus target health.
+
+        Exit 0 whether or not anything is deployed (the JSON says which).
+        """
+        state = get_state(ctx, json_out)
+        from mlserve.project import load_project
+        from mlserve.targets import get_target
+
+        project = load_project(state.project_dir)
+        target = get_target(project, env)
+        result = target.status()
+        data = dataclasses.asdict(result)
+        data["requested_env"] = target.env_name
+        state.emit(data, lambda c: _show(c, data))
+
+
+def _show(con: Console, s: dict[str, Any]) -> None:
+    if not s["deployed"]:
+        con.print(f"environment {escape(s['requested_env'])} is not deployed locally (`mlserve deploy` starts it)")
+        return
+    if s["env"] != s["requested_env"]:
+        con.print(f"[yellow]note:[/] the local deployment runs environment {escape(str(s['env']))}")
+    table = Table(title=f"Local deployment: {escape(str(s['env']))}", title_justify="left")
+    for col in ("endpoint", "version", "pid", "port", "status", "health", "weight", "prometheus", "restarts"):
+        table.add_column(col)
+    colours = {"ok": "green", "failing": "red", "down": "red", "up": "green"}
+    for r in s["rows"]:
+        endpoint = r["endpoint"] or f"({r['kind']})"
+        health = r["health"]
+        target = r["prometheus_target"] or "-"
+        table.add_row(
+            escape(endpoint),
+            escape(r["version"] or "-"),
+            str(r["pid"] or "-"),
+            str(r["port"]),
+            escape(r["status"]),
+            f"[{colours.get(health, 'yellow')}]{health}[/]",
+            f"{r['weight']}%" if r["weight"] is not None else "-",
+            f"[{colours.get(target, 'yellow')}]{target}[/]" if target != "-" else "-",
+            str(r["restarts"]),
+        )
+    con.print(table)
+    for ep, t in s["traffic"].items():
+        extra = f", shadow {t['shadow']['percent']}% to {t['shadow']['version']}" if t.get("shadow") else ""
+        con.print(f"traffic {escape(ep)}: mode {t['mode']}{escape(extra)}")
+    con.print(f"gateway     {s['gateway_url']}")
+    con.print(f"prometheus  {s['prometheus_url']}")
+    sup = f"pid {s['supervisor_pid']}" if s["supervisor_alive"] else "[red]not running[/]"
+    con.print(f"supervisor  {sup}")
+    for p in s["problems"]:
+        con.print(f"[yellow]warning:[/] {escape(p)}")

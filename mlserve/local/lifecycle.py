@@ -1,0 +1,570 @@
+"""deploy / status / down / logs for the local target.
+
+``deploy`` plans (ports, files, fingerprints), writes ``desired.json``, wakes the
+project's supervisor (or starts one, detached) and waits, bounded, until every
+process is healthy. It is idempotent: with nothing changed it starts nothing and
+says so. ``down`` stops the supervisor and then every recorded process group by pid
+and start time, so it also cleans up after a supervisor killed with -9.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlserve.errors import StateError, TargetError, UsageError
+from mlserve.local.plan import GATEWAY, PROMETHEUS, Plan, build_plan, log_name, process_name
+from mlserve.local.state import (
+    LocalPaths,
+    ProcessSpec,
+    atomic_write_json,
+    atomic_write_text,
+    pid_alive,
+    read_json,
+    stop_group,
+)
+from mlserve.project import Project
+
+Say = Callable[[str], None]
+
+
+def _quiet(_msg: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    name: str
+    kind: str
+    endpoint: str | None
+    version: str | None
+    pid: int | None
+    port: int
+    status: str
+    log_path: str
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    env: str
+    changed: bool
+    started: list[str]
+    restarted: list[str]
+    stopped: list[str]
+    unchanged: list[str]
+    gateway_url: str
+    admin_url: str
+    prometheus_url: str
+    processes: list[ProcessInfo]
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    name: str
+    kind: str
+    endpoint: str | None
+    version: str | None
+    pid: int | None
+    port: int
+    status: str  # the supervisor's view: starting | healthy | unhealthy | backoff | crashed | stopped
+    health: str  # probed now: ok | failing | down
+    weight: int | None  # percent of the endpoint's traffic (model servers only)
+    restarts: int
+    prometheus_target: str | None  # up | down | unknown | missing
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    deployed: bool
+    env: str | None
+    supervisor_pid: int | None
+    supervisor_alive: bool
+    gateway_url: str | None
+    admin_url: str | None
+    prometheus_url: str | None
+    rows: list[StatusRow]
+    traffic: dict[str, dict[str, Any]]
+    problems: list[str]
+
+
+@dataclass(frozen=True)
+class DownResult:
+    was_running: bool
+    stopped: list[dict[str, Any]]
+    supervisor_pid: int | None
+    leftover: list[int]
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def paths_for(project: Project) -> LocalPaths:
+    return LocalPaths(project.state_dir)
+
+
+def _records(state: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    procs = (state or {}).get("processes") or {}
+    return {k: v for k, v in procs.items() if isinstance(v, dict)}
+
+
+def _supervisor(paths: LocalPaths, state: dict[str, Any] | None) -> tuple[int | None, int | None, bool]:
+    """(pid, start time, alive) of the project's supervisor."""
+    sup = (state or {}).get("supervisor") or {}
+    pid, start = sup.get("pid"), sup.get("start_time")
+    if pid_alive(pid, start):
+        return pid, start, True
+    from mlserve.local.supervisor import lock_held
+
+    if lock_held(paths.lock):  # running but has not written its state yet
+        with contextlib.suppress(OSError, ValueError):
+            lock_pid = int(paths.lock.read_text().strip())
+            if pid_alive(lock_pid):
+                from mlserve.local.state import process_start_time
+
+                return lock_pid, process_start_time(lock_pid), True
+    return pid, start, False
+
+
+def _alive_records(state: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    return {n: r for n, r in _records(state).items() if pid_alive(r.get("pid"), r.get("start_time"))}
+
+
+def ensure_token(paths: LocalPaths) -> None:
+    """The admin token file exists and is private (created once, never printed)."""
+    from mlserve.local.gateway_config import GatewayConfigError, create_token_file, read_token_file
+
+    if paths.admin_token.exists():
+        try:
+            read_token_file(paths.admin_token)
+            return
+        except GatewayConfigError:
+            os.chmod(paths.admin_token, 0o600)
+            with contextlib.suppress(GatewayConfigError):
+                read_token_file(paths.admin_token)
+                return
+    create_token_file(paths.admin_token)
+
+
+def _write_files(files: dict[str, str]) -> None:
+    for path, text in files.items():
+        p = Path(path)
+        with contextlib.suppress(OSError):
+            if p.read_text(encoding="utf-8") == text:
+                continue
+        atomic_write_text(p, text)
+
+
+def _start_supervisor(project: Project, paths: LocalPaths) -> None:
+    from mlserve.tools import spawn
+
+    launcher = spawn(
+        [sys.executable, "-m", "mlserve.local.supervisor", "--project-dir", str(project.root), "--daemonize"],
+        log_path=paths.supervisor_log,
+        cwd=project.root,
+        env={"PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        code = launcher.wait(timeout=30)
+    except Exception:
+        launcher.kill()
+        raise TargetError("the local supervisor did not start", hint=f"see {paths.supervisor_log}") from None
+    if code != 0:
+        raise TargetError(f"the local supervisor exited with {code}", hint=f"see {paths.supervisor_log}")
+
+
+def log_tail(path: str | Path, lines: int = 20) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+# ---------------------------------------------------------------------------
+# deploy
+# ---------------------------------------------------------------------------
+
+
+def deploy(project: Project, env_name: str, *, say: Say = _quiet, timeout: float | None = None) -> DeployResult:
+    t0 = time.monotonic()
+    paths = paths_for(project)
+    paths.local_dir.mkdir(parents=True, exist_ok=True)
+    paths.logs_dir.mkdir(parents=True, exist_ok=True)
+    previous = read_json(paths.desired)
+    state = read_json(paths.state)
+    sup_pid, _sup_start, sup_alive = _supervisor(paths, state)
+    alive = _alive_records(state)
+    if previous and previous.get("env") not in (None, env_name) and alive:
+        say(f"replacing the running environment {previous.get('env')!r} with {env_name!r}")
+    prev_specs = {p["name"]: p for p in (previous or {}).get("processes", []) if isinstance(p, dict)}
+    running_ports = {int(port) for name in alive for port in (prev_specs.get(name, {}).get("ports") or {}).values()}
+
+    ensure_token(paths)
+    plan = build_plan(project, env_name, paths, previous=previous, running_ports=running_ports, say=say)
+    for note in plan.notes:
+        say(note)
+    for warning in plan.warnings:
+        say(f"warning: {warning}")
+
+    started, restarted, unchanged = [], [], []
+    for spec in plan.processes:
+        rec = alive.get(spec.name)
+        if rec is None:
+            started.append(spec.name)
+        elif rec.get("fingerprint") != spec.fingerprint:
+            restarted.append(spec.name)
+        else:
+            unchanged.append(spec.name)
+    wanted = {p.name for p in plan.processes}
+    stopped = sorted(n for n in alive if n not in wanted)
+    all_healthy = all(alive[n].get("status") == "healthy" for n in unchanged)
+    if sup_alive and not started and not restarted and not stopped and all_healthy:
+        say(f"nothing changed: {len(unchanged)} processes already running and healthy; nothing started")
+        return _result(plan, paths, False, [], [], [], unchanged, t0)
+
+    for name in restarted:
+        say(f"{name}: changed, restarting it")
+    for name in stopped:
+        say(f"{name}: no longer in environment {env_name!r}, stopping it")
+
+    _write_files(plan.files)
+    generation = int((previous or {}).get("generation", 0)) + 1
+    atomic_write_json(paths.desired, plan.desired_document(generation, project.root))
+    if sup_alive and sup_pid:
+        os.kill(sup_pid, signal.SIGHUP)
+    else:
+        say("starting the local supervisor")
+        _start_supervisor(project, paths)
+    _wait_healthy(paths, plan, generation, say, timeout)
+    return _result(plan, paths, True, started, restarted, stopped, unchanged, t0)
+
+
+def _result(
+    plan: Plan,
+    paths: LocalPaths,
+    changed: bool,
+    started: list[str],
+    restarted: list[str],
+    stopped: list[str],
+    unchanged: list[str],
+    t0: float,
+) -> DeployResult:
+    records = _records(read_json(paths.state))
+    infos = [
+        ProcessInfo(
+            name=p.name,
+            kind=p.kind,
+            endpoint=p.endpoint,
+            version=p.version,
+            pid=records.get(p.name, {}).get("pid"),
+            port=p.port,
+            status=str(records.get(p.name, {}).get("status", "unknown")),
+            log_path=p.log_path,
+        )
+        for p in plan.processes
+    ]
+    return DeployResult(
+        env=plan.env_name,
+        changed=changed,
+        started=started,
+        restarted=restarted,
+        stopped=stopped,
+        unchanged=unchanged,
+        gateway_url=plan.gateway_url,
+        admin_url=plan.admin_url,
+        prometheus_url=plan.prometheus_url,
+        processes=infos,
+        notes=plan.notes,
+        warnings=plan.warnings,
+        seconds=round(time.monotonic() - t0, 2),
+    )
+
+
+def _wait_healthy(paths: LocalPaths, plan: Plan, generation: int, say: Say, timeout: float | None) -> None:
+    specs = plan.by_name()
+    limit = timeout if timeout is not None else max(p.start_timeout for p in plan.processes) + 30.0
+    deadline = time.monotonic() + limit
+    shown: dict[str, str] = {}
+    first_restarts: dict[str, int] = {}
+    t0 = time.monotonic()
+    while True:
+        state = read_json(paths.state) or {}
+        applied = int(state.get("generation", 0)) >= generation
+        records = _records(state)
+        pending = []
+        for name, spec in specs.items():
+            rec = records.get(name)
+            if not applied or rec is None or rec.get("fingerprint") != spec.fingerprint:
+                pending.append(name)
+                continue
+            status = str(rec.get("status"))
+            if shown.get(name) != status:
+                shown[name] = status
+                where = f"pid {rec.get('pid')}, port {spec.port}" if rec.get("pid") else f"port {spec.port}"
+                suffix = f" after {time.monotonic() - t0:.1f}s" if status == "healthy" else ""
+                say(f"{name}: {status} ({where}){suffix}")
+            restarts = int(rec.get("restarts", 0))
+            first_restarts.setdefault(name, restarts)
+            if restarts - first_restarts[name] >= 2 or (status == "unhealthy" and rec.get("pid")):
+                raise _failed(name, spec, rec, paths)
+            if status != "healthy":
+                pending.append(name)
+        if applied and not pending:
+            return
+        if time.monotonic() > deadline:
+            slow = ", ".join(pending)
+            spec = specs[pending[0]]
+            raise TargetError(
+                f"not healthy after {limit:.0f}s: {slow}\nlast lines of {spec.log_path}:\n{log_tail(spec.log_path)}",
+                hint="`mlserve status` shows what runs; `mlserve down` stops everything",
+            )
+        sup = state.get("supervisor") or {}
+        from mlserve.local.supervisor import lock_held
+
+        gone = not pid_alive(sup.get("pid"), sup.get("start_time")) and not lock_held(paths.lock)
+        if gone and (applied or time.monotonic() - t0 > 10.0):
+            raise TargetError(
+                "the local supervisor died during deploy",
+                hint=f"see {paths.supervisor_log}; `mlserve down` stops what it started",
+            )
+        time.sleep(0.2)
+
+
+def _failed(name: str, spec: ProcessSpec, rec: dict[str, Any], paths: LocalPaths) -> TargetError:
+    how = f"exited with {rec.get('last_exit')}" if rec.get("last_exit") is not None else "is not healthy"
+    return TargetError(
+        f"{name} {how} ({int(rec.get('restarts', 0))} restart(s)); last lines of {spec.log_path}:\n"
+        f"{log_tail(spec.log_path)}",
+        hint="the supervisor keeps retrying with backoff; fix the cause and deploy again, or `mlserve down`",
+    )
+
+
+# ---------------------------------------------------------------------------
+# status
+# ---------------------------------------------------------------------------
+
+
+def status(project: Project, *, probe: bool = True) -> StatusResult:
+    from mlserve.local.supervisor import probe as http_probe
+
+    paths = paths_for(project)
+    desired = read_json(paths.desired)
+    state = read_json(paths.state)
+    sup_pid, _start, sup_alive = _supervisor(paths, state)
+    records = _records(state)
+    alive = _alive_records(state)
+    if desired is None and not alive:
+        return StatusResult(False, None, None, False, None, None, None, [], {}, [])
+    specs = [ProcessSpec.from_dict(p) for p in (desired or {}).get("processes", [])]
+    problems: list[str] = []
+    if not sup_alive:
+        problems.append("the supervisor is not running: crashed processes are not restarted (deploy again)")
+
+    traffic: dict[str, dict[str, Any]] = {}
+    weights: dict[tuple[str, str], int] = {}
+    if desired and any(n == GATEWAY for n in alive):
+        try:
+            from mlserve.targets.local_client import LocalGatewayClient
+
+            with LocalGatewayClient.from_token_file(
+                str(desired["admin_url"]), paths.admin_token, timeout=2.0
+            ) as client:
+                gw = client.state(probe=False)
+            for ep, st in gw.endpoints.items():
+                traffic[ep] = st.to_dict()
+                for v, vs in st.versions.items():
+                    weights[(ep, v)] = vs.weight
+        except Exception as exc:
+            problems.append(f"gateway admin API: {exc}")
+
+    targets: dict[tuple[str, str], str] = {}
+    if desired and any(n == PROMETHEUS for n in alive):
+        from mlserve.local.prometheus import query_targets
+
+        try:
+            for t in query_targets(str(desired["prometheus_url"])):
+                labels = t.get("labels") or {}
+                if not isinstance(labels, dict):
+                    continue
+                job = str(labels.get("job", ""))
+                key = (
+                    ("gateway", "")
+                    if job == "mlserve-gateway"
+                    else (
+                        str(labels.get("endpoint", "")),
+                        str(labels.get("version", "")),
+                    )
+                )
+                targets[key] = str(t.get("health", "unknown"))
+        except Exception as exc:
+            problems.append(f"prometheus targets: {exc}")
+
+    rows = []
+    for spec in specs:
+        rec = records.get(spec.name, {})
+        pid = rec.get("pid")
+        running = spec.name in alive
+        health = "down"
+        if running:
+            health = "ok" if (not probe or http_probe(spec.health_url)) else "failing"
+        if spec.kind == "model":
+            tkey: tuple[str, str] | None = (spec.endpoint or "", spec.version or "")
+        elif spec.kind == "gateway":
+            tkey = ("gateway", "")
+        else:
+            tkey = None
+        target = None
+        if tkey is not None:
+            target = targets.get(tkey, "missing" if targets else "unknown")
+        rows.append(
+            StatusRow(
+                name=spec.name,
+                kind=spec.kind,
+                endpoint=spec.endpoint,
+                version=spec.version,
+                pid=pid if running else None,
+                port=spec.port,
+                status=str(rec.get("status", "stopped")) if running or rec else "stopped",
+                health=health,
+                weight=weights.get((spec.endpoint or "", spec.version or "")) if spec.kind == "model" else None,
+                restarts=int(rec.get("restarts", 0)),
+                prometheus_target=target,
+            )
+        )
+    return StatusResult(
+        deployed=True,
+        env=(desired or {}).get("env"),
+        supervisor_pid=sup_pid if sup_alive else None,
+        supervisor_alive=sup_alive,
+        gateway_url=(desired or {}).get("gateway_url"),
+        admin_url=(desired or {}).get("admin_url"),
+        prometheus_url=(desired or {}).get("prometheus_url"),
+        rows=rows,
+        traffic=traffic,
+        problems=problems,
+    )
+
+
+# ---------------------------------------------------------------------------
+# down
+# ---------------------------------------------------------------------------
+
+
+def down(project: Project, *, say: Say = _quiet, timeout: float = 20.0) -> DownResult:
+    paths = paths_for(project)
+    try:
+        state = read_json(paths.state)
+    except StateError:
+        state = None
+    sup_pid, sup_start, sup_alive = _supervisor(paths, state)
+    records = _records(state)
+    if sup_alive and sup_pid:
+        say(f"stopping the supervisor (pid {sup_pid}) and its processes")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(sup_pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and pid_alive(sup_pid, sup_start):
+            time.sleep(0.1)
+        if pid_alive(sup_pid, sup_start):
+            say(f"the supervisor did not exit in {timeout:g}s: killing it")
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(sup_pid, signal.SIGKILL)
+    stopped = []
+    # SIGTERM every recorded group first so they shut down in parallel, then wait on each.
+    for rec in records.values():
+        if pid_alive(rec.get("pid"), rec.get("start_time")):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(rec["pid"]), signal.SIGTERM)
+    # Whatever the supervisor recorded (its own state may be older than its death).
+    for name, rec in records.items():
+        pid, start = rec.get("pid"), rec.get("start_time")
+        was_alive = pid_alive(pid, start)
+        if pid and (was_alive or start is not None):
+            signalled = stop_group(int(pid), start, timeout=10.0)
+            if was_alive or signalled:
+                say(f"stopped {name} (pid {pid})")
+        stopped.append({"name": name, "pid": pid, "was_running": was_alive or sup_alive})
+    leftover = [int(r["pid"]) for r in records.values() if pid_alive(r.get("pid"), r.get("start_time"))]
+    was_running = sup_alive or any(s["was_running"] for s in stopped)
+    if not leftover:
+        for p in (paths.state, paths.desired, paths.local_dir / "traffic.json"):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+    return DownResult(was_running=was_running, stopped=stopped, supervisor_pid=sup_pid, leftover=leftover)
+
+
+# ---------------------------------------------------------------------------
+# logs
+# ---------------------------------------------------------------------------
+
+SPECIAL_LOGS = ("gateway", "prometheus", "supervisor")
+
+
+def log_files(project: Project, name: str, version: str | None) -> list[tuple[str, Path]]:
+    """(label, path) of the logs that ``mlserve logs NAME [VERSION]`` shows."""
+    paths = paths_for(project)
+    manifest = project.manifest
+    if name in manifest.endpoints:
+        ep = manifest.endpoints[name]
+        if version is not None and version not in ep.versions:
+            raise UsageError(f"endpoint {name!r} has no version {version!r}; versions: {', '.join(ep.versions)}")
+        versions = [version] if version else list(ep.versions)
+        found = [
+            (process_name(name, v), paths.logs_dir / log_name(process_name(name, v)))
+            for v in versions
+            if (paths.logs_dir / log_name(process_name(name, v))).exists()
+        ]
+        if not found:
+            raise UsageError(
+                f"no log for {name}{'/' + version if version else ''} under {paths.logs_dir}",
+                hint="it has not been deployed locally yet: `mlserve deploy --env local`",
+            )
+        return found
+    if name in SPECIAL_LOGS:
+        if version is not None:
+            raise UsageError(f"{name} has no versions")
+        path = paths.logs_dir / f"{name}.log"
+        if not path.exists():
+            raise UsageError(f"no {name} log under {paths.logs_dir}: nothing deployed locally yet")
+        return [(name, path)]
+    known = ", ".join([*manifest.endpoints, *SPECIAL_LOGS])
+    raise UsageError(f"unknown endpoint {name!r}; known: {known}")
+
+
+def follow(files: list[tuple[str, Path]], *, poll: float = 0.25) -> Iterator[tuple[str, str]]:
+    """New lines as they are written, (label, line), until interrupted."""
+    handles = []
+    for label, path in files:
+        fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
+        fh.seek(0, os.SEEK_END)
+        handles.append((label, fh))
+    try:
+        while True:
+            got = False
+            for label, fh in handles:
+                line = fh.readline()
+                while line:
+                    got = True
+                    yield label, line.rstrip("\n")
+                    line = fh.readline()
+            if not got:
+                time.sleep(poll)
+    finally:
+        for _, fh in handles:
+            fh.close()

@@ -1,0 +1,280 @@
+"""How each runtime's model server is launched on the local target.
+
+One process per endpoint version. ``sklearn`` / ``xgboost`` run MLServer (V2
+protocol) with generated ``settings.json`` / ``model-settings.json``; ``seldon``
+runs a Seldon Core v1 Python class through ``seldon-core-microservice`` behind a
+small V2 adapter (see ``seldon_env``); ``custom`` runs the manifest's command line.
+Cluster-only runtimes get a clear error here rather than a half-working process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlserve.errors import TargetError
+from mlserve.manifest.models import Endpoint, Version
+
+MLSERVER_IMPLEMENTATIONS = {
+    "sklearn": ("mlserver_sklearn.SKLearnModel", "mlserver-sklearn"),
+    "xgboost": ("mlserver_xgboost.XGBoostModel", "mlserver-xgboost"),
+}
+# File names looked for when model_uri is a directory, in order.
+MODEL_FILES = {
+    "sklearn": ("model.joblib", "model.pkl", "model.pickle"),
+    "xgboost": ("model.json", "model.bst", "model.ubj"),
+}
+CLUSTER_ONLY = ("triton", "vllm", "torchserve")
+
+# Port roles each runtime listens on, beyond "http" (the V2 port the gateway calls).
+EXTRA_PORTS = {
+    "sklearn": ("grpc", "metrics"),
+    "xgboost": ("grpc", "metrics"),
+    "seldon": ("seldon_http", "seldon_grpc", "metrics"),
+    "custom": (),
+}
+
+
+@dataclass(frozen=True)
+class ServerLaunch:
+    """Everything the supervisor needs to run one version, plus the files to write first."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    health_url: str
+    metrics_url: str | None
+    files: dict[str, str] = field(default_factory=dict)  # absolute path -> content
+    model_path: str = ""
+    start_timeout: float = 120.0
+    stamp: str = ""  # what the model files look like now (size, mtime), for the fingerprint
+
+
+def key_of(endpoint: str, version: str, field_name: str) -> str:
+    return f"endpoints.{endpoint}.versions.{version}.{field_name}"
+
+
+def check_runtime(endpoint_name: str, endpoint: Endpoint) -> None:
+    if endpoint.runtime in CLUSTER_ONLY:
+        raise TargetError(
+            f"endpoints.{endpoint_name}.runtime: the local target cannot serve runtime {endpoint.runtime!r}",
+            hint=(
+                "serve it with runtime = 'custom' and a command that speaks the V2 protocol on {port}, "
+                "deploy it to a kubernetes environment, or leave it out of this environment's endpoints"
+            ),
+        )
+
+
+def resolve_model_path(root: Path, endpoint_name: str, version_name: str, version: Version) -> Path:
+    """The local file or directory ``model_uri`` names; the local target serves local files only."""
+    key = key_of(endpoint_name, version_name, "model_uri")
+    uri = version.model_uri
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    elif "://" in uri:
+        scheme = uri.split("://", 1)[0]
+        raise TargetError(
+            f"{key}: {version.model_uri!r} is a {scheme}:// URI; the local target serves local files only",
+            hint="download the model into the project (e.g. models/...) and point model_uri at it",
+        )
+    path = Path(uri)
+    if not path.is_absolute():
+        if ".." in Path(uri).parts:
+            raise TargetError(f"{key}: {uri!r} climbs out of the project with '..'")
+        path = root / path
+    path = path.resolve()
+    if not path.exists():
+        raise TargetError(f"{key}: {path} does not exist", hint="train or copy the model there, or fix model_uri")
+    return path
+
+
+def model_file(runtime: str, path: Path, key: str) -> Path:
+    if path.is_file():
+        return path
+    for name in MODEL_FILES[runtime]:
+        if (path / name).is_file():
+            return path / name
+    raise TargetError(
+        f"{key}: no model file in {path} (looked for {', '.join(MODEL_FILES[runtime])})",
+        hint="point model_uri at the model file, or put it in that directory under one of those names",
+    )
+
+
+def stamp_of(path: Path, limit: int = 2000) -> str:
+    """Size and mtime of a file, or of the files under a directory: a changed model restarts."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())[:limit]
+    for p in files:
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        digest.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _bin(name: str) -> str:
+    """A console script of mlserve's own environment (mlserver), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise TargetError(f"{name} not found beside {sys.executable} or on PATH", hint="pip install mlserver")
+    return found
+
+
+def mlserver_launch(
+    *,
+    root: Path,
+    server_dir: Path,
+    endpoint_name: str,
+    endpoint: Endpoint,
+    version_name: str,
+    version: Version,
+    ports: dict[str, int],
+) -> ServerLaunch:
+    runtime = endpoint.runtime
+    implementation, package = MLSERVER_IMPLEMENTATIONS[runtime]
+    if importlib.util.find_spec(implementation.split(".")[0]) is None:
+        raise TargetError(
+            f"endpoints.{endpoint_name}.runtime = {runtime!r} needs MLServer's {package} runtime, "
+            "which is not installed in mlserve's environment",
+            hint=f"pip install {package}",
+        )
+    key = key_of(endpoint_name, version_name, "model_uri")
+    path = model_file(runtime, resolve_model_path(root, endpoint_name, version_name, version), key)
+    settings: dict[str, Any] = {
+        "debug": False,
+        "host": "127.0.0.1",
+        "http_port": ports["http"],
+        "grpc_port": ports["grpc"],
+        "metrics_port": ports["metrics"],
+        "metrics_endpoint": "/metrics",
+        "parallel_workers": 0,
+        "load_models_at_startup": True,
+        "server_name": f"mlserve-{endpoint_name}-{version_name}",
+    }
+    model_settings: dict[str, Any] = {
+        "name": endpoint_name,
+        "implementation": implementation,
+        "parameters": {"uri": str(path), "version": version_name},
+    }
+    files = {
+        str(server_dir / "settings.json"): json.dumps(settings, indent=2, sort_keys=True) + "\n",
+        str(server_dir / "model-settings.json"): json.dumps(model_settings, indent=2, sort_keys=True) + "\n",
+    }
+    http = ports["http"]
+    env = dict(version.env)
+    # MLServer keeps multi-process metrics in ./.metrics of its working directory.
+    return ServerLaunch(
+        argv=[_bin("mlserver"), "start", str(server_dir)],
+        env=env,
+        cwd=str(server_dir),
+        health_url=f"http://127.0.0.1:{http}/v2/models/{endpoint_name}/ready",
+        metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
+        files=files,
+        model_path=str(path),
+        stamp=stamp_of(path),
+    )
+
+
+def custom_launch(
+    *,
+    root: Path,
+    server_dir: Path,
+    endpoint_name: str,
+    version_name: str,
+    version: Version,
+    ports: dict[str, int],
+) -> ServerLaunch:
+    key = key_of(endpoint_name, version_name, "command")
+    if not version.command:
+        raise TargetError(f"{key}: runtime = 'custom' needs a command on the local target")
+    path = resolve_model_path(root, endpoint_name, version_name, version)
+    values = {"port": str(ports["http"]), "model_dir": str(path)}
+    argv = []
+    for i, arg in enumerate(version.command):
+        try:
+            argv.append(arg.format(**values))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise TargetError(
+                f"{key}[{i}]: bad placeholder in {arg!r} ({exc}); use {{port}} and {{model_dir}}, "
+                "and double braces for a literal brace"
+            ) from None
+    program = argv[0]
+    if "/" in program:
+        resolved = (root / program) if not os.path.isabs(program) else Path(program)
+        if not (resolved.is_file() and os.access(resolved, os.X_OK)):
+            raise TargetError(f"{key}[0]: {resolved} is not an executable file")
+        argv[0] = str(resolved)
+    else:
+        found = shutil.which(program)
+        if found is None:
+            raise TargetError(f"{key}[0]: {program!r} not found on PATH")
+        argv[0] = found
+    env = {"MLSERVE_PORT": str(ports["http"]), "MLSERVE_MODEL_DIR": str(path), **version.env}
+    return ServerLaunch(
+        argv=argv,
+        env=env,
+        cwd=str(root),
+        health_url=f"http://127.0.0.1:{ports['http']}/v2/health/ready",
+        metrics_url=None,
+        model_path=str(path),
+        stamp=stamp_of(path),
+    )
+
+
+def launch_for(
+    *,
+    root: Path,
+    server_dir: Path,
+    endpoint_name: str,
+    endpoint: Endpoint,
+    version_name: str,
+    version: Version,
+    ports: dict[str, int],
+    seldon_python: str | None = None,
+) -> ServerLaunch:
+    """The launch of one endpoint version, by runtime."""
+    check_runtime(endpoint_name, endpoint)
+    if endpoint.runtime in MLSERVER_IMPLEMENTATIONS:
+        return mlserver_launch(
+            root=root,
+            server_dir=server_dir,
+            endpoint_name=endpoint_name,
+            endpoint=endpoint,
+            version_name=version_name,
+            version=version,
+            ports=ports,
+        )
+    if endpoint.runtime == "custom":
+        return custom_launch(
+            root=root,
+            server_dir=server_dir,
+            endpoint_name=endpoint_name,
+            version_name=version_name,
+            version=version,
+            ports=ports,
+        )
+    if endpoint.runtime == "seldon":
+        from mlserve.local.seldon_env import seldon_launch
+
+        if seldon_python is None:
+            raise TargetError("internal: the seldon environment was not prepared")
+        return seldon_launch(
+            root=root,
+            endpoint_name=endpoint_name,
+            version_name=version_name,
+            version=version,
+            ports=ports,
+            python=seldon_python,
+        )
+    raise TargetError(f"endpoints.{endpoint_name}.runtime: {endpoint.runtime!r} is not supported locally")

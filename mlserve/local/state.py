@@ -1,0 +1,270 @@
+"""Files the local target keeps under ``.mlserve/``, and the process facts recorded in them.
+
+``desired.json`` is what ``deploy`` asks for; ``state.json`` is what the supervisor
+has running. Both are written atomically (temp file + ``os.replace``) so a reader
+never sees half a document. Every recorded process carries its start time as the
+kernel reports it, so that a pid reused by an unrelated program is never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlserve.errors import StateError
+
+DESIRED_FORMAT = "mlserve.local.desired/v1"
+STATE_FORMAT = "mlserve.local.state/v1"
+
+
+@dataclass(frozen=True)
+class LocalPaths:
+    """Where the local target keeps its files for one project."""
+
+    state_dir: Path  # the project's .mlserve/
+
+    @property
+    def local_dir(self) -> Path:
+        return self.state_dir / "local"
+
+    @property
+    def desired(self) -> Path:
+        return self.local_dir / "desired.json"
+
+    @property
+    def state(self) -> Path:
+        return self.local_dir / "state.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.local_dir / "supervisor.lock"
+
+    @property
+    def servers_dir(self) -> Path:
+        return self.local_dir / "servers"
+
+    @property
+    def gateway_config(self) -> Path:
+        return self.local_dir / "gateway.json"
+
+    @property
+    def prometheus_config(self) -> Path:
+        return self.local_dir / "prometheus.yml"
+
+    @property
+    def prometheus_data(self) -> Path:
+        return self.state_dir / "prometheus"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.logs_dir / "supervisor.log"
+
+    @property
+    def admin_token(self) -> Path:
+        return self.state_dir / "admin-token"
+
+    @property
+    def seldon_venv(self) -> Path:
+        return self.state_dir / "seldon-venv"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process the supervisor keeps running (a model server, the gateway, Prometheus)."""
+
+    name: str  # unique: "fraud/v1", "gateway", "prometheus"
+    kind: str  # "model" | "gateway" | "prometheus"
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    port: int
+    log_path: str
+    health_url: str
+    fingerprint: str  # changes whenever the process must be restarted
+    endpoint: str | None = None
+    version: str | None = None
+    metrics_url: str | None = None
+    ports: dict[str, int] = field(default_factory=dict)  # every port it listens on, by role
+    start_timeout: float = 120.0
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> ProcessSpec:
+        return ProcessSpec(**data)
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """A process as the supervisor last saw it."""
+
+    name: str
+    pid: int | None
+    start_time: int | None  # /proc/PID/stat field 22, clock ticks since boot
+    fingerprint: str
+    status: str  # starting | healthy | unhealthy | crashed | backoff | stopped
+    restarts: int = 0
+    last_exit: int | None = None
+    started_at: float | None = None  # wall clock, for people
+    healthy_at: float | None = None
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> ProcessRecord:
+        return ProcessRecord(**data)
+
+
+def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any, mode: int = 0o644) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The document, or None when the file does not exist."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateError(
+            f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})",
+            hint="run `mlserve down` to stop what is recorded there, or delete the file",
+        ) from None
+    if not isinstance(data, dict):
+        raise StateError(f"{path}: expected a JSON object")
+    return data
+
+
+# ---------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces.
+    rest = raw[raw.rfind(")") + 2 :].split()
+    return rest  # rest[0] is field 3 (state), rest[19] is field 22 (starttime)
+
+
+def process_start_time(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) < 20:
+        return None
+    return int(fields[19])
+
+
+def pid_alive(pid: int | None, start_time: int | None = None) -> bool:
+    """True when ``pid`` runs and, if given, started at ``start_time`` (not a reused pid).
+
+    A zombie counts as gone: it holds no port and no memory, only a table entry that
+    its parent (perhaps an init that never reaps) has not collected.
+    """
+    if not pid or pid <= 0:
+        return False
+    fields = _stat_fields(pid)
+    if fields is None:
+        return False
+    if fields[0] in ("Z", "X"):
+        return False
+    return start_time is None or int(fields[19]) == start_time
+
+
+def group_alive(pgid: int) -> bool:
+    """True when any live (non-zombie) process is left in process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields and len(fields) > 3 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def stop_group(pid: int, start_time: int | None, timeout: float = 10.0) -> bool:
+    """SIGTERM the process group led by ``pid``; SIGKILL what is left after ``timeout``.
+
+    Does nothing when the pid is gone or now belongs to another program. Returns
+    True when something was signalled.
+    """
+    if not pid_alive(pid, start_time):
+        # The leader is gone but may have left children in its group. Linux does not
+        # hand out a pid that is still some group's id, so a live group is still ours.
+        if start_time is not None and group_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+            return True
+        return False
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not group_alive(pid):
+            return True
+        time.sleep(0.05)
+    _signal_group(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and group_alive(pid):
+        time.sleep(0.05)
+    return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def ensure_admin_token(path: Path) -> str:
+    """The gateway's admin token: random, in a file only its owner can read, never printed."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+        if token:
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
+            return token
+    except FileNotFoundError:
+        pass
+    token = new_token()
+    atomic_write_text(path, token + "\n", mode=0o600)
+    os.chmod(path, 0o600)
+    return token
+
+
+def record_dicts(records: dict[str, ProcessRecord]) -> dict[str, dict[str, Any]]:
+    return {name: asdict(rec) for name, rec in records.items()}
