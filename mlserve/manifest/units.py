@@ -61,6 +61,8 @@ _MARGIN_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 def parse_margin(value: object) -> Margin:
     """``"10%"`` is relative (0.10 of the baseline); a number is absolute."""
+    if isinstance(value, Margin):  # already parsed (model defaults, model_copy)
+        return value
     if isinstance(value, bool):
         raise ValueError(f"expected a margin like '10%' or 0.002 (got {value!r})")
     if isinstance(value, int | float):
