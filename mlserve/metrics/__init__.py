@@ -1,1 +1,19 @@
-"""metrics"""
+"""Prometheus queries -> per-variant sufficient statistics (``mlserve.snapshot/v1`` looks).
+
+``metrics`` never imports ``rollout``; ``stats`` never imports ``metrics``.
+"""
+
+from __future__ import annotations
+
+from mlserve.metrics.collect import LookRequest, MetricsUnavailable, PrometheusQuery, collect_look
+from mlserve.metrics.queries import QUERY_SETS, QuerySet, variant_queries
+
+__all__ = [
+    "QUERY_SETS",
+    "LookRequest",
+    "MetricsUnavailable",
+    "PrometheusQuery",
+    "QuerySet",
+    "collect_look",
+    "variant_queries",
+]

@@ -1,0 +1,234 @@
+"""One look at Prometheus: per-variant cumulative counts and latency histograms, as a
+``mlserve.snapshot/v1`` look (a plain dict, the documented contract).
+
+Prometheus down, answering errors, or returning no series is a *held* look
+(:class:`MetricsUnavailable`), never a look with zeros: no data is never a pass.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mlserve.errors import MlserveError
+from mlserve.metrics.queries import QUERY_SETS, QuerySet, variant_queries
+
+
+class MetricsUnavailable(MlserveError):
+    """The metrics needed for a look could not be read; the look is held."""
+
+    kind = "metrics"
+
+
+# (labels, value) pairs of an instant vector
+Sample = tuple[dict[str, str], float]
+QueryFn = Callable[[str, float], list[Sample]]
+
+
+class PrometheusQuery:
+    """Instant queries through prometheus-api-client, errors made into MetricsUnavailable."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        from prometheus_api_client import PrometheusConnect
+
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._conn = PrometheusConnect(url=self.url, disable_ssl=True, retry=None)
+
+    def __call__(self, promql: str, at: float) -> list[Sample]:
+        try:
+            data = self._conn.custom_query(promql, params={"time": f"{at:.3f}"}, timeout=self.timeout)
+        except Exception as exc:  # requests' ConnectionError, PrometheusApiClientException, bad JSON
+            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            raise MetricsUnavailable(f"Prometheus at {self.url} did not answer: {reason}") from None
+        out: list[Sample] = []
+        for item in data or []:
+            labels = dict(item.get("metric", {}))
+            # an instant vector has "value"; a range vector (raw samples) has "values"
+            for pair in item.get("values", []) or [item.get("value")]:
+                try:
+                    out.append((labels, float(pair[1])))
+                except (IndexError, TypeError, ValueError):
+                    continue
+        return out
+
+
+@dataclass(frozen=True)
+class LookRequest:
+    endpoint: str
+    variants: Sequence[str]
+    weights: Mapping[str, int]
+    started_at: float  # unix seconds: the rollout's start, the anchor of every window
+    at: float  # unix seconds: the look's time
+    source: str = "local"
+    namespace: str = ""
+    revisions: Mapping[str, str] = field(default_factory=dict)
+    custom: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+
+SeriesKey = frozenset[tuple[str, str]]
+
+
+def _key(labels: Mapping[str, str]) -> SeriesKey:
+    return frozenset((k, v) for k, v in labels.items() if k != "__name__")
+
+
+def _finite(samples: list[Sample]) -> dict[SeriesKey, float]:
+    return {_key(labels): v for labels, v in samples if math.isfinite(v)}
+
+
+def counter_increase(
+    query: QueryFn, selector: str, window: str, started_at: float, at: float
+) -> dict[SeriesKey, float]:
+    """Per series: how much the counter grew between ``started_at`` and ``at``.
+
+    Raw values at both instants (exact); a series absent at the start counts from zero; a
+    series that restarted inside the window falls back to Prometheus' ``increase``.
+    """
+    now = _finite(query(selector, at))
+    if not now:
+        return {}
+    before = _finite(query(selector, started_at))
+    resets = _finite(query(f"resets({selector}[{window}])", at))
+    fallback: dict[SeriesKey, float] | None = None
+    out: dict[SeriesKey, float] = {}
+    for key, value in now.items():
+        base = before.get(key, 0.0)
+        if resets.get(key, 0.0) > 0 or value < base:
+            if fallback is None:
+                fallback = _increase_from_samples(query(f"{selector}[{window}]", at), before)
+            out[key] = fallback.get(key, value)
+        else:
+            out[key] = value - base
+    return out
+
+
+def _increase_from_samples(samples: list[Sample], before: dict[SeriesKey, float]) -> dict[SeriesKey, float]:
+    """Exact growth over raw samples, counting a drop as a restart from zero.
+
+    Unlike ``increase()``, nothing is extrapolated: the first step is measured from the
+    value at the rollout's start.
+    """
+    last: dict[SeriesKey, float] = {}
+    grown: dict[SeriesKey, float] = {}
+    for labels, value in samples:
+        if not math.isfinite(value):
+            continue
+        key = _key(labels)
+        prev = last.get(key, before.get(key, 0.0))
+        grown[key] = grown.get(key, 0.0) + (value - prev if value >= prev else value)
+        last[key] = value
+    return grown
+
+
+def _histogram(series: dict[SeriesKey, float], scale: float, requests: int) -> dict[str, Any]:
+    by_le: dict[float, float] = {}
+    for key, value in series.items():
+        le = dict(key).get("le")
+        if le is None:
+            continue
+        b = math.inf if le in ("+Inf", "Inf", "inf") else float(le)
+        by_le[b] = by_le.get(b, 0.0) + value
+    if not by_le:
+        return {}
+    bounds = sorted(by_le)
+    counts: list[int] = []
+    running = 0
+    for b in bounds:
+        running = max(running, round(by_le[b]))  # keep the buckets cumulative
+        counts.append(running)
+    if bounds[-1] != math.inf:
+        bounds.append(math.inf)
+        counts.append(running)
+    # Requests the histogram never saw (refused connections) are slower than any bucket.
+    counts = [min(c, requests) for c in counts[:-1]] + [requests]
+    bounds_s: list[float | str] = ["+Inf" if b == math.inf else round(b * scale, 9) for b in bounds]
+    return {"le": bounds_s, "counts": counts}
+
+
+def _scalar(query: QueryFn, promql: str, at: float, what: str) -> float:
+    samples = query(promql, at)
+    if not samples:
+        raise MetricsUnavailable(f"no data for {what}: Prometheus returned no series for {promql}")
+    value = sum(v for _, v in samples)
+    if not math.isfinite(value):
+        raise MetricsUnavailable(f"no usable value for {what} (got {value}) from {promql}")
+    return max(0.0, value)
+
+
+def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Query every variant and return one snapshot look (dict, ``mlserve.snapshot/v1``)."""
+    qs: QuerySet = QUERY_SETS[req.source]
+    seconds = max(1.0, req.at - req.started_at)
+    variants: dict[str, Any] = {}
+    extras: dict[str, Any] = {}
+    prev_variants = (previous or {}).get("variants", {})
+    for variant in req.variants:
+        q = variant_queries(
+            qs,
+            endpoint=req.endpoint,
+            variant=variant,
+            seconds=seconds,
+            namespace=req.namespace,
+            revision=req.revisions.get(variant, ""),
+            custom=dict(req.custom),
+        )
+        what = f"{req.endpoint}/{variant}"
+        counts = counter_increase(query, q.requests, q.window, req.started_at, req.at)
+        if not counts:
+            raise MetricsUnavailable(
+                f"no data for requests of {what}: Prometheus has no series {q.requests} "
+                "(is the target scraped? see the Prometheus targets page)"
+            )
+        pattern = re.compile(qs.error_regex)
+        requests = round(sum(counts.values()))
+        errors = round(sum(v for k, v in counts.items() if pattern.fullmatch(dict(k).get(qs.error_label, ""))))
+        prev = prev_variants.get(variant, {})
+        # cumulative counts never go down between looks
+        requests = max(requests, int(prev.get("requests", 0)))
+        errors = min(max(errors, int(prev.get("errors", 0))), requests)
+        entry: dict[str, Any] = {"requests": requests, "errors": errors}
+        hist = _histogram(
+            counter_increase(query, q.buckets, q.window, req.started_at, req.at), qs.le_to_seconds, requests
+        )
+        if hist:
+            prev_hist = prev.get("latency_seconds")
+            if prev_hist and prev_hist.get("le") == hist["le"]:
+                merged = [max(a, int(b)) for a, b in zip(hist["counts"], prev_hist["counts"], strict=True)]
+                hist["counts"] = [min(c, requests) for c in merged[:-1]] + [requests]
+            total = sum(counter_increase(query, q.latency_sum, q.window, req.started_at, req.at).values())
+            entry["latency_seconds"] = {**hist, "sum": round(total * qs.le_to_seconds, 6)}
+        if q.custom:
+            custom: dict[str, Any] = {}
+            for name, (num, den) in q.custom.items():
+                n = round(_scalar(query, num, req.at, f"{name} numerator of {what}"))
+                d = round(_scalar(query, den, req.at, f"{name} denominator of {what}"))
+                prev_c = prev.get("custom", {}).get(name, {})
+                d = max(d, int(prev_c.get("denominator", 0)))
+                n = min(max(n, int(prev_c.get("numerator", 0))), d)
+                custom[name] = {"numerator": n, "denominator": d}
+            entry["custom"] = custom
+        if q.gpu:
+            gpu = {}
+            for name, promql in q.gpu.items():
+                try:
+                    samples = query(promql, req.at)
+                except MetricsUnavailable:
+                    samples = []
+                if samples and math.isfinite(samples[0][1]):
+                    gpu[name] = samples[0][1]
+            if gpu:
+                extras[variant] = gpu
+        variants[variant] = entry
+    look: dict[str, Any] = {
+        "at": datetime.fromtimestamp(req.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "weights": {v: int(req.weights.get(v, 0)) for v in req.variants},
+        "variants": variants,
+    }
+    if extras:
+        look["gpu"] = extras
+    return look

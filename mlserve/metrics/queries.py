@@ -1,0 +1,166 @@
+"""Which Prometheus series hold each source's requests, errors and latency, per variant.
+
+A look needs counts *since the rollout started*. ``increase(metric[W])`` anchored at the
+start is the textbook answer, but it only sees samples inside the window and extrapolates
+to the edges: over the short windows of a canary step (seconds to minutes at a 1-5 s
+scrape interval) it misses the traffic between the last sample before the start and the
+first one after, and we measured it undercounting a 900-request burst by half. So the
+collector reads each series' raw counter value at the start and at the look (instant
+queries, exact integers; a series born after the start counts from zero) and takes the
+difference. Where ``resets(metric[W])`` says a counter restarted inside the window (a
+gateway or pod restart), that series is summed step by step over its raw samples in the
+window (``metric[W]``), a drop counting as a restart from zero, with nothing extrapolated.
+Scrape gaps only delay counts: an instant query returns the latest sample.
+
+Names reaching a selector are DNS-1123 labels (the manifest enforces it), so they cannot
+break out of a PromQL string. Custom ratio metrics are the user's own PromQL, filled with
+:func:`fill`, which replaces only the named placeholders (``{endpoint}``, ``{variant}``,
+``{namespace}``, ``{window}``, ``{selector}``) so PromQL's own braces need no escaping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PLACEHOLDERS = ("selector", "endpoint", "variant", "namespace", "window", "revision")
+
+
+def fill(template: str, **values: str) -> str:
+    out = template
+    for key in PLACEHOLDERS:
+        if key in values:
+            out = out.replace("{" + key + "}", values[key])
+    return out
+
+
+@dataclass(frozen=True)
+class QuerySet:
+    """How one source names requests, errors and latency for a variant."""
+
+    name: str
+    description: str
+    selector: str  # label matchers for one variant (without braces)
+    requests: str  # counter of requests (all outcomes)
+    error_label: str  # label of ``requests`` that tells an error ...
+    error_regex: str  # ... when its value fully matches this regex
+    buckets: str  # histogram bucket counter (has ``le``)
+    latency_sum: str  # histogram sum counter
+    le_to_seconds: float  # multiply a bucket's ``le`` (and the sum) by this to get seconds
+    gpu_selector: str = ""  # DCGM exporter matchers for the variant's pods, where known
+
+
+_LOCAL = QuerySet(
+    name="local",
+    description="mlserve's local gateway (mlserve_* metrics)",
+    selector='endpoint="{endpoint}",variant="{variant}"',
+    requests="mlserve_requests_total",
+    # 5xx answers, upstream timeouts and refused connections are the model's failures;
+    # 4xx are the caller's.
+    error_label="code",
+    error_regex="5..|connect_error",
+    buckets="mlserve_request_duration_seconds_bucket",
+    latency_sum="mlserve_request_duration_seconds_sum",
+    le_to_seconds=1.0,
+)
+
+_ISTIO = QuerySet(
+    name="istio",
+    description="Istio sidecars (istio_requests_total, istio_request_duration_milliseconds)",
+    selector=(
+        'reporter="destination",destination_workload_namespace="{namespace}",'
+        'destination_app="{endpoint}",destination_version="{variant}"'
+    ),
+    requests="istio_requests_total",
+    error_label="response_code",
+    error_regex="5..",
+    buckets="istio_request_duration_milliseconds_bucket",
+    latency_sum="istio_request_duration_milliseconds_sum",
+    le_to_seconds=0.001,
+    gpu_selector='namespace="{namespace}",pod=~"{endpoint}-{variant}-.*"',
+)
+
+_SELDON = QuerySet(
+    name="seldon",
+    description="Seldon Core v1 executor (seldon_api_executor_client_requests_seconds)",
+    selector='namespace="{namespace}",deployment_name="{endpoint}",predictor_name="{variant}"',
+    requests="seldon_api_executor_client_requests_seconds_count",
+    error_label="code",
+    error_regex="5..",
+    buckets="seldon_api_executor_client_requests_seconds_bucket",
+    latency_sum="seldon_api_executor_client_requests_seconds_sum",
+    le_to_seconds=1.0,
+    gpu_selector='namespace="{namespace}",pod=~"{endpoint}-{variant}-.*"',
+)
+
+_KSERVE = QuerySet(
+    name="kserve",
+    description="KServe on Knative (revision_request_count, revision_request_latencies)",
+    # KServe names revisions itself; the rollout resolves each variant's revision name
+    # from the InferenceService status and passes it as {revision}.
+    selector='namespace_name="{namespace}",revision_name="{revision}"',
+    requests="revision_request_count",
+    error_label="response_code_class",
+    error_regex="5xx",
+    buckets="revision_request_latencies_bucket",
+    latency_sum="revision_request_latencies_sum",
+    le_to_seconds=0.001,
+    gpu_selector='namespace="{namespace}",pod=~"{revision}-deployment-.*"',
+)
+
+QUERY_SETS: dict[str, QuerySet] = {q.name: q for q in (_LOCAL, _ISTIO, _SELDON, _KSERVE)}
+
+GPU_QUERIES = {
+    "gpu_utilization_percent": "avg(avg_over_time(DCGM_FI_DEV_GPU_UTIL{{gpu_selector}}[{window}]))",
+    "gpu_memory_used_mib": "max(max_over_time(DCGM_FI_DEV_FB_USED{{gpu_selector}}[{window}]))",
+}
+
+
+def window(seconds: float) -> str:
+    """A PromQL range covering ``seconds`` (at least one second, whole seconds)."""
+    return f"{max(1, int(-(-seconds // 1)))}s"
+
+
+@dataclass(frozen=True)
+class VariantQueries:
+    """Instant selectors of one variant's counters (evaluated at the start and at each look)
+    and the window expressions used to detect counter resets."""
+
+    requests: str
+    buckets: str
+    latency_sum: str
+    window: str
+    custom: dict[str, tuple[str, str]]  # metric -> (numerator, denominator)
+    gpu: dict[str, str]
+
+
+def variant_queries(
+    qs: QuerySet,
+    *,
+    endpoint: str,
+    variant: str,
+    seconds: float,
+    namespace: str = "",
+    revision: str = "",
+    custom: dict[str, tuple[str, str]] | None = None,
+) -> VariantQueries:
+    values = {
+        "endpoint": endpoint,
+        "variant": variant,
+        "namespace": namespace,
+        "revision": revision or variant,
+        "window": window(seconds),
+    }
+    selector = "{" + fill(qs.selector, **values) + "}"
+    with_sel = {**values, "selector": selector}
+    gpu: dict[str, str] = {}
+    if qs.gpu_selector:
+        gsel = fill(qs.gpu_selector, **values)
+        gpu = {k: fill(v.replace("{gpu_selector}", gsel), **values) for k, v in GPU_QUERIES.items()}
+    return VariantQueries(
+        requests=qs.requests + selector,
+        buckets=qs.buckets + selector,
+        latency_sum=qs.latency_sum + selector,
+        window=values["window"],
+        custom={name: (fill(n, **with_sel), fill(d, **with_sel)) for name, (n, d) in (custom or {}).items()},
+        gpu=gpu,
+    )
