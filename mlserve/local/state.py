@@ -224,6 +224,9 @@ def stop_group(pid: int, start_time: int | None, timeout: float = 10.0) -> bool:
     if not pid_alive(pid, start_time):
         # The leader is gone but may have left children in its group. Linux does not
         # hand out a pid that is still some group's id, so a live group is still ours.
+        # A live pid with another start time is a stranger: leave it and its group alone.
+        if pid_alive(pid):
+            return False
         if start_time is not None and group_alive(pid):
             _signal_group(pid, signal.SIGKILL)
             return True
