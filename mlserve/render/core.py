@@ -126,7 +126,7 @@ def render_files(
                 text = engine.render_template(jenv, template, context)
                 files[f"{prefix}/{name}"] = _with_header(name, text)
         else:
-            files.update(_kubernetes_files(jenv, base, prefix))
+            files.update(_kubernetes_files(jenv, base, prefix, manifest, env_name, state))
         out[layer] = dict(sorted(files.items()))
     return out
 
@@ -138,10 +138,13 @@ def _backend(manifest: Any, env_name: str, layer: str) -> dict[str, Any] | None:
     return b
 
 
-def _kubernetes_files(jenv: Any, base: dict[str, Any], prefix: str) -> dict[str, str]:
+def _kubernetes_files(
+    jenv: Any, base: dict[str, Any], prefix: str, manifest: Any, env_name: str, state: dict[str, EndpointTraffic]
+) -> dict[str, str]:
     from mlserve.render import kubernetes
 
-    return {f"{prefix}/{p}": _with_header(p, t) for p, t in kubernetes.render(jenv, base).items()}
+    files = kubernetes.render(jenv, base, manifest, env_name, state)
+    return {f"{prefix}/{p}": _with_header(p, t) for p, t in files.items()}
 
 
 # ---------------------------------------------------------------------------

@@ -1,9 +1,258 @@
-"""The kubernetes folder of an environment (filled in by the kubernetes templates)."""
+"""The kubernetes folder of an environment: per-endpoint objects plus one traffic patch.
+
+Layout (under ``stacks/ENV/kubernetes/``)::
+
+    kustomization.yaml     resources + the traffic patch
+    namespace.yaml         Namespace, PeerAuthentication (STRICT), NetworkPolicy
+    endpoints/NAME.yaml    serving objects, router Service, DestinationRule,
+                           VirtualService, AuthorizationPolicy, PDBs
+    traffic.yaml           weights, mirroring and header matches: the only file a
+                           traffic change touches
+
+Each running version is its own workload (one InferenceService per version, or one
+SeldonDeployment predictor per version), labelled ``mlserve.io/endpoint`` and
+``mlserve.io/version``. A router Service selects all of an endpoint's pods and the
+VirtualService splits, mirrors or matches between DestinationRule subsets, so Istio
+metrics carry the version of every request.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from mlserve.errors import ManifestError
+from mlserve.manifest.models import Endpoint, Manifest, Version
+from mlserve.render import engine
+from mlserve.render.context import DEFAULT_GPU_TYPE, GPU_LABEL, GPU_TAINT_KEY, GPU_TYPE_LABEL
+from mlserve.render.traffic import EndpointTraffic
 
-def render(jenv: Any, base: dict[str, Any]) -> dict[str, str]:
-    return {}
+VARIANT_HEADER = "x-mlserve-variant"
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """How a runtime is served on each backend."""
+
+    image: str
+    model_format: str | None  # KServe modelFormat (None: a custom container)
+    kserve_runtime: str | None
+    protocol: str  # KServe protocolVersion
+    seldon_implementation: str | None  # Seldon prepackaged server (None: custom container)
+    args: tuple[str, ...] = ()
+    gpu_image: str | None = None
+
+
+RUNTIMES: dict[str, RuntimeSpec] = {
+    "sklearn": RuntimeSpec("docker.io/seldonio/mlserver:1.7.1", "sklearn", "kserve-mlserver", "v2", "SKLEARN_SERVER"),
+    "xgboost": RuntimeSpec("docker.io/seldonio/mlserver:1.7.1", "xgboost", "kserve-mlserver", "v2", "XGBOOST_SERVER"),
+    "triton": RuntimeSpec(
+        "nvcr.io/nvidia/tritonserver:24.10-py3",
+        "triton",
+        "kserve-tritonserver",
+        "v2",
+        "TRITON_SERVER",
+        args=("--model-store=/mnt/models", "--http-port=8080", "--grpc-port=9000", "--strict-readiness=true"),
+    ),
+    "vllm": RuntimeSpec(
+        "docker.io/kserve/huggingfaceserver:v0.14.1-gpu",
+        "huggingface",
+        "kserve-huggingfaceserver",
+        "v2",
+        None,
+        args=("--backend=vllm", "--http_port=8080"),
+    ),
+    "torchserve": RuntimeSpec("docker.io/pytorch/torchserve-kfs:0.12.0", "pytorch", "kserve-torchserve", "v1", None),
+    "seldon": RuntimeSpec("docker.io/seldonio/seldon-core-s2i-python3:1.17.1", None, None, "v1", None),
+    "custom": RuntimeSpec("", None, None, "v2", None),
+}
+SELDON_VLLM_IMAGE = "docker.io/vllm/vllm-openai:v0.6.3"
+
+# Where each runtime serves Prometheus metrics (Istio merges them with its own).
+METRICS_PORTS = {"sklearn": 8082, "xgboost": 8082, "triton": 8002, "torchserve": 8082}
+
+KSERVE_PORT = 8080
+SELDON_PORT = 8000  # the Seldon executor in every predictor pod
+
+
+def render(
+    jenv: Any, base: dict[str, Any], manifest: Manifest, env_name: str, traffic: dict[str, EndpointTraffic]
+) -> dict[str, str]:
+    env = manifest.environments[env_name]
+    endpoints = manifest.endpoints_in(env_name)
+    namespace = env.namespace or ""
+    serving = env.serving or "kserve"
+    eps = [
+        endpoint_context(manifest, env_name, name, ep, traffic[name], serving, namespace)
+        for name, ep in sorted(endpoints.items())
+    ]
+    allowed = sorted({ns for e in eps for ns in e["auth"]["namespaces"]} | {namespace})
+    ctx = dict(base, endpoints=eps, namespace=namespace, serving=serving, ingress_namespaces=allowed)
+    out: dict[str, str] = {}
+    out["namespace.yaml"] = engine.render_template(jenv, "kubernetes/namespace.yaml.j2", ctx)
+    workload = (
+        "kubernetes/kserve/inferenceservice.yaml.j2"
+        if serving == "kserve"
+        else "kubernetes/seldon/seldondeployment.yaml.j2"
+    )
+    for e in eps:
+        ectx = dict(ctx, ep=e)
+        docs = []
+        if serving == "kserve":
+            for v in e["variants"]:
+                docs.append(engine.render_template(jenv, workload, dict(ectx, v=v)))
+        else:
+            docs.append(engine.render_template(jenv, workload, ectx))
+        docs.append(engine.render_template(jenv, "kubernetes/istio/router.yaml.j2", ectx))
+        docs.append(engine.render_template(jenv, "kubernetes/istio/auth.yaml.j2", ectx))
+        for v in e["variants"]:
+            docs.append(engine.render_template(jenv, "kubernetes/pdb.yaml.j2", dict(ectx, v=v)))
+        out[f"endpoints/{e['name']}.yaml"] = "---\n".join(d for d in docs if d.strip())
+    out["traffic.yaml"] = engine.render_template(jenv, "kubernetes/traffic.yaml.j2", ctx)
+    out["kustomization.yaml"] = engine.render_template(
+        jenv,
+        "kubernetes/kustomization.yaml.j2",
+        dict(ctx, resources=["namespace.yaml", *(f"endpoints/{e['name']}.yaml" for e in eps)]),
+    )
+    return out
+
+
+def resolve_model_uri(manifest: Manifest, env_name: str, ep_name: str, version_name: str, uri: str) -> str:
+    """Storage URIs pass through; project paths live under the environment's model store."""
+    if "://" in uri and not uri.startswith("file://"):
+        return uri
+    store = manifest.environments[env_name].model_store
+    if store is None or uri.startswith(("/", "file://")):
+        raise ManifestError(
+            [
+                f"mlserve.toml: endpoints.{ep_name}.versions.{version_name}.model_uri: {uri!r} is a local path; "
+                f"set environments.{env_name}.model_store (e.g. s3://bucket) so the cluster can fetch it"
+            ]
+        )
+    return f"{store.rstrip('/')}/{uri}"
+
+
+def _probe_delays(ep: Endpoint) -> dict[str, int]:
+    # Large models take minutes to load: a startup probe holds liveness off until then.
+    heavy = ep.resources.gpu > 0 or ep.runtime in ("vllm", "triton", "torchserve")
+    return {"startup_failures": 60 if heavy else 30, "period": 10}
+
+
+def _variant(
+    manifest: Manifest, env_name: str, ep_name: str, ep: Endpoint, version: str, role: str, serving: str
+) -> dict[str, Any]:
+    v: Version = ep.versions[version]
+    spec = RUNTIMES[ep.runtime]
+    image = v.image or spec.image
+    if serving == "seldon" and ep.runtime == "vllm" and not v.image:
+        image = SELDON_VLLM_IMAGE
+    uri = resolve_model_uri(manifest, env_name, ep_name, version, v.model_uri)
+    args = list(spec.args)
+    if ep.runtime == "vllm":
+        args = (
+            [f"--model_name={ep_name}", *args]
+            if serving == "kserve"
+            else ["--model=/mnt/models", "--port=9000", f"--served-model-name={ep_name}"]
+        )
+    if ep.runtime == "seldon" and serving == "kserve":
+        args = [v.model_class or "Model", "--http-port", str(KSERVE_PORT)]
+    args += list(v.args)
+    env = [{"name": k, "value": val} for k, val in sorted(v.env.items())]
+    if ep.runtime == "seldon" and serving == "seldon" and v.model_class:
+        env.append({"name": "MODEL_NAME", "value": v.model_class})
+    return {
+        "version": version,
+        "name": f"{ep_name}-{version}",
+        "role": role,
+        "description": v.description,
+        "image": image,
+        "model_uri": uri,
+        "args": args,
+        "env": env,
+        "custom_container": spec.model_format is None,
+        "seldon_implementation": spec.seldon_implementation,
+    }
+
+
+def endpoint_context(
+    manifest: Manifest,
+    env_name: str,
+    name: str,
+    ep: Endpoint,
+    traffic: EndpointTraffic,
+    serving: str,
+    namespace: str,
+) -> dict[str, Any]:
+    spec = RUNTIMES[ep.runtime]
+    res = ep.resources
+    requests: dict[str, Any] = {"cpu": res.cpu, "memory": res.memory}
+    limits: dict[str, Any] = {"memory": res.memory}
+    # CPU limits throttle latency-sensitive servers; memory and GPUs are hard limits.
+    limits["cpu"] = res.cpu
+    node_selector: dict[str, str] = {}
+    tolerations: list[dict[str, str]] = []
+    if res.gpu > 0:
+        requests["nvidia.com/gpu"] = str(res.gpu)
+        limits["nvidia.com/gpu"] = str(res.gpu)
+        if res.gpu_type:
+            node_selector[GPU_TYPE_LABEL] = res.gpu_type
+        else:
+            node_selector[GPU_LABEL] = "true"
+        tolerations.append({"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"})
+    variants = [_variant(manifest, env_name, name, ep, traffic.baseline, "baseline", serving)]
+    if traffic.candidate is not None:
+        variants.append(_variant(manifest, env_name, name, ep, traffic.candidate, "candidate", serving))
+    host = f"{name}.{namespace}.svc.cluster.local"
+    port = KSERVE_PORT if serving == "kserve" else SELDON_PORT
+    return {
+        "name": name,
+        "description": ep.description,
+        "runtime": ep.runtime,
+        "host": host,
+        "port": port,
+        "metrics_port": METRICS_PORTS.get(ep.runtime, KSERVE_PORT) if serving == "kserve" else SELDON_PORT,
+        "metrics_path": "/metrics" if serving == "kserve" else "/prometheus",
+        "model_format": spec.model_format,
+        "kserve_runtime": spec.kserve_runtime,
+        "protocol": spec.protocol,
+        "seldon_protocol": "seldon" if ep.runtime == "seldon" else "v2",
+        "requests": dict(sorted(requests.items())),
+        "limits": dict(sorted(limits.items())),
+        "gpu": res.gpu,
+        "gpu_type": res.gpu_type or (DEFAULT_GPU_TYPE if res.gpu else None),
+        "node_selector": node_selector,
+        "tolerations": tolerations,
+        "autoscaling": {
+            "min": ep.autoscaling.min_replicas,
+            "max": ep.autoscaling.max_replicas,
+            "metric": ep.autoscaling.metric,
+            "target": ep.autoscaling.target,
+        },
+        "probes": _probe_delays(ep),
+        "variants": variants,
+        "auth": {
+            "namespaces": sorted(set(ep.auth.allowed_namespaces)),
+            "principals": sorted(set(ep.auth.allowed_principals)),
+            "jwt_issuer": ep.auth.jwt_issuer,
+            "jwks_uri": ep.auth.jwks_uri,
+        },
+        "sticky_header": ep.rollout.sticky_header,
+        "traffic": traffic_context(traffic, host),
+    }
+
+
+def traffic_context(t: EndpointTraffic, host: str) -> dict[str, Any]:
+    """The VirtualService routes of one endpoint for a traffic state."""
+    weights: list[dict[str, Any]] = [{"subset": v, "weight": t.weight(v)} for v in t.versions]
+    live = [w for w in weights if int(w["weight"]) > 0] or [{"subset": t.baseline, "weight": 100}]
+    return {
+        "mode": t.mode,
+        "baseline": t.baseline,
+        "candidate": t.candidate,
+        "routes": live,
+        "weights": {v: t.weight(v) for v in t.versions},
+        "mirror": t.candidate if (t.candidate is not None and t.shadow > 0) else None,
+        "mirror_percent": t.shadow,
+        "header_match": t.mode == "ab" and t.candidate is not None,
+        "variant_header": VARIANT_HEADER,
+    }
