@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
-from mlserve.metrics.collect import LookRequest, MetricsUnavailable, PrometheusQuery, collect_look
+from mlserve.metrics.collect import Collected, LookRequest, MetricsUnavailable, PrometheusQuery, collect_look
 from mlserve.metrics.queries import QUERY_SETS, QuerySet, variant_queries
 
 __all__ = [
     "QUERY_SETS",
+    "Collected",
     "LookRequest",
     "MetricsUnavailable",
     "PrometheusQuery",

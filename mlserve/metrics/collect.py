@@ -160,8 +160,17 @@ def _scalar(query: QueryFn, promql: str, at: float, what: str) -> float:
     return max(0.0, value)
 
 
-def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Query every variant and return one snapshot look (dict, ``mlserve.snapshot/v1``)."""
+@dataclass(frozen=True)
+class Collected:
+    """One look (``mlserve.snapshot/v1``, a plain dict) and, where the DCGM exporter is
+    scraped, GPU figures per variant for the report (not part of the snapshot)."""
+
+    look: dict[str, Any]
+    gpu: dict[str, dict[str, float]]
+
+
+def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] | None = None) -> Collected:
+    """Query every variant and return one snapshot look."""
     qs: QuerySet = QUERY_SETS[req.source]
     seconds = max(1.0, req.at - req.started_at)
     variants: dict[str, Any] = {}
@@ -229,6 +238,4 @@ def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] |
         "weights": {v: int(req.weights.get(v, 0)) for v in req.variants},
         "variants": variants,
     }
-    if extras:
-        look["gpu"] = extras
-    return look
+    return Collected(look=look, gpu=extras)

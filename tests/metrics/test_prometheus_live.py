@@ -105,7 +105,7 @@ def look(url: str, start: float, previous: dict[str, Any] | None = None) -> dict
     req = LookRequest(
         endpoint="fraud", variants=["v1", "v2"], weights={"v1": 90, "v2": 10}, started_at=start, at=time.time()
     )
-    return collect_look(PrometheusQuery(url), req, previous)
+    return collect_look(PrometheusQuery(url), req, previous).look
 
 
 def close(observed: int, expected: int, slack: float = 0.08) -> bool:

@@ -128,7 +128,7 @@ def test_counts_are_differences_from_the_start() -> None:
         B + "variant=v2,le=0.05": 120.0,
         B + "variant=v2,le=+Inf": 147.0,
     }
-    look = collect_look(FakeProm(start, later), _req())
+    look = collect_look(FakeProm(start, later), _req()).look
     assert look["at"] == "1970-01-01T00:17:40Z"
     assert look["weights"] == {"v1": 90, "v2": 10}
     assert look["variants"]["v1"]["requests"] == 900 and look["variants"]["v1"]["errors"] == 0
@@ -141,7 +141,7 @@ def test_counts_are_differences_from_the_start() -> None:
 def test_a_restarted_counter_is_summed_over_raw_samples() -> None:
     start = {R + "variant=v1,code=200": 100.0, R + "variant=v2,code=200": 10.0}
     later = {R + "variant=v1,code=200": 30.0, R + "variant=v2,code=200": 20.0}
-    look = collect_look(FakeProm(start, later, resets=frozenset({R + "variant=v1,code=200"})), _req())
+    look = collect_look(FakeProm(start, later, resets=frozenset({R + "variant=v1,code=200"})), _req()).look
     # 100 -> 105 (+5), drop to 2 (restart: +2), -> 30 (+28)
     assert look["variants"]["v1"]["requests"] == 35
     assert look["variants"]["v2"]["requests"] == 10
@@ -149,9 +149,11 @@ def test_a_restarted_counter_is_summed_over_raw_samples() -> None:
 
 def test_collect_never_decreases_between_looks() -> None:
     start = {R + "variant=v1,code=200": 0.0, R + "variant=v2,code=200": 0.0}
-    first = collect_look(FakeProm(start, {R + "variant=v1,code=200": 900.0, R + "variant=v2,code=200": 100.0}), _req())
+    first = collect_look(
+        FakeProm(start, {R + "variant=v1,code=200": 900.0, R + "variant=v2,code=200": 100.0}), _req()
+    ).look
     lower = {R + "variant=v1,code=200": 890.0, R + "variant=v2,code=200": 99.0}
-    second = collect_look(FakeProm(start, lower), _req(at=1120.0), previous=first)
+    second = collect_look(FakeProm(start, lower), _req(at=1120.0), previous=first).look
     assert second["variants"]["v2"]["requests"] == 100
 
 
