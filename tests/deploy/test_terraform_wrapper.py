@@ -102,7 +102,7 @@ def test_full_cycle_argv_and_summaries(tmp_path: Path) -> None:
         assert str(folder) not in argv
         if argv[1] in ("init", "plan", "apply", "destroy"):
             assert "-input=false" in argv, argv
-    assert ["workspace", "select", "-or-create", "-no-color", "staging"] == calls[1][1:]
+    assert calls[1][1:] == ["workspace", "select", "-or-create", "-no-color", "staging"]
 
 
 def spy(tf: Terraform) -> list[list[str]]:
@@ -189,7 +189,7 @@ def test_terraform_missing_from_path(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_plugin_dir_from_env_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(tfmod.PLUGIN_DIR_ENV, str(tmp_path / "nope"))
-    with pytest.raises(ToolError, match="MLSERVE_TF_PLUGIN_DIR=.* is not a directory"):
+    with pytest.raises(ToolError, match=r"MLSERVE_TF_PLUGIN_DIR=.* is not a directory"):
         Terraform(write_stack(tmp_path / "stack"))
 
 
