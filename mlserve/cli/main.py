@@ -28,11 +28,14 @@ from mlserve.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, MlserveErro
 COMMAND_MODULES = [
     "mlserve.cli.commands.init",
     "mlserve.cli.commands.validate",
+    "mlserve.cli.commands.schema",
     "mlserve.cli.commands.deploy",
     "mlserve.cli.commands.status",
     "mlserve.cli.commands.down",
     "mlserve.cli.commands.logs",
     "mlserve.cli.commands.render",
+    "mlserve.cli.commands.plan",
+    "mlserve.cli.commands.destroy",
 ]
 
 app = typer.Typer(
