@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -141,10 +142,28 @@ Image = Annotated[str, AfterValidator(check_image)]
 ModelUri = Annotated[str, AfterValidator(check_model_uri)]
 Url = Annotated[str, AfterValidator(check_url)]
 Region = Annotated[str, AfterValidator(check_region)]
-Quantity = Annotated[str, BeforeValidator(check_quantity)]
+Quantity = Annotated[
+    str,
+    BeforeValidator(check_quantity),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"}, {"type": "number"}]}
+    ),
+]
 HeaderName = Annotated[str, AfterValidator(check_header_name)]
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-MarginValue = Annotated[Margin, BeforeValidator(parse_margin), PlainSerializer(str, return_type=str)]
+# JSON Schema (for editors) describes what a person writes, not the parsed value.
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)$"}, {"type": "number", "minimum": 0}]}
+    ),
+]
+MarginValue = Annotated[
+    Margin,
+    BeforeValidator(parse_margin),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^\d+(\.\d+)?%$"}, {"type": "number", "minimum": 0}]}),
+]
 Percent = Annotated[int, Field(ge=0, le=100)]
 Port = Annotated[int, Field(ge=1024, le=65535)]
 
