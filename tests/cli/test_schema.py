@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import json
+import tomllib
 
 import jsonschema
-import tomllib
 
 from mlserve.manifest.reference import DESCRIPTIONS, iter_keys, reference_markdown
 from tests.conftest import REPO, run_cli
