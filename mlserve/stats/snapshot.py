@@ -9,6 +9,7 @@ rule is rejected with a message naming the file, the look (1-based) and the fiel
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Mapping
@@ -208,7 +209,7 @@ def _str(value: Any, where: str, *, max_len: int = 253) -> str:
         raise _Bad(where, f"must be a non-empty string (got {_short(value)})")
     if len(value) > max_len:
         raise _Bad(where, f"must be at most {max_len} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if not value.isprintable():
         raise _Bad(where, "must not contain control characters")
     return value
 
@@ -274,14 +275,15 @@ def _parse(data: Any, source: str) -> Snapshot:
         raise _Bad("looks", f"has {len(raw_looks)} looks; at most {MAX_LOOKS}")
     looks: list[Look] = []
     prev: Look | None = None
+    cache: dict[Any, Any] = {}
     for i, raw in enumerate(raw_looks, start=1):
-        look = _look(raw, f"looks[{i}]", (baseline, candidate), prev)
+        look = _look(raw, f"looks[{i}]", (baseline, candidate), prev, cache)
         looks.append(look)
         prev = look
     return Snapshot(endpoint, baseline, candidate, strategy, tuple(looks), source)
 
 
-def _look(raw: Any, where: str, names: tuple[str, str], prev: Look | None) -> Look:
+def _look(raw: Any, where: str, names: tuple[str, str], prev: Look | None, cache: dict[Any, Any]) -> Look:
     obj = _obj(raw, where)
     _keys(obj, where, ("weights", "variants"), ("at",))
     at = _str(obj["at"], f"{where}.at", max_len=64) if "at" in obj else ""
@@ -304,7 +306,7 @@ def _look(raw: Any, where: str, names: tuple[str, str], prev: Look | None) -> Lo
     for name, v in vobj.items():
         _str(name, f"{where}.variants")
         before = prev.variants.get(name) if prev is not None else None
-        variants[name] = _variant(v, f"{where}.variants.{name}", before)
+        variants[name] = _variant(v, f"{where}.variants.{name}", before, cache)
     base, cand = variants[names[0]].latency, variants[names[1]].latency
     if base is not None and cand is not None and base.le != cand.le:
         raise _Bad(
@@ -319,7 +321,7 @@ def _not_less(now: float, before: float, where: str) -> None:
         raise _Bad(where, f"decreased from {_num_out(before)} to {_num_out(now)} (counts are cumulative)")
 
 
-def _variant(raw: Any, where: str, before: VariantStats | None) -> VariantStats:
+def _variant(raw: Any, where: str, before: VariantStats | None, cache: dict[Any, Any]) -> VariantStats:
     obj = _obj(raw, where)
     _keys(obj, where, ("requests", "errors"), ("latency_seconds", "custom"))
     requests = _count(obj["requests"], f"{where}.requests")
@@ -336,6 +338,7 @@ def _variant(raw: Any, where: str, before: VariantStats | None) -> VariantStats:
             f"{where}.latency_seconds",
             requests,
             before.latency if before is not None else None,
+            cache,
         )
     custom: dict[str, Ratio] = {}
     if obj.get("custom") is not None:
@@ -368,7 +371,19 @@ def _bound(value: Any, where: str) -> float:
     return out
 
 
-def _histogram(raw: Any, where: str, requests: int, before: Histogram | None) -> Histogram:
+def _fast_counts(raw: list[Any]) -> tuple[int, ...] | None:
+    """The common case, checked cheaply: plain non-negative ints, cumulative over buckets."""
+    if not all(type(c) is int for c in raw):
+        return None
+    counts = tuple(raw)
+    if counts and (counts[0] < 0 or counts[-1] > MAX_COUNT):
+        return None
+    if not all(a <= b for a, b in itertools.pairwise(counts)):
+        return None
+    return counts
+
+
+def _histogram(raw: Any, where: str, requests: int, before: Histogram | None, cache: dict[Any, Any]) -> Histogram:
     obj = _obj(raw, where)
     _keys(obj, where, ("le", "counts"), ("sum",))
     le_raw, counts_raw = obj["le"], obj["counts"]
@@ -380,26 +395,43 @@ def _histogram(raw: Any, where: str, requests: int, before: Histogram | None) ->
         raise _Bad(f"{where}.le", f"has more than {MAX_BUCKETS} buckets")
     if len(counts_raw) != len(le_raw):
         raise _Bad(f"{where}.counts", f"has {len(counts_raw)} entries but le has {len(le_raw)}")
-    le = tuple(_bound(b, f"{where}.le[{j}]") for j, b in enumerate(le_raw, start=1))
-    if not math.isinf(le[-1]):
-        raise _Bad(f"{where}.le", 'the last bound must be "+Inf"')
-    for j in range(1, len(le)):
-        if le[j] <= le[j - 1]:
-            raise _Bad(f"{where}.le[{j + 1}]", f"bounds must increase ({_num_out(le[j])} after {_num_out(le[j - 1])})")
-    counts = tuple(_count(c, f"{where}.counts[{j}]") for j, c in enumerate(counts_raw, start=1))
-    for j in range(1, len(counts)):
-        if counts[j] < counts[j - 1]:
-            raise _Bad(
-                f"{where}.counts[{j + 1}]",
-                f"buckets are not cumulative ({counts[j]} after {counts[j - 1]})",
-            )
+    try:
+        key: Any = tuple(le_raw)
+        hash(key)
+    except TypeError:
+        key = None
+    le = cache.get(key) if key is not None else None
+    if le is None:
+        le = _bounds(le_raw, where)
+        if key is not None:
+            cache[key] = le
+    counts = _fast_counts(counts_raw)
+    if counts is None:
+        counts = tuple(_count(c, f"{where}.counts[{j}]") for j, c in enumerate(counts_raw, start=1))
+        for j in range(1, len(counts)):
+            if counts[j] < counts[j - 1]:
+                raise _Bad(
+                    f"{where}.counts[{j + 1}]",
+                    f"buckets are not cumulative ({counts[j]} after {counts[j - 1]})",
+                )
     if counts[-1] != requests:
         raise _Bad(f"{where}.counts", f'the "+Inf" bucket ({counts[-1]}) must equal requests ({requests})')
     total = _real(obj.get("sum", 0.0), f"{where}.sum")
     if before is not None:
         if before.le != le:
             raise _Bad(f"{where}.le", "bucket bounds changed since the previous look")
-        for j, (now, old) in enumerate(zip(counts, before.counts, strict=True), start=1):
-            _not_less(now, old, f"{where}.counts[{j}]")
+        if not all(a >= b for a, b in zip(counts, before.counts, strict=True)):
+            for j, (now, old) in enumerate(zip(counts, before.counts, strict=True), start=1):
+                _not_less(now, old, f"{where}.counts[{j}]")
         _not_less(total, before.sum, f"{where}.sum")
     return Histogram(le, counts, total)
+
+
+def _bounds(le_raw: list[Any], where: str) -> tuple[float, ...]:
+    le = tuple(_bound(b, f"{where}.le[{j}]") for j, b in enumerate(le_raw, start=1))
+    if not math.isinf(le[-1]):
+        raise _Bad(f"{where}.le", 'the last bound must be "+Inf"')
+    for j in range(1, len(le)):
+        if le[j] <= le[j - 1]:
+            raise _Bad(f"{where}.le[{j + 1}]", f"bounds must increase ({_num_out(le[j])} after {_num_out(le[j - 1])})")
+    return le

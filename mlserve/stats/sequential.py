@@ -1,0 +1,272 @@
+"""Always-valid tests on counts: a mixture of likelihood ratios for a rate ratio.
+
+Two variants produce events (errors, conversions, requests above a latency threshold)
+against an exposure (requests). Treat each as a Poisson process; conditional on the
+total number of events in an interval, the candidate's share of them is Binomial with
+success probability ``theta = rho * n_a / (rho * n_a + n_b)``, a known function of the
+rate ratio ``rho`` and of the interval's exposures (Lindon and Malek 2022). Because the
+exposures may change between intervals (canary steps), the likelihood ratio is a
+product over intervals, and a fixed mixture over a grid of alternatives is a test
+martingale under the null: by Ville's inequality it exceeds ``1/alpha`` with probability
+at most ``alpha`` however often it is looked at (Johari et al. 2017; Howard et al. 2021).
+
+The null is composite and one-sided (``rho <= rho0``); the binomial family has a
+monotone likelihood ratio, so every alternative ``rho1 > rho0`` gives a supermartingale
+for any ``rho <= rho0`` and the guarantee holds on the whole null.
+
+All functions are pure and vectorised over looks: a snapshot of K looks costs a few
+numpy operations on (K, G) arrays per distinct null.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+
+# Mixture over log rate-ratio alternatives (distance from the null on the log scale).
+# Tuned by benchmarks/decision_quality.py: most of the weight sits where canary
+# regressions worth catching live (1.3x to 3x beyond the margin), a little on large
+# jumps so that a broken candidate is caught within a handful of events.
+DEFAULT_GRID: tuple[float, ...] = (0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.95, 1.1, 1.4, 2.0)
+DEFAULT_WEIGHTS: tuple[float, ...] = (0.04, 0.07, 0.10, 0.13, 0.15, 0.15, 0.13, 0.10, 0.08, 0.05)
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """A discrete mixing distribution over log rate-ratio distances (all > 0)."""
+
+    grid: tuple[float, ...] = DEFAULT_GRID
+    weights: tuple[float, ...] = DEFAULT_WEIGHTS
+
+    def arrays(self) -> tuple[Array, Array]:
+        return _mixture_arrays(self.grid, self.weights)
+
+
+@functools.lru_cache(maxsize=64)
+def _mixture_arrays(grid: tuple[float, ...], weights: tuple[float, ...]) -> tuple[Array, Array]:
+    g = np.asarray(grid, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    g.flags.writeable = False
+    logw = np.log(w / w.sum())
+    logw.flags.writeable = False
+    return g, logw
+
+
+DEFAULT_MIXTURE = Mixture()
+
+
+def _softplus(x: Array) -> Array:
+    return np.logaddexp(0.0, x)
+
+
+def log_mixture_rate_ratio(
+    x_a: Array,
+    x_b: Array,
+    n_a: Array,
+    n_b: Array,
+    log_rho0: float,
+    side: int = 1,
+    mixture: Mixture = DEFAULT_MIXTURE,
+) -> Array:
+    """Log of the mixture martingale at each look for H0: rate_a / rate_b <= rho0
+    (side=+1) or H0: rate_a / rate_b >= rho0 (side=-1).
+
+    ``x_a, x_b`` are event increments per interval (K,), ``n_a, n_b`` exposure
+    increments. Intervals where either exposure is zero carry no information.
+    """
+    g, logw = mixture.arrays()
+    g = g * (1.0 if side > 0 else -1.0)
+    n_a = np.asarray(n_a, dtype=float)
+    n_b = np.asarray(n_b, dtype=float)
+    live = (n_a > 0) & (n_b > 0)
+    base = np.log(np.where(live, n_a, 1.0)) - np.log(np.where(live, n_b, 1.0))
+    x_a = np.where(live, np.asarray(x_a, dtype=float), 0.0)
+    x_b = np.where(live, np.asarray(x_b, dtype=float), 0.0)
+    r0 = base + float(log_rho0)  # (k,)
+    r1 = r0[:, None] + g[None, :]  # (k, G)
+    step = x_a[:, None] * (_softplus(-r0)[:, None] - _softplus(-r1)) + x_b[:, None] * (
+        _softplus(r0)[:, None] - _softplus(r1)
+    )
+    path = np.cumsum(step, axis=0)  # (K, G)
+    out: Array = np.logaddexp.reduce(path + logw[None, :], axis=1)
+    return out
+
+
+def log_mixture_per_look(
+    x_a: Array,
+    x_b: Array,
+    n_a: Array,
+    n_b: Array,
+    log_rho0: Array,
+    side: int = 1,
+    mixture: Mixture = DEFAULT_MIXTURE,
+    step: float = 0.01,
+) -> Array:
+    """As ``log_mixture_rate_ratio`` with a null that is re-estimated at every look (a
+    plug-in, e.g. an absolute margin turned into a ratio of the baseline's rate). The
+    null is rounded to a ``step`` on the log scale, towards the side that is harder to
+    reject, so that looks sharing a null share one path (a handful of paths per run)."""
+    lr = np.asarray(log_rho0, dtype=float)
+    q = np.ceil(lr / step - 1e-9) if side > 0 else np.floor(lr / step + 1e-9)
+    keys, which = np.unique(q, return_inverse=True)
+    g, logw = mixture.arrays()
+    g = g * (1.0 if side > 0 else -1.0)
+    n_a = np.asarray(n_a, dtype=float)
+    n_b = np.asarray(n_b, dtype=float)
+    live = (n_a > 0) & (n_b > 0)
+    base = np.log(np.where(live, n_a, 1.0)) - np.log(np.where(live, n_b, 1.0))
+    xa = np.where(live, np.asarray(x_a, dtype=float), 0.0)
+    xb = np.where(live, np.asarray(x_b, dtype=float), 0.0)
+    r0 = base[None, :] + (keys * step)[:, None]  # (U, k)
+    r1 = r0[:, :, None] + g[None, None, :]  # (U, k, G)
+    inc = xa[None, :, None] * (_softplus(-r0)[:, :, None] - _softplus(-r1)) + xb[None, :, None] * (
+        _softplus(r0)[:, :, None] - _softplus(r1)
+    )
+    paths = np.logaddexp.reduce(np.cumsum(inc, axis=1) + logw[None, None, :], axis=2)  # (U, K)
+    out: Array = paths[which.reshape(-1), np.arange(lr.shape[0])]
+    return out
+
+
+def merge_intervals(keys: Array, *arrays: Array) -> list[Array]:
+    """Sum consecutive intervals that share a key (the weights in force). Within one
+    canary step the exposure ratio is constant up to noise, so the likelihood barely
+    changes; used for reporting intervals, where it saves most of the work."""
+    keys = np.asarray(keys)
+    if keys.size == 0:
+        return [np.asarray(a, dtype=float) for a in arrays]
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    return [np.add.reduceat(np.asarray(a, dtype=float), starts, axis=-1) for a in arrays]
+
+
+def always_valid_p(log_m: Array) -> Array:
+    """Running always-valid p-value: min over looks so far of 1/M, capped at 1."""
+    running = np.maximum.accumulate(np.maximum(log_m, 0.0))
+    out: Array = np.exp(-running)
+    return out
+
+
+def log_mixture_last(
+    x_a: Array,
+    x_b: Array,
+    n_a: Array,
+    n_b: Array,
+    log_rho0: Array,
+    side: int = 1,
+    mixture: Mixture = DEFAULT_MIXTURE,
+) -> Array:
+    """The mixture at the last look only, for many nulls at once: row i of the (R, k)
+    count arrays is tested against ``log_rho0[i]``. Used to invert the test into an
+    interval (a confidence sequence evaluated at the reported look)."""
+    g, logw = mixture.arrays()
+    g = g * (1.0 if side > 0 else -1.0)
+    n_a = np.asarray(n_a, dtype=float)
+    n_b = np.asarray(n_b, dtype=float)
+    live = (n_a > 0) & (n_b > 0)
+    base = np.where(live, np.log(np.where(live, n_a, 1.0)) - np.log(np.where(live, n_b, 1.0)), 0.0)
+    rows = np.asarray(log_rho0, dtype=float).shape[0]
+    x_a = np.where(live, np.broadcast_to(np.asarray(x_a, dtype=float), (rows, n_a.shape[0])), 0.0)
+    x_b = np.where(live, np.broadcast_to(np.asarray(x_b, dtype=float), (rows, n_a.shape[0])), 0.0)
+    r0 = base[None, :] + np.asarray(log_rho0, dtype=float)[:, None]
+    r1 = r0[:, :, None] + g[None, None, :]
+    step = x_a[:, :, None] * (_softplus(-r0)[:, :, None] - _softplus(-r1)) + x_b[:, :, None] * (
+        _softplus(r0)[:, :, None] - _softplus(r1)
+    )
+    out: Array = np.logaddexp.reduce(step.sum(axis=1) + logw[None, :], axis=1)
+    return out
+
+
+def invert_interval(values: Array, log_fail: Array, log_pass: Array, alpha: float) -> tuple[float, float] | None:
+    """The values (sorted ascending) that neither one-sided test rejects at alpha/2.
+    ``log_fail`` must reject small values and ``log_pass`` large ones. Open ends are
+    -inf/inf; None when every value is rejected (the data sit off the grid)."""
+    crit = np.log(2.0 / alpha)
+    keep = (log_fail < crit) & (log_pass < crit)
+    if not keep.any():
+        return None
+    idx = np.flatnonzero(keep)
+    low = -np.inf if idx[0] == 0 else float(values[idx[0]])
+    high = np.inf if idx[-1] == len(values) - 1 else float(values[idx[-1]])
+    return (low, high)
+
+
+def rate_ratio_interval(
+    x_a: Array,
+    x_b: Array,
+    n_a: Array,
+    n_b: Array,
+    alpha: float,
+    mixture: Mixture = DEFAULT_MIXTURE,
+) -> tuple[float, float]:
+    """Confidence-sequence interval for log(rate_a / rate_b) at the last look (natural-log
+    bounds; -inf/inf when the data cannot bound that side)."""
+    grid = np.linspace(-4.0, 4.0, 161)
+    fail = log_mixture_last(x_a, x_b, n_a, n_b, grid, 1, mixture)
+    ok = log_mixture_last(x_a, x_b, n_a, n_b, grid, -1, mixture)
+    found = invert_interval(grid, fail, ok, alpha)
+    if found is None:
+        est = _log_ratio_estimate(float(np.sum(x_a)), float(np.sum(x_b)), float(np.sum(n_a)), float(np.sum(n_b)))
+        return (est, est)
+    return found
+
+
+def _log_ratio_estimate(x_a: float, x_b: float, n_a: float, n_b: float) -> float:
+    if x_a <= 0 or x_b <= 0 or n_a <= 0 or n_b <= 0:
+        return float("nan")
+    return float(np.log((x_a / n_a) / (x_b / n_b)))
+
+
+def wald_sprt_log_lr(x_a: Array, x_b: Array, n_a: Array, n_b: Array, log_rho0: float, log_rho1: float) -> Array:
+    """Cumulative log likelihood ratio of a simple rho1-vs-rho0 test (Wald's SPRT): the
+    oracle that knows the true alternative, used as the benchmark's lower bound."""
+    n_a = np.asarray(n_a, dtype=float)
+    n_b = np.asarray(n_b, dtype=float)
+    live = (n_a > 0) & (n_b > 0)
+    base = np.where(live, np.log(np.where(live, n_a, 1.0)) - np.log(np.where(live, n_b, 1.0)), 0.0)
+    r0 = base + log_rho0
+    r1 = base + log_rho1
+    step = np.where(
+        live,
+        np.asarray(x_a, float) * (_softplus(-r0) - _softplus(-r1))
+        + np.asarray(x_b, float) * (_softplus(r0) - _softplus(r1)),
+        0.0,
+    )
+    out: Array = np.cumsum(step)
+    return out
+
+
+def log_beta_binomial_below(x: Array, n: Array, bound: float, prior: tuple[float, float] = (1.0, 100.0)) -> Array:
+    """Log mixture martingale for one Bernoulli stream, H0: rate >= bound, mixing over
+    alternatives below the bound with a Beta prior truncated to [0, bound] (exact, no
+    normal approximation). It lets an error rate pass an absolute margin even when
+    neither variant has seen an error yet: zero errors in many requests is evidence.
+    ``x, n`` are cumulative counts per look."""
+    from scipy.special import betainc, betaln
+
+    a, b = prior
+    x = np.asarray(x, dtype=float)
+    n = np.asarray(n, dtype=float)
+    if not 0.0 < bound < 1.0:
+        return np.zeros_like(x)
+    with np.errstate(divide="ignore"):
+        log_num = betaln(a + x, b + n - x) + np.log(betainc(a + x, b + n - x, bound))
+        log_den = betaln(a, b) + np.log(betainc(a, b, bound)) + x * np.log(bound) + (n - x) * np.log1p(-bound)
+    out: Array = np.where(np.isfinite(log_num), log_num - log_den, -np.inf)
+    return out
+
+
+# Registry: every statistical function, by name (the engine and the docs refer to these).
+TESTS: dict[str, Callable[..., object]] = {
+    "rate_ratio_mixture": log_mixture_rate_ratio,
+    "rate_ratio_mixture_per_look": log_mixture_per_look,
+    "rate_ratio_interval": rate_ratio_interval,
+    "rate_ratio_mixture_last": log_mixture_last,
+    "always_valid_p": always_valid_p,
+    "wald_sprt": wald_sprt_log_lr,
+    "beta_binomial_below": log_beta_binomial_below,
+}

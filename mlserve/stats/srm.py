@@ -1,0 +1,80 @@
+"""Sample-ratio mismatch: is the observed split the one the router was told to make?
+
+A broken split (sticky sessions gone wrong, a misrouting proxy, a crashing candidate
+whose requests never get counted) invalidates every comparison, so it is checked
+before any verdict. The weights change between canary steps, so both tests below work
+on the increments of each interval against that interval's weights.
+
+``srm_p_values`` (the one decisions use) is always valid: conditional on an interval's
+requests, the candidate's count is Binomial with probability ``rho*w_c/(rho*w_c+w_b)``,
+and a two-sided mixture over the odds ratio ``rho`` is a test martingale under a
+correct split (the same construction as sequential.py, with the weights as exposures).
+Re-running a fixed-sample chi-square at every look, as ``chisquare_p_values`` does,
+raises false halts well above the nominal level over 50 looks; it is kept as a
+diagnostic and as the scipy-checked reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mlserve.stats.sequential import Mixture, always_valid_p, log_mixture_rate_ratio
+
+Array = NDArray[np.float64]
+
+
+SRM_MIXTURE = Mixture(
+    grid=(0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.6, 1.2, 2.5),
+    weights=(0.1, 0.12, 0.14, 0.14, 0.13, 0.12, 0.1, 0.08, 0.07),
+)
+
+
+def srm_p_values(n_base: Array, n_cand: Array, w_base: Array, w_cand: Array) -> Array:
+    """Always-valid two-sided p-value at each look (running minimum)."""
+    n_b = np.asarray(n_base, dtype=float)
+    n_c = np.asarray(n_cand, dtype=float)
+    wb = np.asarray(w_base, dtype=float)
+    wc = np.asarray(w_cand, dtype=float)
+    total = n_b + n_c
+    impossible = (total > 0) & (((wc <= 0) & (n_c > 0)) | ((wb <= 0) & (n_b > 0)))
+    up = log_mixture_rate_ratio(n_c, n_b, wc, wb, 0.0, +1, SRM_MIXTURE)
+    down = log_mixture_rate_ratio(n_c, n_b, wc, wb, 0.0, -1, SRM_MIXTURE)
+    p = np.minimum(1.0, 2.0 * np.minimum(always_valid_p(up), always_valid_p(down)))
+    ever_impossible = np.maximum.accumulate(impossible.astype(float)) > 0
+    out: Array = np.where(ever_impossible, 0.0, p)
+    return out
+
+
+def chisquare_p_values(n_base: Array, n_cand: Array, w_base: Array, w_cand: Array) -> Array:
+    """Fixed-sample p-value at each look: Pearson's chi-square summed over intervals (df =
+    informative intervals) and a pooled z-test of the candidate's total excess, combined
+    with a Bonferroni factor of 2. Valid at one look only."""
+    from scipy.stats import chi2, norm
+
+    n_b = np.asarray(n_base, dtype=float)
+    n_c = np.asarray(n_cand, dtype=float)
+    wb = np.asarray(w_base, dtype=float)
+    wc = np.asarray(w_cand, dtype=float)
+    total = n_b + n_c
+    wsum = wb + wc
+    share = np.where(wsum > 0, wc / np.where(wsum > 0, wsum, 1.0), 0.0)
+    informative = (total > 0) & (share > 0) & (share < 1)
+    # traffic where the weights say there must be none is a mismatch outright
+    impossible = (total > 0) & (((share <= 0) & (n_c > 0)) | ((share >= 1) & (n_b > 0)))
+    exp_c = total * share
+    var = total * share * (1.0 - share)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        contrib = np.where(informative, (n_c - exp_c) ** 2 / np.where(informative, var, 1.0), 0.0)
+    stat = np.cumsum(contrib)
+    df = np.cumsum(informative.astype(float))
+    p_chi = np.where(df > 0, chi2.sf(stat, np.maximum(df, 1.0)), 1.0)
+    excess = np.cumsum(np.where(informative, n_c - exp_c, 0.0))
+    pooled_var = np.cumsum(np.where(informative, var, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(pooled_var > 0, excess / np.sqrt(np.where(pooled_var > 0, pooled_var, 1.0)), 0.0)
+    p_z = 2.0 * norm.sf(np.abs(z))
+    p = np.minimum(1.0, 2.0 * np.minimum(p_chi, p_z))
+    ever_impossible = np.maximum.accumulate(impossible.astype(float)) > 0
+    out: Array = np.where(ever_impossible, 0.0, p)
+    return out
