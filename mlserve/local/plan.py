@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -141,7 +142,9 @@ def build_plan(
         from mlserve.local.servers import resolve_model_path
 
         dirs = [resolve_model_path(project.root, e, v, ver) for e, v, ver in seldon_versions]
-        seldon_python = ensure_venv(paths.seldon_venv, requirements_for([d for d in dirs if d.is_dir()]), say)
+        # MLSERVE_SELDON_VENV shares one environment between projects (and test runs).
+        venv = Path(os.environ.get("MLSERVE_SELDON_VENV") or paths.seldon_venv)
+        seldon_python = ensure_venv(venv, requirements_for([d for d in dirs if d.is_dir()]), say)
 
     processes: list[ProcessSpec] = []
     files: dict[str, str] = {}

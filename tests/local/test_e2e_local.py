@@ -99,6 +99,13 @@ def test_deploy_starts_everything_healthy(deployed: Path) -> None:
             break
         time.sleep(0.5)
     assert set(targets.values()) == {"up"}, targets
+    # Nothing listens beyond loopback (every process group the supervisor started).
+    from tests.local.netcheck import is_loopback, listening_addresses
+
+    groups = {pid for pid, _ in _pids(deployed).values()}
+    listens = listening_addresses(groups)
+    assert {os.getpgid(pid) for pid in listens} == groups
+    assert [a for addrs in listens.values() for a in addrs if not is_loopback(a)] == []
     human = run_cli("status", cwd=deployed)
     assert "fraud" in human.stdout and "100%" in human.stdout and s["gateway_url"] in human.stdout
     token = (deployed / ".mlserve/admin-token").read_text().strip()
