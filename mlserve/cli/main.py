@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "mlserve.cli.commands.status",
     "mlserve.cli.commands.down",
     "mlserve.cli.commands.logs",
+    "mlserve.cli.commands.loadtest",
     "mlserve.cli.commands.render",
     "mlserve.cli.commands.plan",
     "mlserve.cli.commands.destroy",

@@ -1,0 +1,147 @@
+"""``summary.json`` (format ``mlserve.loadtest/v1``) and the SLO gate over it.
+
+Pure functions and plain data: the locust worker fills the numbers in, the CLI and the
+rollout report read them back. Latencies are in milliseconds as locust measures them
+(locust rounds above 100 ms to 2 significant digits); SLO limits are in seconds as in
+``mlserve.toml``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlserve.errors import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REJECTED, StateError
+from mlserve.loadtest.layout import SUMMARY_FILE
+
+SUMMARY_FORMAT = "mlserve.loadtest/v1"
+
+
+@dataclass(frozen=True)
+class SloBreach:
+    slo: str  # "error_rate" | "p99_latency"
+    limit: float
+    observed: float
+    message: str
+
+
+@dataclass(frozen=True)
+class SloVerdict:
+    """``passed`` is None when no request completed: no data is never a pass."""
+
+    p99_latency: float | None
+    error_rate: float | None
+    passed: bool | None
+    breaches: tuple[SloBreach, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        if self.passed is None:
+            return EXIT_INCONCLUSIVE
+        return EXIT_OK if self.passed else EXIT_REJECTED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "p99_latency_seconds": self.p99_latency,
+            "error_rate": self.error_rate,
+            "passed": self.passed,
+            "breaches": [
+                {"slo": b.slo, "limit": b.limit, "observed": b.observed, "message": b.message} for b in self.breaches
+            ],
+        }
+
+
+def check_slo(
+    requests: int,
+    failures: int,
+    p99_ms: float | None,
+    *,
+    p99_latency: float | None,
+    error_rate: float | None,
+) -> SloVerdict:
+    """Compare a run with the endpoint's ``[slo]``; a limit that is not declared is not checked."""
+    if requests <= 0:
+        return SloVerdict(p99_latency, error_rate, None)
+    breaches = []
+    ratio = failures / requests
+    if error_rate is not None and ratio > error_rate:
+        breaches.append(
+            SloBreach(
+                "error_rate",
+                error_rate,
+                ratio,
+                f"error_rate: {ratio:.2%} of {requests} requests failed, above the SLO of {error_rate:.2%}",
+            )
+        )
+    if p99_latency is not None and p99_ms is not None and p99_ms / 1000.0 > p99_latency:
+        breaches.append(
+            SloBreach(
+                "p99_latency",
+                p99_latency,
+                p99_ms / 1000.0,
+                f"p99_latency: p99 was {p99_ms:g} ms, above the SLO of {p99_latency * 1000:g} ms",
+            )
+        )
+    return SloVerdict(p99_latency, error_rate, not breaches, tuple(breaches))
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What a finished load test hands back: the summary document and where its files are."""
+
+    out_dir: Path
+    summary: dict[str, Any]
+    slo: SloVerdict
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return self.slo.exit_code
+
+    @property
+    def requests(self) -> int:
+        return int(self.summary["requests"])
+
+    @property
+    def variants(self) -> dict[str, dict[str, Any]]:
+        return dict(self.summary["variants"])
+
+    @property
+    def html_report(self) -> Path:
+        return self.out_dir / self.summary["files"]["html"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary, "out_dir": str(self.out_dir), "exit_code": self.exit_code}
+
+
+def verdict_from_dict(data: dict[str, Any]) -> SloVerdict:
+    return SloVerdict(
+        p99_latency=data.get("p99_latency_seconds"),
+        error_rate=data.get("error_rate"),
+        passed=data.get("passed"),
+        breaches=tuple(
+            SloBreach(b["slo"], float(b["limit"]), float(b["observed"]), str(b["message"]))
+            for b in data.get("breaches", [])
+        ),
+    )
+
+
+def read_summary(out_dir: Path) -> LoadResult:
+    """A run's ``summary.json``, as written by the worker."""
+    path = Path(out_dir) / SUMMARY_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StateError(f"{path}: the load test wrote no summary") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StateError(f"{path}: cannot read the load-test summary: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != SUMMARY_FORMAT:
+        raise StateError(f"{path}: not a {SUMMARY_FORMAT} document")
+    return LoadResult(
+        out_dir=Path(out_dir),
+        summary=data,
+        slo=verdict_from_dict(data.get("slo", {})),
+        files=dict(data.get("files", {})),
+    )
