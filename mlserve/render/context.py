@@ -111,7 +111,7 @@ def gpu_node_groups(endpoints: Mapping[str, Endpoint]) -> list[NodeGroup]:
                 instance_types=tuple(sorted(g["types"])),
                 min_size=min_size,
                 max_size=max_size,
-                desired_size=max(min_size, 1),
+                desired_size=min_size,
             )
         )
     return out

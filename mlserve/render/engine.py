@@ -70,5 +70,7 @@ def render_template(env: jinja2.Environment, name: str, context: dict[str, Any])
         ) from None
     except jinja2.UndefinedError as exc:
         raise MlserveError(f"template {name}: {exc.message}") from None
+    except filters.QuoteError as exc:
+        raise MlserveError(f"template {name}: {exc}") from None
     except jinja2.TemplateSyntaxError as exc:
         raise MlserveError(f"template {exc.filename or name}:{exc.lineno}: {exc.message}") from None

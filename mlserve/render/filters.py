@@ -12,6 +12,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jinja2
+
+
+class QuoteError(ValueError):
+    """A template asked a filter to quote something it cannot represent."""
+
+
+def _defined(value: Any) -> None:
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises UndefinedError, naming the missing variable
+
+
 _HCL_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -30,7 +42,7 @@ def hcl_string(value: str) -> str:
         esc = _HCL_ESCAPES.get(ch)
         if esc is not None:
             out.append(esc)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F or 0x80 <= ord(ch) < 0xA0:
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
             out.append(f"\\u{ord(ch):04x}")
         else:
             out.append(ch)
@@ -40,6 +52,7 @@ def hcl_string(value: str) -> str:
 
 def hcl(value: Any) -> str:
     """A Terraform literal for a Python value."""
+    _defined(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -55,7 +68,7 @@ def hcl(value: Any) -> str:
         return "{ " + items + " }"
     if isinstance(value, Sequence):
         return "[" + ", ".join(hcl(v) for v in value) + "]"
-    raise TypeError(f"hcl filter: cannot quote {type(value).__name__}")
+    raise QuoteError(f"hcl filter: cannot quote a {type(value).__name__}")
 
 
 def _yaml_char(ch: str) -> str:
@@ -86,6 +99,7 @@ def yaml_string(value: str) -> str:
 
 def yaml(value: Any) -> str:
     """A YAML flow scalar (or flow collection) for a Python value; never a bare string."""
+    _defined(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -99,4 +113,4 @@ def yaml(value: Any) -> str:
         return "{" + items + "}"
     if isinstance(value, Sequence):
         return "[" + ", ".join(yaml(v) for v in value) + "]"
-    raise TypeError(f"yaml filter: cannot quote {type(value).__name__}")
+    raise QuoteError(f"yaml filter: cannot quote a {type(value).__name__}")

@@ -59,6 +59,11 @@ def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
+@functools.cache
+def _validator(key: tuple[str, str]) -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator(crd_schemas()[key])
+
+
 class InvalidObject(AssertionError):
     pass
 
@@ -73,7 +78,7 @@ def validate_object(obj: dict[str, Any]) -> str:
         if extra:
             raise InvalidObject(f"{name}: unexpected metadata fields {sorted(extra)}")
         body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
-        validator = jsonschema.Draft7Validator(crd_schemas()[key])
+        validator = _validator(key)
         errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
         if errors:
             lines = [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message[:300]}" for e in errors[:10]]

@@ -1,0 +1,44 @@
+# Rendered by mlserve from mlserve.toml. Do not edit: change the manifest (or templates/) and run `mlserve render`.
+
+variable "region" {
+  description = "AWS region of the cluster."
+  type        = string
+  default     = "eu-west-1"
+}
+
+variable "aws_endpoint_url" {
+  description = "Custom endpoint for the EKS and STS APIs (null: the AWS defaults)."
+  type        = string
+  default     = null
+}
+
+variable "cluster_name" {
+  description = "Name of the EKS cluster created by the cluster layer."
+  type        = string
+  default     = "acme-ml-staging"
+}
+
+variable "chart_versions" {
+  description = "Helm chart version of each platform component."
+  type        = map(string)
+  default = {
+    cert_manager          = "v1.16.2"
+    dcgm_exporter         = "3.6.1"
+    istio                 = "1.24.2"
+    kserve                = "v0.14.1"
+    kube_prometheus_stack = "67.9.0"
+    nvidia_device_plugin  = "0.17.0"
+  }
+}
+
+variable "monitoring_namespace" {
+  description = "Namespace of the Prometheus stack."
+  type        = string
+  default     = "monitoring"
+}
+
+variable "prometheus_retention" {
+  description = "How long Prometheus keeps samples (rollout analyses read the last hours)."
+  type        = string
+  default     = "15d"
+}
