@@ -94,8 +94,15 @@ def test_cluster_layer_structure() -> None:
 
 @pytest.mark.parametrize(
     ("gpu_type", "gpus", "instance"),
-    [("t4", 1, "g4dn.xlarge"), ("a10g", 1, "g5.xlarge"), ("l4", 1, "g6.xlarge"), ("l40s", 1, "g6e.xlarge")]
-    + [("a100", 1, "p4d.24xlarge"), ("h100", 8, "p5.48xlarge"), ("a10g", 4, "g5.12xlarge")],
+    [
+        ("t4", 1, "g4dn.xlarge"),
+        ("a10g", 1, "g5.xlarge"),
+        ("l4", 1, "g6.xlarge"),
+        ("l40s", 1, "g6e.xlarge"),
+        ("a100", 1, "p4d.24xlarge"),
+        ("h100", 8, "p5.48xlarge"),
+        ("a10g", 4, "g5.12xlarge"),
+    ],
 )
 def test_gpu_type_maps_to_instance_type(gpu_type: str, gpus: int, instance: str) -> None:
     from mlserve.render.context import instance_for
