@@ -346,11 +346,30 @@ def _wait_healthy(paths: LocalPaths, plan: Plan, generation: int, say: Say, time
         time.sleep(0.2)
 
 
+def failure_excerpt(path: str | Path, lines: int = 20) -> str:
+    """The last Python traceback in a log (its head and its last frames), else the last lines.
+
+    Servers often print their shutdown chatter after the error that matters.
+    """
+    tail = log_tail(path, 400).splitlines()
+    starts = [i for i, line in enumerate(tail) if line.startswith("Traceback (most recent call last)")]
+    if not starts:
+        return "\n".join(tail[-lines:])
+    i = starts[-1]
+    end = next((j for j in range(i + 1, len(tail)) if tail[j] and not tail[j].startswith(" ")), len(tail) - 1)
+    body = tail[max(i + 1, end - lines + 2) : end + 1]
+    return "\n".join([tail[i], *(["  ..."] if end - lines + 2 > i + 1 else []), *body])
+
+
 def _failed(name: str, spec: ProcessSpec, rec: dict[str, Any], paths: LocalPaths) -> TargetError:
-    how = f"exited with {rec.get('last_exit')}" if rec.get("last_exit") is not None else "is not healthy"
+    restarts = int(rec.get("restarts", 0))
+    if rec.get("last_exit") is not None or rec.get("status") in ("backoff", "crashed"):
+        code = rec.get("last_exit")
+        how = f"exited{f' (code {code})' if code is not None else ''} before it was healthy, {restarts} time(s)"
+    else:
+        how = f"is not healthy ({spec.health_url} does not answer 200)"
     return TargetError(
-        f"{name} {how} ({int(rec.get('restarts', 0))} restart(s)); last lines of {spec.log_path}:\n"
-        f"{log_tail(spec.log_path)}",
+        f"{name} {how}; from {spec.log_path}:\n{failure_excerpt(spec.log_path)}",
         hint="the supervisor keeps retrying with backoff; fix the cause and deploy again, or `mlserve down`",
     )
 

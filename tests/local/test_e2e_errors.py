@@ -189,3 +189,24 @@ def _has_gpu() -> bool:
     from mlserve.local.gpu import list_gpus
 
     return bool(list_gpus())
+
+
+def test_a_server_that_keeps_crashing_fails_deploy_with_its_error(tmp_path: Path) -> None:
+    root = tmp_path / "crash"
+    (root / "models/echo").mkdir(parents=True)
+    crash = json.dumps([sys.executable, "-c", "raise SystemExit('boom: cannot load the model on {port}')"])
+    good = json.dumps([sys.executable, str(TINY), "--port", "{port}", "--model", "echo"])
+    (root / "mlserve.toml").write_text(
+        CUSTOM_MANIFEST.replace("gpu = 1", "gpu = 0").split("[endpoints.echo.versions.a]")[0]
+        + f'[endpoints.echo.versions.a]\nmodel_uri = "models/echo"\ncommand = {good}\n'
+        + f'[endpoints.echo.versions.b]\nmodel_uri = "models/echo"\ncommand = {crash}\n'
+    )
+    try:
+        res = run_cli("deploy", "--timeout", "60", cwd=root)
+        assert res.exit_code == 1, res.output
+        assert "echo/b exited (code 1) before it was healthy" in res.stderr
+        assert "boom: cannot load the model on" in res.stderr
+        assert "mlserve down" in res.stderr
+    finally:
+        res = run_cli("--json", "down", cwd=root)
+    assert res.exit_code == 0 and res.json["result"]["leftover"] == []

@@ -201,13 +201,13 @@ def test_admin_token_file_is_private(tmp_path: Path) -> None:
     assert paths.admin_token.read_text().strip() == token  # kept, not regenerated
 
 
-def test_deploy_to_kubernetes_env_is_a_clear_usage_error(project: Path) -> None:
-    from tests.conftest import run_cli
+def test_local_environment_dispatches_to_the_local_target(project: Path) -> None:
+    from mlserve.project import load_project
+    from mlserve.targets import get_target
+    from mlserve.targets.local import LocalTarget
 
-    res = run_cli("--json", "deploy", "--env", "staging", cwd=project)
-    assert res.exit_code == 2
-    msg = res.json["error"]["message"]
-    assert "target = 'kubernetes'" in msg and "only target = 'local'" in msg
+    target = get_target(load_project(project), None)
+    assert isinstance(target, LocalTarget) and target.env_name == "local"
 
 
 def test_status_when_nothing_is_deployed(project: Path) -> None:
@@ -235,3 +235,45 @@ def test_logs_before_deploy_and_unknown_names(project: Path) -> None:
     (logs / "fraud.v1.log").write_text("".join(f"line {i}\n" for i in range(100)))
     res = run_cli("logs", "fraud", "v1", "--lines", "3", cwd=project)
     assert res.exit_code == 0 and res.stdout.split() == ["line", "97", "line", "98", "line", "99"]
+
+
+def test_failure_excerpt_prefers_the_last_traceback(tmp_path: Path) -> None:
+    from mlserve.local.lifecycle import failure_excerpt
+
+    log = tmp_path / "x.log"
+    frames = "".join(f'  File "m{i}.py", line {i}, in f\n    call()\n' for i in range(30))
+    log.write_text(
+        "starting\nTraceback (most recent call last):\n"
+        + frames
+        + "ValueError: the real cause\n"
+        + "".join(f"shutdown chatter {i}\n" for i in range(40))
+    )
+    text = failure_excerpt(log)
+    assert text.startswith("Traceback") and "ValueError: the real cause" in text and "chatter" not in text
+    assert len(text.splitlines()) <= 22
+    log.write_text("".join(f"line {i}\n" for i in range(50)))
+    assert failure_excerpt(log, 3) == "line 47\nline 48\nline 49"
+
+
+def test_follow_yields_new_lines(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from mlserve.local.lifecycle import follow
+
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_text("old\n")
+    b.write_text("")
+
+    def write() -> None:
+        time.sleep(0.3)
+        with open(a, "a") as fh:
+            fh.write("new a\n")
+        with open(b, "a") as fh:
+            fh.write("new b\n")
+
+    threading.Thread(target=write).start()
+    gen = follow([("a", a), ("b", b)], poll=0.05)
+    got = [next(gen), next(gen)]
+    gen.close()
+    assert sorted(got) == [("a", "new a"), ("b", "new b")]

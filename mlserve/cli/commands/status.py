@@ -42,12 +42,20 @@ def _show(con: Console, s: dict[str, Any]) -> None:
         return
     if s["env"] != s["requested_env"]:
         con.print(f"[yellow]note:[/] the local deployment runs environment {escape(str(s['env']))}")
-    table = Table(title=f"Local deployment: {escape(str(s['env']))}", title_justify="left")
-    for col in ("endpoint", "version", "pid", "port", "status", "health", "weight", "prometheus", "restarts"):
-        table.add_column(col)
+    from rich import box
+
+    table = Table(
+        title=f"Local deployment: {escape(str(s['env']))}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+    )
+    for col in ("endpoint", "version", "pid", "port", "status", "health", "weight", "scrape", "restarts"):
+        table.add_column(col, no_wrap=True)
     colours = {"ok": "green", "failing": "red", "down": "red", "up": "green"}
     for r in s["rows"]:
-        endpoint = r["endpoint"] or f"({r['kind']})"
+        endpoint = r["endpoint"] or r["name"]
         health = r["health"]
         target = r["prometheus_target"] or "-"
         table.add_row(
@@ -62,6 +70,7 @@ def _show(con: Console, s: dict[str, Any]) -> None:
             str(r["restarts"]),
         )
     con.print(table)
+    con.print("scrape: the Prometheus target's health (up/down)")
     for ep, t in s["traffic"].items():
         extra = f", shadow {t['shadow']['percent']}% to {t['shadow']['version']}" if t.get("shadow") else ""
         con.print(f"traffic {escape(ep)}: mode {t['mode']}{escape(extra)}")
