@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "mlserve.cli.commands.render",
     "mlserve.cli.commands.plan",
     "mlserve.cli.commands.destroy",
+    "mlserve.cli.commands.analyze",
 ]
 
 app = typer.Typer(

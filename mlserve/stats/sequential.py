@@ -61,6 +61,14 @@ def _mixture_arrays(grid: tuple[float, ...], weights: tuple[float, ...]) -> tupl
 DEFAULT_MIXTURE = Mixture()
 
 
+def logsumexp(x: Array, axis: int = -1) -> Array:
+    """log(sum(exp(x))) along an axis, stable (numpy's logaddexp.reduce is pairwise and slow)."""
+    top = np.max(x, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    out: Array = np.squeeze(top, axis=axis) + np.log(np.sum(np.exp(x - top), axis=axis))
+    return out
+
+
 def _softplus(x: Array) -> Array:
     return np.logaddexp(0.0, x)
 
@@ -94,7 +102,7 @@ def log_mixture_rate_ratio(
         _softplus(r0)[:, None] - _softplus(r1)
     )
     path = np.cumsum(step, axis=0)  # (K, G)
-    out: Array = np.logaddexp.reduce(path + logw[None, :], axis=1)
+    out: Array = logsumexp(path + logw[None, :], axis=1)
     return out
 
 
@@ -128,7 +136,7 @@ def log_mixture_per_look(
     inc = xa[None, :, None] * (_softplus(-r0)[:, :, None] - _softplus(-r1)) + xb[None, :, None] * (
         _softplus(r0)[:, :, None] - _softplus(r1)
     )
-    paths = np.logaddexp.reduce(np.cumsum(inc, axis=1) + logw[None, None, :], axis=2)  # (U, K)
+    paths = logsumexp(np.cumsum(inc, axis=1) + logw[None, None, :], axis=2)  # (U, K)
     out: Array = paths[which.reshape(-1), np.arange(lr.shape[0])]
     return out
 
@@ -177,7 +185,7 @@ def log_mixture_last(
     step = x_a[:, :, None] * (_softplus(-r0)[:, :, None] - _softplus(-r1)) + x_b[:, :, None] * (
         _softplus(r0)[:, :, None] - _softplus(r1)
     )
-    out: Array = np.logaddexp.reduce(step.sum(axis=1) + logw[None, :], axis=1)
+    out: Array = logsumexp(step.sum(axis=1) + logw[None, :], axis=1)
     return out
 
 

@@ -1,0 +1,479 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlserve.cli.output import JsonFlag, get_state
+
+if TYPE_CHECKING:
+    from mlserve.manifest.models import RolloutPolicy
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("analyze")
+    def analyze(
+        ctx: typer.Context,
+        files: Annotated[
+            list[Path] | None,
+            typer.Argument(
+                help="Snapshot files or directories (their *.json, sorted) for --replay.", show_default=False
+            ),
+        ] = None,
+        replay: Annotated[
+            bool, typer.Option("--replay", help="Re-run the decision on saved mlserve.snapshot/v1 files.")
+        ] = False,
+        plan: Annotated[
+            bool, typer.Option("--plan", help="Power planning: traffic and time each step needs to decide.")
+        ] = False,
+        policy_file: Annotated[
+            Path | None,
+            typer.Option("--policy", help="A TOML policy ([rollout] keys); default: the endpoint's, else built-in."),
+        ] = None,
+        final: Annotated[
+            bool, typer.Option("--final", help="Treat the last look as the deadline: apply on_inconclusive.")
+        ] = False,
+        endpoint: Annotated[
+            str | None, typer.Option("--endpoint", help="--plan: take the policy from this endpoint of mlserve.toml.")
+        ] = None,
+        rps: Annotated[
+            float | None, typer.Option("--rps", help="--plan: total requests per second to the endpoint.")
+        ] = None,
+        error_rate: Annotated[
+            float | None, typer.Option("--error-rate", help="--plan: the baseline's error rate (e.g. 0.002).")
+        ] = None,
+        regression: Annotated[
+            str, typer.Option("--regression", help="--plan: error-rate regression to detect, as a ratio ('2x').")
+        ] = "2x",
+        latency_shift: Annotated[
+            str, typer.Option("--latency-shift", help="--plan: latency regression to detect ('25%' slower).")
+        ] = "25%",
+        latency_sigma: Annotated[
+            float | None,
+            typer.Option("--latency-sigma", help="--plan: spread of log latency (log-normal sigma); default 0.5."),
+        ] = None,
+        steps: Annotated[
+            str | None, typer.Option("--steps", help="--plan: candidate weights in percent, e.g. '5,10,25,50'.")
+        ] = None,
+        power: Annotated[float, typer.Option("--power", help="--plan: probability of catching the regression.")] = 0.8,
+        from_snapshot: Annotated[
+            Path | None,
+            typer.Option("--snapshot", help="--plan: take the baseline error rate, latency spread and rate from it."),
+        ] = None,
+        json_out: JsonFlag = False,
+    ) -> None:
+        """Decide promote / rollback / continue from metric snapshots, with always-valid statistics.
+
+        Exit codes for one snapshot: 0 promote, 3 rollback, 4 continue or halt. For several
+        snapshots (or a directory): 0 when all were analysed, 2 if any could not be read.
+        """
+        state = get_state(ctx, json_out)
+        from mlserve.errors import UsageError
+
+        if replay == plan:
+            raise UsageError("choose one of --replay FILE... or --plan", hint="mlserve analyze --replay snap.json")
+        if replay:
+            if not files:
+                raise UsageError("--replay needs at least one snapshot file or directory")
+            _replay(state, files, policy_file, final)
+        else:
+            if files:
+                raise UsageError("--plan takes no snapshot arguments (use --snapshot FILE)")
+            _plan(
+                state,
+                policy_file=policy_file,
+                endpoint=endpoint,
+                rps=rps,
+                error_rate=error_rate,
+                regression=regression,
+                latency_shift=latency_shift,
+                latency_sigma=latency_sigma,
+                steps=steps,
+                power=power,
+                snapshot=from_snapshot,
+            )
+
+
+# ---------------------------------------------------------------------------
+# Policies
+# ---------------------------------------------------------------------------
+
+
+class _Policies:
+    """--policy FILE, else the snapshot's endpoint in the project's mlserve.toml, else defaults."""
+
+    def __init__(self, project_dir: Path, policy_file: Path | None) -> None:
+        from mlserve.manifest.loader import load_policy
+        from mlserve.manifest.models import RolloutPolicy
+
+        self.fixed: tuple[RolloutPolicy, str] | None = None
+        self.manifest: Any = None
+        self.default = (RolloutPolicy(), "built-in defaults")
+        self.manifest_path = project_dir / "mlserve.toml"
+        if policy_file is not None:
+            self.fixed = (load_policy(policy_file), f"--policy {policy_file}")
+            return
+        if self.manifest_path.is_file():
+            from mlserve.manifest.loader import load_manifest
+
+            self.manifest = load_manifest(self.manifest_path)
+
+    def for_endpoint(self, endpoint: str | None) -> tuple[RolloutPolicy, str]:
+        if self.fixed is not None:
+            return self.fixed
+        if self.manifest is not None and endpoint in self.manifest.endpoints:
+            return self.manifest.endpoints[endpoint].rollout, f"{self.manifest_path}: endpoints.{endpoint}.rollout"
+        return self.default
+
+
+# ---------------------------------------------------------------------------
+# --replay
+# ---------------------------------------------------------------------------
+
+
+def _expand(files: list[Path]) -> tuple[list[Path], bool]:
+    """Files in the given order; a directory becomes its *.json files, sorted."""
+    from mlserve.errors import UsageError
+
+    out: list[Path] = []
+    many = len(files) > 1
+    for f in files:
+        if f.is_dir():
+            many = True
+            found = sorted(p for p in f.glob("*.json") if p.is_file())
+            if not found:
+                raise UsageError(f"{f}: directory holds no *.json snapshot files")
+            out.extend(found)
+        else:
+            out.append(f)
+    return out, many
+
+
+def _replay(state: Any, files: list[Path], policy_file: Path | None, final: bool) -> None:
+    from mlserve.errors import EXIT_USAGE, MlserveError
+    from mlserve.stats.engine import analyze
+    from mlserve.stats.snapshot import read_snapshot
+
+    policies = _Policies(state.project_dir, policy_file)
+    paths, many = _expand(files)
+    if not many:
+        snap = read_snapshot(paths[0])
+        policy, source = policies.for_endpoint(snap.endpoint)
+        verdict = analyze(snap, policy, final=final, policy_source=source)
+        result = verdict.to_dict()
+        state.emit(result, lambda con: _show_one(con, result), exit_code=verdict.exit_code)
+        return
+    results: list[dict[str, Any]] = []
+    failed = False
+    for p in paths:
+        try:
+            snap = read_snapshot(p)
+            policy, source = policies.for_endpoint(snap.endpoint)
+            results.append(analyze(snap, policy, final=final, policy_source=source).to_dict())
+        except MlserveError as err:
+            failed = True
+            results.append(
+                {
+                    "snapshot": str(p),
+                    "verdict": None,
+                    "decided_at_look": None,
+                    "reason": err.message,
+                    "srm": None,
+                    "metrics": [],
+                    "error": err.to_dict(),
+                }
+            )
+    state.emit(results, lambda con: _show_many(con, results), exit_code=EXIT_USAGE if failed else 0)
+
+
+_VERDICT_STYLE = {"promote": "bold green", "rollback": "bold red", "halt": "bold yellow", "continue": "bold cyan"}
+_METRIC_STYLE = {"pass": "green", "fail": "red", "inconclusive": "cyan", "no_data": "yellow"}
+
+
+def _fmt_value(value: float | None, unit: str) -> str:
+    from mlserve.stats.engine import describe_value
+
+    return describe_value(value, unit)
+
+
+def _fmt_change(value: float | None) -> str:
+    from mlserve.stats.engine import describe_change
+
+    return describe_change(value)
+
+
+def _fmt_ci(ci: list[float | None]) -> str:
+    lo, hi = ci
+    if lo is None and hi is None:
+        return "-"
+    left = _fmt_change(lo) if lo is not None else "-inf"
+    right = _fmt_change(hi) if hi is not None else "+inf"
+    return f"[{left}, {right}]"
+
+
+def _fmt_p(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _show_one(con: Console, r: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    head = (
+        f"[bold]{escape(r['endpoint'])}[/]: {escape(r['baseline'])} (baseline) vs "
+        f"{escape(r['candidate'])} (candidate), look {r['reported_look']} of {r['looks']}, "
+        f"{r['requests'].get(r['candidate'], 0):,} / {r['requests'].get(r['baseline'], 0):,} requests"
+    )
+    con.print(head)
+    con.print(f"snapshot {escape(r['snapshot'])}; policy: {escape(r['policy'])} (alpha {r['alpha']:g})")
+    level = round((1 - r["alpha"]) * 100)
+    table = Table(title_justify="left")
+    for col in ("metric", "verdict", "baseline", "candidate", "change", f"{level}% CS", "margin", "p worse", "p ok"):
+        table.add_column(col, justify="right" if col not in ("metric", "verdict") else "left")
+    for m in r["metrics"]:
+        name = m["name"] + (" *" if m["critical"] else "")
+        table.add_row(
+            escape(name),
+            f"[{_METRIC_STYLE[m['verdict']]}]{m['verdict'].replace('_', ' ')}[/]",
+            _fmt_value(m["baseline"], m["unit"]),
+            _fmt_value(m["candidate"], m["unit"]),
+            _fmt_change(m["estimate"]),
+            _fmt_ci(m["ci"]),
+            m["margin"],
+            _fmt_p(m["p_value_holm"]),
+            _fmt_p(m["p_value_pass"]),
+        )
+    con.print(table)
+    notes = [f"{m['name']}: {m['note']}" for m in r["metrics"] if m["note"]]
+    for n in notes:
+        con.print(f"[dim]{escape(n)}[/]")
+    srm = r["srm"]
+    if srm["p_value"] is None:
+        con.print("traffic split: not checked (shadow traffic)")
+    else:
+        share = f"{srm['candidate_share'] * 100:.3g}%" if srm["candidate_share"] is not None else "-"
+        want = f"{srm['expected_share'] * 100:.3g}%" if srm["expected_share"] is not None else "-"
+        ok = "[green]ok[/]" if srm["ok"] else "[red]MISMATCH[/]"
+        con.print(f"traffic split: {ok} (candidate got {share}, configured {want}; p = {_fmt_p(srm['p_value'])})")
+    con.print(
+        "[dim]* critical metric. CS: always-valid confidence sequence of the relative change. "
+        "p worse: evidence the candidate is worse beyond the margin (Holm-adjusted); "
+        "p ok: evidence it is within the margin.[/]"
+    )
+    style = _VERDICT_STYLE[r["verdict"]]
+    at = f" (decided at look {r['decided_at_look']})" if r["decided_at_look"] else ""
+    con.print(f"[{style}]{r['verdict'].upper()}[/]{at}: {escape(r['reason'])}")
+
+
+def _show_many(con: Console, results: list[dict[str, Any]]) -> None:
+    from collections import Counter
+
+    from rich.markup import escape
+
+    table = Table(title=f"{len(results)} snapshots", title_justify="left")
+    for col in ("snapshot", "verdict", "look", "reason"):
+        table.add_column(col)
+    for r in results:
+        v = r["verdict"]
+        table.add_row(
+            escape(r["snapshot"]),
+            f"[{_VERDICT_STYLE.get(v or '', 'bold red')}]{v or 'error'}[/]",
+            str(r["decided_at_look"] or "-"),
+            escape(r["reason"]),
+        )
+    con.print(table)
+    counts = Counter(r["verdict"] or "error" for r in results)
+    con.print(", ".join(f"{k}: {n}" for k, n in sorted(counts.items())))
+
+
+# ---------------------------------------------------------------------------
+# --plan
+# ---------------------------------------------------------------------------
+
+
+def _ratio(text: str, option: str) -> float:
+    from mlserve.errors import UsageError
+
+    t = text.strip().lower().rstrip("x")
+    try:
+        value = float(t)
+    except ValueError:
+        raise UsageError(f"{option}: expected a ratio like '2x' or 1.5 (got {text!r})") from None
+    if not math.isfinite(value) or value <= 1.0 or value > 1000:
+        raise UsageError(f"{option}: the regression must be a ratio above 1 (got {text!r})")
+    return value
+
+
+def _percent(text: str, option: str) -> float:
+    from mlserve.errors import UsageError
+
+    t = text.strip()
+    try:
+        value = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
+    except ValueError:
+        raise UsageError(f"{option}: expected a percentage like '25%' (got {text!r})") from None
+    if not math.isfinite(value) or value <= 0 or value > 100:
+        raise UsageError(f"{option}: must be a positive percentage (got {text!r})")
+    return value
+
+
+def _steps(text: str) -> list[float]:
+    from mlserve.errors import UsageError
+
+    out = []
+    for part in text.split(","):
+        try:
+            v = float(part.strip().rstrip("%"))
+        except ValueError:
+            raise UsageError(f"--steps: expected weights in percent like '5,10,25' (got {text!r})") from None
+        if not 0 < v < 100:
+            raise UsageError(f"--steps: each weight must be between 0 and 100, exclusive (got {part.strip()!r})")
+        out.append(v)
+    return out
+
+
+def _plan(
+    state: Any,
+    *,
+    policy_file: Path | None,
+    endpoint: str | None,
+    rps: float | None,
+    error_rate: float | None,
+    regression: str,
+    latency_shift: str,
+    latency_sigma: float | None,
+    steps: str | None,
+    power: float,
+    snapshot: Path | None,
+) -> None:
+    from mlserve.errors import UsageError
+    from mlserve.stats.power import plan as make_plan
+
+    policies = _Policies(state.project_dir, policy_file)
+    snap = None
+    if snapshot is not None:
+        from mlserve.stats.snapshot import read_snapshot
+
+        snap = read_snapshot(snapshot)
+    if (
+        endpoint is not None
+        and policies.fixed is None
+        and (policies.manifest is None or endpoint not in policies.manifest.endpoints)
+    ):
+        raise UsageError(f"--endpoint {endpoint!r}: no such endpoint in {policies.manifest_path}")
+    policy, source = policies.for_endpoint(endpoint or (snap.endpoint if snap else None))
+    inferred: list[str] = []
+    if snap is not None:
+        from mlserve.stats.power import rates_from_snapshot
+
+        found = rates_from_snapshot(snap)
+        if error_rate is None and found.error_rate is not None:
+            error_rate = found.error_rate
+            inferred.append(f"baseline error rate {error_rate:.4g} from {snapshot}")
+        if latency_sigma is None and found.latency_sigma is not None:
+            latency_sigma = found.latency_sigma
+            inferred.append(f"latency spread sigma {latency_sigma:.3g} from {snapshot}")
+        if rps is None and found.rps is not None:
+            rps = found.rps
+            inferred.append(f"{rps:.4g} requests/s from {snapshot}'s timestamps")
+    if rps is None:
+        raise UsageError("--plan needs --rps (or a --snapshot with timestamps to take it from)")
+    if not (math.isfinite(rps) and rps > 0):
+        raise UsageError(f"--rps must be a positive number (got {rps})")
+    if error_rate is None:
+        error_rate = 0.01
+        inferred.append("baseline error rate 1% (default; pass --error-rate)")
+    if not 0 < error_rate < 1:
+        raise UsageError(f"--error-rate must be between 0 and 1, exclusive (got {error_rate})")
+    if latency_sigma is None:
+        latency_sigma = 0.5
+    if not 0.01 <= latency_sigma <= 5:
+        raise UsageError(f"--latency-sigma must be between 0.01 and 5 (got {latency_sigma})")
+    if not 0.5 <= power < 1:
+        raise UsageError(f"--power must be at least 0.5 and below 1 (got {power})")
+    result = make_plan(
+        policy,
+        rps=rps,
+        error_rate=error_rate,
+        error_ratio=_ratio(regression, "--regression"),
+        latency_shift=_percent(latency_shift, "--latency-shift"),
+        latency_sigma=latency_sigma,
+        steps=_steps(steps) if steps else None,
+        power=power,
+    )
+    import dataclasses
+
+    data = dataclasses.asdict(result)
+    data["policy"] = source
+    data["assumptions"] = inferred + list(result.assumptions)
+    state.emit(data, lambda con: _show_plan(con, data))
+
+
+def _dur(seconds: float | None) -> str:
+    from mlserve.manifest.units import format_duration
+
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    return format_duration(seconds)
+
+
+def _n(value: int | None) -> str:
+    return f"{value:,}" if value is not None else "-"
+
+
+def _show_plan(con: Console, d: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    con.print(
+        f"Power plan at {d['rps']:g} requests/s, alpha {d['alpha']:g}, power {d['power']:g}: "
+        f"catch a {d['error_ratio']:g}x error-rate regression or a {d['latency_shift'] * 100:g}% latency regression"
+    )
+    con.print(f"policy: {escape(d['policy'])}")
+    table = Table(title_justify="left")
+    for col in (
+        "step",
+        "metric",
+        "margin null",
+        "events",
+        "candidate req.",
+        "total req.",
+        "time to catch",
+        "fixed-horizon req.",
+        "time to promote (harmless)",
+    ):
+        table.add_column(col, justify="left" if col in ("step", "metric") else "right")
+    for s in d["steps"]:
+        for i, m in enumerate(s["metrics"]):
+            table.add_row(
+                f"{s['weight']:g}%" if i == 0 else "",
+                escape(m["metric"]),
+                f"{m['null_ratio']:.3g}x",
+                _n(m["events"]),
+                _n(m["candidate_requests"]),
+                _n(m["total_requests"]),
+                _dur(m["seconds"]),
+                _n(m["fixed_horizon_requests"]),
+                _dur(m["promote_seconds"]),
+            )
+        table.add_row(
+            "",
+            "[bold]step[/]",
+            "",
+            "",
+            "",
+            "",
+            f"[bold]{_dur(s['seconds'])}[/]",
+            "",
+            f"[bold]{_dur(s['promote_seconds'])}[/]",
+            end_section=True,
+        )
+    con.print(table)
+    for m in {m["note"] for s in d["steps"] for m in s["metrics"] if m["note"]}:
+        con.print(f"[dim]{escape(m)}[/]")
+    for a in d["assumptions"]:
+        con.print(f"[dim]- {escape(a)}[/]")
