@@ -201,10 +201,34 @@ def log_tail(path: str | Path, lines: int = 20) -> str:
 # ---------------------------------------------------------------------------
 
 
-def deploy(project: Project, env_name: str, *, say: Say = _quiet, timeout: float | None = None) -> DeployResult:
-    t0 = time.monotonic()
-    paths = paths_for(project)
+@contextlib.contextmanager
+def _exclusive(paths: LocalPaths, what: str) -> Iterator[None]:
+    """One deploy or down at a time per project (a second one fails at once, exit 1)."""
+    import fcntl
+
     paths.local_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(paths.local_dir / "lifecycle.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateError(
+                f"another mlserve deploy or down is running for {paths.state_dir.parent}; not starting {what}",
+                hint="wait for it to finish",
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def deploy(project: Project, env_name: str, *, say: Say = _quiet, timeout: float | None = None) -> DeployResult:
+    paths = paths_for(project)
+    with _exclusive(paths, "deploy"):
+        return _deploy(project, env_name, paths, say, timeout)
+
+
+def _deploy(project: Project, env_name: str, paths: LocalPaths, say: Say, timeout: float | None) -> DeployResult:
+    t0 = time.monotonic()
     paths.logs_dir.mkdir(parents=True, exist_ok=True)
     previous = read_json(paths.desired)
     state = read_json(paths.state)
@@ -487,6 +511,13 @@ def status(project: Project, *, probe: bool = True) -> StatusResult:
 
 def down(project: Project, *, say: Say = _quiet, timeout: float = 20.0) -> DownResult:
     paths = paths_for(project)
+    if not paths.local_dir.exists():
+        return DownResult(was_running=False, stopped=[], supervisor_pid=None, leftover=[])
+    with _exclusive(paths, "down"):
+        return _down(paths, say, timeout)
+
+
+def _down(paths: LocalPaths, say: Say, timeout: float) -> DownResult:
     try:
         state = read_json(paths.state)
     except StateError:

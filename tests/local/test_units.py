@@ -277,3 +277,18 @@ def test_follow_yields_new_lines(tmp_path: Path) -> None:
     got = [next(gen), next(gen)]
     gen.close()
     assert sorted(got) == [("a", "new a"), ("b", "new b")]
+
+
+def test_a_second_deploy_or_down_at_the_same_time_is_refused(project: Path) -> None:
+    import fcntl
+
+    from tests.conftest import run_cli
+
+    lock = project / ".mlserve/local/lifecycle.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        for args in (("deploy",), ("down",)):
+            res = run_cli(*args, cwd=project)
+            assert res.exit_code == 1 and "another mlserve deploy or down is running" in res.stderr
+    assert not (project / ".mlserve/local/state.json").exists()
