@@ -43,6 +43,8 @@ Background load, for ``mlserve rollout run --load``::
 and raises TargetError when nothing answers). The worker stops on ``stop()``, at
 ``max_duration``, or when the process that started it exits; ``stop()`` waits (bounded)
 for the reports. ``BackgroundLoad`` is also a context manager.
+:func:`~mlserve.loadtest.summary.summary_markdown` turns a result into a Markdown section
+(per-variant table, SLO verdict, link to the locust HTML report) for the rollout report.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ from mlserve.loadtest.core import (
     run_loadtest,
     start_background_load,
 )
-from mlserve.loadtest.summary import LoadResult, SloBreach, SloVerdict, check_slo
+from mlserve.loadtest.summary import LoadResult, SloBreach, SloVerdict, check_slo, summary_markdown
 
 __all__ = [
     "BackgroundLoad",
@@ -74,4 +76,5 @@ __all__ = [
     "plan_loadtest",
     "run_loadtest",
     "start_background_load",
+    "summary_markdown",
 ]

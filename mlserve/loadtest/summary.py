@@ -145,3 +145,44 @@ def read_summary(out_dir: Path) -> LoadResult:
         slo=verdict_from_dict(data.get("slo", {})),
         files=dict(data.get("files", {})),
     )
+
+
+def summary_markdown(result: LoadResult, link_from: Path | None = None) -> str:
+    """A Markdown section for reports (the rollout report embeds it): per-variant table,
+    SLO verdict, and a link to locust's HTML report, relative to ``link_from`` when given."""
+    import os
+
+    s = result.summary
+    html = result.html_report
+    link = os.path.relpath(html, link_from) if link_from is not None else str(html)
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:g}"
+
+    lines = [
+        f"Load test on `{s['endpoint']}` at {s['target_url']}: {s['users']} users, "
+        f"{s['duration_seconds']:.1f} s from {s['started_at']} to {s['ended_at']} ({s['stop_reason']}).",
+        "",
+        "| variant | requests | failures | req/s | p50 ms | p95 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = [*s["variants"].items(), ("all", s)]
+    for name, v in rows:
+        lat = v["latency_ms"]
+        ratio = v["failure_ratio"]
+        fails = f"{v['failures']} ({ratio:.2%})" if ratio is not None else str(v["failures"])
+        lines.append(
+            f"| {name} | {v['requests']} | {fails} | {v['requests_per_second']:.1f} | "
+            f"{ms(lat['p50'])} | {ms(lat['p95'])} | {ms(lat['p99'])} |"
+        )
+    verdict = result.slo
+    lines.append("")
+    if verdict.passed is None:
+        lines.append("SLO: no request completed, nothing measured.")
+    elif verdict.passed:
+        lines.append("SLO: met.")
+    else:
+        lines.extend(f"SLO broken: {b.message}" for b in verdict.breaches)
+    lines.append("")
+    lines.append(f"[locust HTML report]({link})")
+    return "\n".join(lines) + "\n"

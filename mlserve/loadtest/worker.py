@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import time
+from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,7 @@ def run(run_file: Path) -> int:
     start = time.time()
     runner.start(int(spec["users"]), spawn_rate=float(spec["spawn_rate"]))
     reason = "duration"
+    window: deque[tuple[float, int]] = deque(maxlen=int(4 / PROGRESS_INTERVAL))  # recent (time, requests)
     while True:
         elapsed = time.time() - start
         if elapsed >= duration:
@@ -208,6 +210,10 @@ def run(run_file: Path) -> int:
             reason = "parent-exited"
             break
         total = env.stats.total
+        now = time.time()
+        window.append((now, total.num_requests))
+        t0, n0 = window[0]
+        rps = (total.num_requests - n0) / (now - t0) if now > t0 else 0.0
         _write_json(
             out / PROGRESS_FILE,
             {
@@ -217,7 +223,7 @@ def run(run_file: Path) -> int:
                 "users": runner.user_count,
                 "requests": total.num_requests,
                 "failures": total.num_failures,
-                "rps": round(total.current_rps, 2),
+                "rps": round(rps, 2),
             },
         )
         gevent.sleep(min(PROGRESS_INTERVAL, max(0.0, duration - elapsed)))

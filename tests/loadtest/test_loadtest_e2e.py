@@ -133,15 +133,23 @@ def test_slow_version_breaks_the_p99_slo_and_exits_3(split_50: Path, tmp_path: P
     from mlserve.local.gateway_config import Fault
 
     _target(split_50).set_fault("fraud", "v2", Fault(latency_ms=SLOW_MS))
-    out = tmp_path / "slow"
-    res = run_cli("loadtest", "fraud", "-t", "4s", "-u", "4", "--out", str(out), cwd=split_50)
+    res = run_cli("loadtest", "fraud", "-t", "4s", "-u", "4", cwd=split_50)
     assert res.exit_code == 3, res.output
+    runs = sorted((split_50 / "experiments" / "fraud").glob("loadtest-*"))  # the default --out
+    assert runs, res.output
+    out = runs[-1]
     assert "SLO broken p99_latency" in res.stdout
     assert "error_rate" not in res.stdout.split("SLO broken", 1)[1]
     summary = json.loads((out / "summary.json").read_text())
     assert [b["slo"] for b in summary["slo"]["breaches"]] == ["p99_latency"]
     assert summary["variants"]["v2"]["latency_ms"]["p50"] >= SLOW_MS
     assert summary["variants"]["v1"]["latency_ms"]["p50"] < SLOW_MS
+
+    from mlserve.loadtest import load_result, summary_markdown
+
+    md = summary_markdown(load_result(out), link_from=split_50)
+    assert "| v2 |" in md and "SLO broken: p99_latency" in md
+    assert f"[locust HTML report](experiments/fraud/{out.name}/report.html)" in md
 
 
 def test_background_load_stops_early_and_reports(deployed: Path, tmp_path: Path) -> None:

@@ -70,8 +70,12 @@ def register(app: typer.Typer) -> None:
             f"load test [bold]{escape(endpoint)}[/] at {escape(plan.url)}: {plan.options.users} users "
             f"for {plan.options.duration:g}s{cap}; payloads {escape(plan.payload_source)}"
         )
-        with _ProgressView(con, plan.options.duration) as view:
-            result = run_loadtest(plan, view.update)
+        try:
+            with _ProgressView(con, plan.options.duration) as view:
+                result = run_loadtest(plan, view.update)
+        except KeyboardInterrupt:
+            con.print(f"stopped early; the reports so far are in {escape(str(plan.out_dir))}")
+            raise
         data = result.to_dict()
         state.emit(data, lambda c: _show(c, data), exit_code=result.exit_code)
 
