@@ -269,7 +269,8 @@ def _deploy(project: Project, env_name: str, paths: LocalPaths, say: Say, timeou
 
     _write_files(plan.files)
     generation = int((previous or {}).get("generation", 0)) + 1
-    atomic_write_json(paths.desired, plan.desired_document(generation, project.root))
+    # 0600: a version's env may carry credentials.
+    atomic_write_json(paths.desired, plan.desired_document(generation, project.root), mode=0o600)
     if sup_alive and sup_pid:
         os.kill(sup_pid, signal.SIGHUP)
     else:

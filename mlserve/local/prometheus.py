@@ -78,7 +78,6 @@ def prometheus_argv(binary: str, *, config: str, data_dir: str, port: int, reten
         f"--storage.tsdb.path={data_dir}",
         f"--storage.tsdb.retention.time={retention}",
         f"--web.listen-address=127.0.0.1:{port}",
-        "--web.enable-lifecycle",
         "--log.level=warn",
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -292,3 +293,79 @@ def test_a_second_deploy_or_down_at_the_same_time_is_refused(project: Path) -> N
             res = run_cli(*args, cwd=project)
             assert res.exit_code == 1 and "another mlserve deploy or down is running" in res.stderr
     assert not (project / ".mlserve/local/state.json").exists()
+
+
+def test_xgboost_without_its_mlserver_runtime_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from mlserve.local import servers
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        servers.importlib.util, "find_spec", lambda name: None if name == "mlserver_xgboost" else real(name)
+    )
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.json").write_text("{}")
+    ep = Endpoint.model_validate(
+        {
+            "runtime": "xgboost",
+            "baseline": "a",
+            "versions": {"a": {"model_uri": "m"}},
+            "rollout": {"metrics": [{"name": "errors", "kind": "error_rate"}]},
+        }
+    )
+    with pytest.raises(TargetError) as err:
+        servers.launch_for(
+            root=tmp_path,
+            server_dir=tmp_path / "s",
+            endpoint_name="churn",
+            endpoint=ep,
+            version_name="a",
+            version=ep.versions["a"],
+            ports={"http": 1, "grpc": 2, "metrics": 3},
+        )
+    assert "mlserver-xgboost" in str(err.value.hint) and "endpoints.churn.runtime" in err.value.message
+
+
+def test_mlserver_settings_are_what_mlserver_reads(tmp_path: Path) -> None:
+    """The generated files load with MLServer's own settings classes (names checked, not guessed)."""
+    from mlserver.settings import ModelSettings, Settings
+
+    from mlserve.local import servers
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.joblib").write_bytes(b"x")
+    ep = Endpoint.model_validate(
+        {
+            "runtime": "sklearn",
+            "baseline": "v1",
+            "versions": {"v1": {"model_uri": "m"}},
+            "rollout": {"metrics": [{"name": "errors", "kind": "error_rate"}]},
+        }
+    )
+    launch = servers.launch_for(
+        root=tmp_path,
+        server_dir=tmp_path / "s",
+        endpoint_name="fraud",
+        endpoint=ep,
+        version_name="v1",
+        version=ep.versions["v1"],
+        ports={"http": 9001, "grpc": 9002, "metrics": 9003},
+    )
+    files = {Path(p).name: json.loads(t) for p, t in launch.files.items()}
+    settings = Settings(**files["settings.json"])
+    assert (settings.host, settings.http_port, settings.grpc_port, settings.metrics_port) == (
+        "127.0.0.1",
+        9001,
+        9002,
+        9003,
+    )
+    assert settings.parallel_workers == 0
+    model = ModelSettings(**files["model-settings.json"])
+    assert model.name == "fraud" and model.parameters is not None
+    assert model.parameters.uri == str((tmp_path / "m" / "model.joblib").resolve())
+    assert model.parameters.version == "v1"
+    assert model.implementation.__name__ == "SKLearnModel"
+    assert launch.health_url == "http://127.0.0.1:9001/v2/models/fraud/ready"
