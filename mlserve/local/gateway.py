@@ -50,7 +50,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import uvicorn
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -82,6 +81,7 @@ from mlserve.local.gateway_config import (
     read_token_file,
 )
 from mlserve.local.routing import RouteTable, outputs_agree
+from mlserve.local.upstream import Upstream, UpstreamDown, UpstreamTimeout, make_upstream
 
 log = logging.getLogger("mlserve.gateway")
 
@@ -115,7 +115,8 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    return await asyncio.wait_for(collect(), timeout)
+    async with asyncio.timeout(timeout):
+        return await collect()
 
 
 @dataclass(frozen=True)
@@ -200,8 +201,8 @@ class Gateway:
         self.started_at = time.time()
         self.admin_lock = asyncio.Lock()
         self.shadow_tasks: set[asyncio.Task[None]] = set()
-        self.client: httpx.AsyncClient | None = None
-        self.shadow_client: httpx.AsyncClient | None = None
+        self.client: Upstream | None = None
+        self.shadow_client: Upstream | None = None
         self.bound_port = config.port
         self.bound_admin_port = config.admin_port
         restored = self._restore()
@@ -242,16 +243,11 @@ class Gateway:
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        timeout = httpx.Timeout(self.config.upstream_timeout, connect=self.config.connect_timeout)
-        # Keep-alive shorter than uvicorn's 5 s default on the upstream side, so the gateway never
-        # reuses a connection the model server is about to close.
-        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=4.0)
-        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
-        self.shadow_client = httpx.AsyncClient(
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=self.config.shadow_max_inflight, keepalive_expiry=4.0),
-            trust_env=False,
-        )
+        cfg = self.config
+        timeouts = {"timeout": cfg.upstream_timeout, "connect_timeout": cfg.connect_timeout}
+        self.client = make_upstream(cfg.upstream_client, max_connections=1024, **timeouts)
+        # Mirrors get their own pool: a slow shadow can never hold the connections users need.
+        self.shadow_client = make_upstream(cfg.upstream_client, max_connections=cfg.shadow_max_inflight, **timeouts)
 
     async def stop(self) -> None:
         for task in list(self.shadow_tasks):
@@ -260,13 +256,11 @@ class Gateway:
             await asyncio.gather(*self.shadow_tasks, return_exceptions=True)
         for client in (self.client, self.shadow_client):
             if client is not None:
-                await client.aclose()
+                await client.close()
 
     # -- forwarding ------------------------------------------------------------
 
-    async def attempt(
-        self, client: httpx.AsyncClient, endpoint: str, variant: str, fault: Fault | None, body: bytes
-    ) -> Attempt:
+    async def attempt(self, client: Upstream, endpoint: str, variant: str, fault: Fault | None, body: bytes) -> Attempt:
         """One try at one variant, faults applied first (they behave like a slow or failing server)."""
         if fault is not None:
             if fault.latency_ms:
@@ -276,15 +270,13 @@ class Gateway:
                 return Attempt(variant, 500, msg, "application/json", "500")
         url = f"{self.config.endpoints[endpoint].versions[variant]}/v2/models/{endpoint}/infer"
         try:
-            resp = await client.post(url, content=body, headers={"content-type": "application/json"})
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            answer = await client.post(url, body)
+        except UpstreamDown:
             return Attempt(variant, 0, b"", "", "connect_error")
-        except httpx.TimeoutException:
+        except UpstreamTimeout:
             msg = json.dumps({"error": f"version {variant} of {endpoint} did not answer in time"}).encode()
             return Attempt(variant, 504, msg, "application/json", "504")
-        return Attempt(
-            variant, resp.status_code, resp.content, resp.headers.get("content-type", ""), str(resp.status_code)
-        )
+        return Attempt(variant, answer.status, answer.content, answer.content_type, str(answer.status))
 
     async def route(self, table: RouteTable, variant: str, body: bytes, *, retry: bool) -> Attempt:
         assert self.client is not None
@@ -412,16 +404,16 @@ class Gateway:
         url = f"{self.config.endpoints[endpoint].versions[version]}/v2/models/{endpoint}{suffix}"
         assert self.client is not None
         try:
-            resp = await self.client.get(url)
-        except httpx.TimeoutException:
+            answer = await self.client.get(url)
+        except UpstreamTimeout:
             return _error(504, f"version {version} of {endpoint} did not answer in time", version)
-        except httpx.HTTPError:
+        except UpstreamDown:
             return _error(503, f"version {version} of endpoint {endpoint!r} is down", version)
         return Response(
-            resp.content,
-            status_code=resp.status_code,
+            answer.content,
+            status_code=answer.status,
             headers={VARIANT_HEADER: version},
-            media_type=resp.headers.get("content-type"),
+            media_type=answer.content_type or None,
         )
 
     async def live(self, request: Request) -> Response:
@@ -453,10 +445,10 @@ class Gateway:
     async def _probe(self, url: str) -> bool:
         assert self.client is not None
         try:
-            resp = await self.client.get(f"{url}/v2/health/ready", timeout=1.0)
-        except httpx.HTTPError:
+            answer = await self.client.get(f"{url}/v2/health/ready", timeout=1.0)
+        except (UpstreamDown, UpstreamTimeout):
             return False
-        return resp.status_code == 200
+        return answer.status == 200
 
     async def endpoint_status(self, endpoint: str, probe: bool) -> EndpointStatus:
         table = self.tables[endpoint]
@@ -670,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="gateway config JSON (mlserve.gateway/v1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    for noisy in ("httpx", "httpcore"):
+    for noisy in ("httpx", "httpcore", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)  # one line per request would cost latency
     disable_created_metrics()  # *_created series are noise for PromQL rate() queries
     try:

@@ -17,7 +17,7 @@ directory of the config file::
       "state_file": "/proj/.mlserve/local/traffic.json",
       "max_body_bytes": 1048576, "upstream_timeout": 30.0, "connect_timeout": 2.0,
       "body_timeout": 10.0, "sticky_key_max_bytes": 256, "shadow_max_inflight": 64,
-      "shadow_tolerance": {"rtol": 1e-5, "atol": 1e-8},
+      "shadow_tolerance": {"rtol": 1e-5, "atol": 1e-8}, "upstream_client": "aiohttp",
       "endpoints": {
         "fraud": {
           "versions": {"v1": "http://127.0.0.1:9001", "v2": "http://127.0.0.1:9002"},
@@ -300,6 +300,7 @@ class GatewayConfig:
     shadow_max_inflight: int = 64  # mirrors beyond this are dropped (counted, code "dropped")
     shadow_rtol: float = 1e-5
     shadow_atol: float = 1e-8
+    upstream_client: str = "aiohttp"  # or "httpx" (see mlserve.local.upstream)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -317,6 +318,7 @@ class GatewayConfig:
             "sticky_key_max_bytes": self.sticky_key_max_bytes,
             "shadow_max_inflight": self.shadow_max_inflight,
             "shadow_tolerance": {"rtol": self.shadow_rtol, "atol": self.shadow_atol},
+            "upstream_client": self.upstream_client,
             "endpoints": {name: ep.to_dict() for name, ep in self.endpoints.items()},
         }
 
@@ -338,6 +340,7 @@ class GatewayConfig:
             "sticky_key_max_bytes",
             "shadow_max_inflight",
             "shadow_tolerance",
+            "upstream_client",
             "endpoints",
         }
         _only(data, allowed, "")
@@ -362,6 +365,9 @@ class GatewayConfig:
             p = Path(value)
             return p if p.is_absolute() or base_dir is None else base_dir / p
 
+        client = data.get("upstream_client", "aiohttp")
+        if client not in ("aiohttp", "httpx"):
+            raise _fail("upstream_client", f"must be 'aiohttp' or 'httpx' (got {client!r})")
         tol = _obj(data.get("shadow_tolerance", {}), "shadow_tolerance")
         _only(tol, {"rtol", "atol"}, "shadow_tolerance")
         endpoints_raw = _obj(data["endpoints"], "endpoints")
@@ -382,6 +388,7 @@ class GatewayConfig:
             shadow_max_inflight=_int(data.get("shadow_max_inflight", 64), "shadow_max_inflight", 1, 100_000),
             shadow_rtol=_num(tol.get("rtol", 1e-5), "shadow_tolerance.rtol", 0, 1),
             shadow_atol=_num(tol.get("atol", 1e-8), "shadow_tolerance.atol", 0, 1e9),
+            upstream_client=client,
         )
 
     def write(self, path: Path) -> None:
