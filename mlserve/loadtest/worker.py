@@ -164,6 +164,12 @@ def _user_classes(locustfile: Path) -> list[type]:
 
 
 def run(run_file: Path) -> int:
+    # A stop asked for while locust is still importing (a second or two) is kept, not lost:
+    # the test then starts and stops at once, and every report is still written.
+    stop: list[str] = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append("stopped"))
+    signal.signal(signal.SIGINT, lambda *_: stop.append("stopped"))
+
     import logging
 
     import gevent
@@ -190,7 +196,6 @@ def run(run_file: Path) -> int:
     history = gevent.spawn(stats_history, runner)
     writer = gevent.spawn(csv_writer)
 
-    stop: list[str] = []
     gevent.signal_handler(signal.SIGTERM, lambda: stop.append("stopped"))
     gevent.signal_handler(signal.SIGINT, lambda: stop.append("stopped"))
 
