@@ -34,7 +34,7 @@ from mlserve.stats.sequential import (
     rate_ratio_interval,
 )
 from mlserve.stats.snapshot import Snapshot
-from mlserve.stats.srm import srm_p_values
+from mlserve.stats.srm import chisquare_p_values, srm_p_values
 
 Array = NDArray[np.float64]
 
@@ -86,6 +86,7 @@ class SrmResult:
     ok: bool
     candidate_share: float | None = None
     expected_share: float | None = None
+    chi2_p_value: float | None = None  # fixed-sample diagnostic (not valid across looks)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class Verdict:
                 "ok": self.srm.ok,
                 "candidate_share": _clean(self.srm.candidate_share),
                 "expected_share": _clean(self.srm.expected_share),
+                "chi2_p_value": _clean(self.srm.chi2_p_value),
             },
             "metrics": [m.to_dict() for m in self.metrics],
             "endpoint": self.endpoint,
@@ -471,7 +473,8 @@ def _srm_result(
     inc = _increments(req_b[: j + 1] + req_c[: j + 1])
     ws = w_b[: j + 1] + w_c[: j + 1]
     expected = float(np.sum(inc * w_c[: j + 1] / np.where(ws > 0, ws, 1.0)) / total) if total > 0 else None
-    return SrmResult(p, not p < level, share, expected)
+    chi = chisquare_p_values(inc - _increments(req_c[: j + 1]), _increments(req_c[: j + 1]), w_b[: j + 1], w_c[: j + 1])
+    return SrmResult(p, not p < level, share, expected, float(chi[-1]))
 
 
 def _final(policy: RolloutPolicy, results: list[MetricResult], has_traffic: bool, k: int, cand: str) -> tuple[str, str]:
