@@ -12,10 +12,11 @@ from mlserve.errors import UsageError
 
 if TYPE_CHECKING:
     from mlserve.project import Project
+    from mlserve.targets.kubernetes import KubernetesTarget
     from mlserve.targets.local import LocalTarget
 
 
-def get_target(project: Project, env_name: str | None) -> LocalTarget:
+def get_target(project: Project, env_name: str | None) -> LocalTarget | KubernetesTarget:
     """The target that serves environment ``env_name`` (``None``: the first local one)."""
     name = project.environment(env_name)
     env = project.manifest.environments[name]
@@ -23,6 +24,10 @@ def get_target(project: Project, env_name: str | None) -> LocalTarget:
         from mlserve.targets.local import LocalTarget
 
         return LocalTarget(project, name)
+    if env.target == "kubernetes":
+        from mlserve.targets.kubernetes import KubernetesTarget
+
+        return KubernetesTarget(project, name)
     local = [n for n, e in project.manifest.environments.items() if e.target == "local"]
     raise UsageError(
         f"environment {name!r} has target = {env.target!r}: `mlserve deploy` supports only target = 'local' "

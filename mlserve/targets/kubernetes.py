@@ -185,6 +185,22 @@ class KubernetesTarget:
         self.traffic = traffic
         self.work_root = project.state_dir / "deploy"
 
+    def attach(
+        self,
+        *,
+        plugin_dir: str | Path | None = None,
+        on_line: LineSink | None = None,
+        say: Say | None = None,
+        ready_timeout: float | None = None,
+    ) -> KubernetesTarget:
+        """Set what the generic dispatch (``get_target``) cannot know: progress sinks, mirror, timeout."""
+        self.plugin_dir = plugin_dir if plugin_dir is not None else self.plugin_dir
+        self.on_line = on_line or self.on_line
+        self._say = say or self._say
+        if ready_timeout is not None:
+            self.ready_timeout = ready_timeout
+        return self
+
     # -- small pieces ----------------------------------------------------------
 
     @property
@@ -353,8 +369,7 @@ class KubernetesTarget:
             self.say(f"{layer}: terraform plan")
             summary = tf.plan()
         if not summary.has_changes:
-            self.say(f"{layer}: no changes")
-            outputs = _small_outputs(tf.outputs())
+            outputs = _small_outputs(summary.prior_outputs)
             return LayerOutcome(layer, "terraform", "unchanged", summary.to_dict(), outputs=outputs, stack_hash=digest)
         if confirm is not None and not confirm(layer, summary.to_dict()):
             raise MlserveError(f"deploy cancelled: nothing applied to the {layer} layer")
@@ -376,7 +391,6 @@ class KubernetesTarget:
         kubectl = self._kubectl()
         self.say(f"kubernetes: kubectl diff (context {self.kube_context})")
         if not kubectl.diff(folder):
-            self.say("kubernetes: no changes")
             return LayerOutcome("kubernetes", "kubectl", "unchanged", {"has_changes": False}, stack_hash=digest)
         if confirm is not None and not confirm("kubernetes", {"has_changes": True}):
             raise MlserveError("deploy cancelled: nothing applied to the kubernetes layer")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -46,6 +47,7 @@ CLI_CONFIG_NAME = ".mlserve.tfrc"
 PLAN_FILE = "mlserve.tfplan"
 
 LineCallback = Callable[[str], None]
+_MISSING_PROVIDER = re.compile(r"provider registry\.terraform\.io/([\w.-]+/[\w.-]+) was not found")
 
 # Terraform's plan action lists -> one word.
 _ACTIONS: dict[tuple[str, ...], str] = {
@@ -80,6 +82,9 @@ class PlanSummary:
     changes: tuple[ResourceChange, ...]
     output_changes: tuple[str, ...] = ()
     plan_file: str | None = None
+    # Output values in the state the plan started from (sensitive ones hidden): what
+    # `terraform output` would print now, without running it again.
+    prior_outputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def actionable(self) -> tuple[ResourceChange, ...]:
@@ -140,7 +145,17 @@ def summarize_plan(plan_json: Mapping[str, Any], plan_file: str | None = None) -
             if tuple(oc.get("actions") or ()) not in (("no-op",), ())
         )
     )
-    return PlanSummary(tuple(changes), outputs, plan_file)
+    prior = ((plan_json.get("prior_state") or {}).get("values") or {}).get("outputs") or {}
+    return PlanSummary(tuple(changes), outputs, plan_file, _output_values(prior))
+
+
+def _output_values(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``{name: {value, sensitive, ...}}`` -> ``{name: value}``, sensitive values hidden."""
+    return {
+        name: ("(sensitive)" if item.get("sensitive") else item.get("value"))
+        for name, item in sorted(doc.items())
+        if isinstance(item, dict)
+    }
 
 
 @dataclass(frozen=True)
@@ -368,8 +383,19 @@ class Terraform:
         else:
             tail = (run.stderr.strip() or run.stdout.strip()).splitlines()[-15:]
             detail = "\n".join(tail) or f"exit status {run.returncode}"
+        headline = f"terraform {what} failed in {self.working_dir}"
+        hint = None
+        missing = sorted(set(_MISSING_PROVIDER.findall(detail)))
+        if missing:
+            where = f"the provider mirror {self.plugin_dir}" if self.plugin_dir else "any configured source"
+            headline = f"cannot install provider {', '.join(missing)} from {where}; " + headline
+            hint = (
+                "this layer needs providers that cannot be installed here: add them to the mirror "
+                "(`terraform providers mirror DIR` on a connected machine) or run without --plugin-dir"
+            )
         return ToolError(
-            f"terraform {what} failed in {self.working_dir}:\n{detail}",
+            f"{headline}:\n{detail}",
+            hint=hint,
             stdout=run.stdout,
             stderr=run.stderr,
             returncode=run.returncode,
@@ -454,7 +480,9 @@ class Terraform:
         run = self._check("apply", rc)
         self._remove(plan_file)
         added, changed, destroyed = _applied_counts(run.events)
-        return ApplyResult(added, changed, destroyed, self.outputs())
+        streamed = [e for e in run.events if e.get("type") == "outputs"]
+        outputs = _output_values(streamed[-1].get("outputs") or {}) if streamed else self.outputs()
+        return ApplyResult(added, changed, destroyed, outputs)
 
     def destroy(self, *, variables: Mapping[str, Any] | None = None) -> ApplyResult:
         """``destroy -auto-approve`` (python-terraform's ``-force`` is gone in 1.x)."""
@@ -478,9 +506,7 @@ class Terraform:
             doc = json.loads(out or "{}")
         except ValueError:
             raise self._error("output -json (unreadable output)", run) from None
-        return {
-            name: ("(sensitive)" if item.get("sensitive") else item.get("value")) for name, item in sorted(doc.items())
-        }
+        return _output_values(doc)
 
     def state_resources(self) -> list[str]:
         """Addresses in the current workspace's state (empty when there is none)."""

@@ -80,7 +80,9 @@ def test_full_cycle_argv_and_summaries(tmp_path: Path) -> None:
     assert (folder / "terraform.tfstate.d" / "staging" / "terraform.tfstate").is_file()
     assert not (folder / tfmod.PLAN_FILE).exists()  # the applied plan file is removed
 
-    assert not tf.plan().has_changes  # unchanged: nothing to do
+    unchanged = tf.plan()
+    assert not unchanged.has_changes  # unchanged: nothing to do
+    assert unchanged.prior_outputs == applied.outputs == tf.outputs()
 
     changed = tf.plan(variables={"size": "large", "generation": 2})
     assert changed.by_type == {"terraform_data": {"add": 0, "change": 1, "destroy": 0, "replace": 1}}
@@ -173,6 +175,7 @@ def test_missing_provider_names_the_provider(tmp_path: Path) -> None:
     tf = Terraform(folder, plugin_dir=plugin_mirror())
     with pytest.raises(ToolError) as info:
         tf.init()
+    assert info.value.message.startswith("cannot install provider hashicorp/helm from the provider mirror")
     assert "terraform init failed" in info.value.message
     assert "provider registry.terraform.io/hashicorp/helm was not found" in info.value.message
     cfg = (folder / tfmod.CLI_CONFIG_NAME).read_text()

@@ -7,6 +7,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from mlserve.cli.commands.plan import LayerOpt, PluginDirOpt, YesOpt
 from mlserve.cli.output import JsonFlag, get_state
 
 
@@ -21,15 +22,25 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option("--timeout", min=1, help="Seconds to wait for every process to be healthy."),
         ] = None,
+        layer: LayerOpt = None,
+        yes: YesOpt = False,
+        plugin_dir: PluginDirOpt = None,
         json_out: JsonFlag = False,
     ) -> None:
-        """Run an environment's endpoints: on target = local, model servers, gateway and Prometheus here."""
+        """Run an environment's endpoints: on target = local, model servers, gateway and Prometheus here;
+        on target = kubernetes, the cluster, platform and kubernetes layers in order."""
         state = get_state(ctx, json_out)
         from mlserve.project import load_project
         from mlserve.targets import get_target
+        from mlserve.targets.kubernetes import KubernetesTarget
 
         project = load_project(state.project_dir)
         target = get_target(project, env)
+        if isinstance(target, KubernetesTarget):
+            from mlserve.cli.commands.plan import deploy_kubernetes
+
+            deploy_kubernetes(state, target, layer=layer, yes=yes, plugin_dir=plugin_dir, timeout=timeout)
+            return
         con = state.out
         state.out.print(f"deploying environment [bold]{escape(target.env_name)}[/] (target {target.kind})")
         result = target.deploy(say=lambda msg: con.print(escape(msg)), timeout=timeout)

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         from mlserve.project import load_project
 
         project = load_project(state.project_dir)
-        progress = LayerProgress(state.out)
+        progress = LayerProgress(state.out, state.console(stderr=True))
         target = kubernetes_target(state, project, env, plugin_dir, progress)
         chosen = list(reversed(target.select(layer)))
         if not yes:

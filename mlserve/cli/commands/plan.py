@@ -46,8 +46,9 @@ TAIL_LINES = 20
 class LayerProgress:
     """A spinner naming the layer and its step, with the latest Terraform line under it."""
 
-    def __init__(self, con: Console) -> None:
+    def __init__(self, con: Console, err: Console | None = None) -> None:
         self.con = con
+        self.err = err or con
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.phase = ""
         self._status: Any = None
@@ -65,6 +66,18 @@ class LayerProgress:
             self._status.update(f"[bold]{escape(self.phase)}[/]\n  [dim]{escape(text[:110])}[/]")
 
     @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop the spinner while a question is asked."""
+        if self._status is None:
+            yield
+            return
+        self._status.stop()
+        try:
+            yield
+        finally:
+            self._status.start()
+
+    @contextmanager
     def running(self) -> Iterator[LayerProgress]:
         from mlserve.errors import ToolError
 
@@ -77,9 +90,9 @@ class LayerProgress:
                 yield self
         except ToolError:
             if self.tail:
-                self.con.print(f"[dim]last {len(self.tail)} lines of output:[/]")
+                self.err.print(f"[dim]last {len(self.tail)} lines of output:[/]")
                 for line in self.tail:
-                    self.con.print(f"  [dim]{escape(line)}[/]")
+                    self.err.print(f"  [dim]{escape(line)}[/]")
             raise
         finally:
             self._status = None
@@ -104,7 +117,9 @@ def result_data(result: Any) -> dict[str, Any]:
     return dataclasses.asdict(result)
 
 
-def confirm_or_refuse(yes: bool, what: str) -> Callable[[str, dict[str, Any]], bool] | None:
+def confirm_or_refuse(
+    yes: bool, what: str, progress: LayerProgress | None = None
+) -> Callable[[str, dict[str, Any]], bool] | None:
     """None when --yes; else a prompt, or a usage error (exit 2) when nobody can answer it."""
     from mlserve.errors import UsageError
 
@@ -115,9 +130,65 @@ def confirm_or_refuse(yes: bool, what: str) -> Callable[[str, dict[str, Any]], b
 
     def ask(layer: str, changes: dict[str, Any]) -> bool:
         summary = _describe(changes)
-        return typer.confirm(f"{what}: {layer} layer ({summary}). Go ahead?", default=False, err=True)
+        if progress is None:
+            return typer.confirm(f"{what}: {layer} layer ({summary}). Go ahead?", default=False, err=True)
+        with progress.paused():
+            return typer.confirm(f"{what}: {layer} layer ({summary}). Go ahead?", default=False, err=True)
 
     return ask
+
+
+def deploy_kubernetes(
+    state: State,
+    target: KubernetesTarget,
+    *,
+    layer: str | None,
+    yes: bool,
+    plugin_dir: Path | None,
+    timeout: float | None,
+) -> None:
+    """The kubernetes branch of `mlserve deploy`: per layer init, plan, apply only on changes."""
+    progress = LayerProgress(state.out, state.console(stderr=True))
+    target.attach(plugin_dir=plugin_dir, on_line=progress.line, say=progress.say, ready_timeout=timeout)
+    target.select(layer)  # a bad --layer is a usage error before anything runs
+    confirm = confirm_or_refuse(yes, f"deploy {target.env_name}", progress)
+    state.out.print(f"deploying environment [bold]{escape(target.env_name)}[/] (target kubernetes)")
+    with progress.running():
+        result = target.deploy(layer, confirm=confirm)
+    data = result_data(result)
+    state.emit(data, lambda con: show_result(con, data))
+
+
+def status_kubernetes(state: State, target: KubernetesTarget) -> None:
+    """The kubernetes branch of `mlserve status`: outputs, drift per layer, endpoint readiness."""
+    data = result_data(target.status())
+    state.emit(data, lambda con: show_status(con, data))
+
+
+def show_status(con: Console, s: dict[str, Any]) -> None:
+    if not s["deployed"]:
+        con.print(f"environment {escape(s['env'])} is not deployed (`mlserve deploy --env {escape(s['env'])}`)")
+    table = Table(title=f"Kubernetes environment: {escape(s['env'])}", title_justify="left")
+    for col in ("layer", "deployed", "applied at", "drift"):
+        table.add_column(col)
+    for layer in s["layers"]:
+        drift = "; ".join(layer["drift"]) if layer["deployed"] else "-"
+        table.add_row(
+            layer["layer"],
+            "yes" if layer["deployed"] else "no",
+            layer["applied_at"] or "-",
+            f"[yellow]{escape(drift)}[/]" if layer["deployed"] and layer["drift"] else escape(drift or "in sync"),
+        )
+    con.print(table)
+    for layer in s["layers"]:
+        for name, value in layer["outputs"].items():
+            con.print(f"{layer['layer']}.{escape(name)} = {escape(str(value))}")
+    for ep in s["endpoints"]:
+        weights = ", ".join(f"{k} {v}%" for k, v in ep["weights"].items()) or "-"
+        ready = "[green]ready[/]" if ep["ready"] else "[red]not ready[/]"
+        con.print(f"endpoint {escape(str(ep['name']))}: {ready}; weights {escape(weights)}")
+    for p in s["problems"]:
+        con.print(f"[yellow]warning:[/] {escape(p)}")
 
 
 def _describe(changes: dict[str, Any] | None) -> str:
@@ -188,7 +259,7 @@ def register(app: typer.Typer) -> None:
         from mlserve.project import load_project
 
         project = load_project(state.project_dir)
-        progress = LayerProgress(state.out)
+        progress = LayerProgress(state.out, state.console(stderr=True))
         target = kubernetes_target(state, project, env, plugin_dir, progress)
         with progress.running():
             result = target.plan(layer)

@@ -27,9 +27,15 @@ def register(app: typer.Typer) -> None:
         state = get_state(ctx, json_out)
         from mlserve.project import load_project
         from mlserve.targets import get_target
+        from mlserve.targets.kubernetes import KubernetesTarget
 
         project = load_project(state.project_dir)
         target = get_target(project, env)
+        if isinstance(target, KubernetesTarget):
+            from mlserve.cli.commands.plan import status_kubernetes
+
+            status_kubernetes(state, target)
+            return
         result = target.status()
         data = dataclasses.asdict(result)
         data["requested_env"] = target.env_name
