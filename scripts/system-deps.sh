@@ -10,6 +10,29 @@ need() { # need BINARY DEBIAN_PACKAGE
 
 need prometheus prometheus
 
+# Terraform 1.x (HashiCorp's apt repository, not Debian's) and a local provider mirror with
+# hashicorp/aws, which tests/deploy uses offline (MLSERVE_TF_PLUGIN_DIR, default /opt/tf-plugins).
+if ! command -v terraform >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends gnupg curl lsb-release >/dev/null
+    curl -fsSL https://apt.releases.hashicorp.com/gpg | gpg --dearmor --yes -o /usr/share/keyrings/hashicorp.gpg
+    echo "deb [signed-by=/usr/share/keyrings/hashicorp.gpg] https://apt.releases.hashicorp.com $(lsb_release -cs) main" \
+      >/etc/apt/sources.list.d/hashicorp.list
+    apt-get update -qq && apt-get install -y -qq terraform >/dev/null
+  else
+    echo "mlserve needs Terraform 1.x: https://developer.hashicorp.com/terraform/install" >&2
+    exit 1
+  fi
+fi
+tf_mirror="${MLSERVE_TF_PLUGIN_DIR:-/opt/tf-plugins}"
+if [ ! -d "$tf_mirror/registry.terraform.io/hashicorp/aws" ]; then
+  tf_tmp="$(mktemp -d)"
+  printf 'terraform {\n  required_providers {\n    aws = { source = "hashicorp/aws", version = "5.100.0" }\n  }\n}\n' >"$tf_tmp/main.tf"
+  (cd "$tf_tmp" && terraform providers mirror -platform=linux_amd64 "$tf_mirror")
+  rm -rf "$tf_tmp"
+fi
+
 if [ ${#missing_apt[@]} -eq 0 ]; then
   exit 0
 fi
