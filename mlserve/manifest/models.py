@@ -419,6 +419,14 @@ class RolloutPolicy(Strict):
     sticky_header: HeaderName = "x-user-id"
     sticky_cookie: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
     ab_duration: Duration | None = None
+    # shadow: least share of mirrored requests whose predictions must agree with the
+    # baseline's (always-valid test; 0 switches the agreement gate off)
+    shadow_agreement: Annotated[float, Field(ge=0, lt=1)] = 0.99
+    # canary: a step lasts at least this long; "evidence" advances only on a promote
+    # verdict for the step, "no_harm" also once step_min_duration passes with
+    # min_requests per variant and no rollback or halt
+    step_min_duration: Duration = 0.0
+    step_advance: Literal["evidence", "no_harm"] = "evidence"
     metrics: list[MetricSpec] = Field(default_factory=_default_metrics, min_length=1, max_length=32)
 
     @model_validator(mode="after")

@@ -100,6 +100,11 @@ DESCRIPTIONS: dict[str, str] = {
     "endpoints.NAME.rollout.sticky_header": "ab: request header holding the user key.",
     "endpoints.NAME.rollout.sticky_cookie": "ab: cookie holding the user key, when there is no header.",
     "endpoints.NAME.rollout.ab_duration": "ab: fixed horizon of the experiment.",
+    "endpoints.NAME.rollout.shadow_agreement": "shadow: least share of mirrored requests whose predictions "
+    "must agree with the baseline's (0 turns the gate off).",
+    "endpoints.NAME.rollout.step_min_duration": "canary: least time a step lasts before the weight moves on.",
+    "endpoints.NAME.rollout.step_advance": "canary: `evidence` (a promote verdict per step) or `no_harm` "
+    "(also after `step_min_duration` with `min_requests` and no harm shown).",
     "endpoints.NAME.rollout.metrics": "The metrics that gate the rollout (`[[endpoints.NAME.rollout.metrics]]`).",
     "endpoints.NAME.rollout.metrics[].name": "Metric name, unique within the policy.",
     "endpoints.NAME.rollout.metrics[].kind": "`error_rate`, `latency` (a quantile) or a custom `ratio`.",

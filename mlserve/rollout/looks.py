@@ -1,0 +1,150 @@
+"""One look at Prometheus for one step, as a ``mlserve.snapshot/v1`` look.
+
+Canary and A/B looks are :func:`mlserve.metrics.collect_look` over both variants. A
+shadow look on the local gateway reads the candidate from the mirror's own series
+(``mlserve_shadow_requests_total``, ``mlserve_shadow_duration_seconds``), since the
+candidate serves no user, and counts prediction agreement
+(``mlserve_shadow_agreement_total``) beside the look (agreement is not part of the
+snapshot format). On Kubernetes, Istio reports mirrored requests under the candidate's
+own workload labels, so a shadow look there is an ordinary look.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mlserve.manifest.models import RolloutPolicy
+from mlserve.metrics import LookRequest, MetricsUnavailable, collect_look
+from mlserve.metrics.collect import counter_increase
+from mlserve.metrics.queries import window
+from mlserve.rollout.traffic import Driver, QueryFn
+
+ERROR_CODES = re.compile(r"5..|connect_error")
+
+
+@dataclass(frozen=True)
+class Seen:
+    look: dict[str, Any]
+    gpu: dict[str, dict[str, float]]
+    agreement: dict[str, int] | None = None
+
+
+def custom_queries(policy: RolloutPolicy) -> dict[str, tuple[str, str]]:
+    return {
+        m.name: (m.numerator, m.denominator)
+        for m in policy.metrics
+        if m.kind == "ratio" and m.numerator is not None and m.denominator is not None
+    }
+
+
+def take_look(
+    driver: Driver,
+    query: QueryFn,
+    *,
+    endpoint: str,
+    baseline: str,
+    candidate: str,
+    mode: str,
+    weights: Mapping[str, int],
+    anchor: float,
+    at: float,
+    policy: RolloutPolicy,
+    previous: Mapping[str, Any] | None,
+) -> Seen:
+    """Raise MetricsUnavailable when anything the decision needs is missing (a held look)."""
+    if at <= anchor:
+        raise MetricsUnavailable("the step has just started: waiting for the first scrape after the traffic change")
+    if mode == "shadow" and driver.source == "local":
+        return _local_shadow(query, endpoint, baseline, candidate, anchor, at, previous)
+    custom = {} if mode == "shadow" else custom_queries(policy)
+    req = LookRequest(
+        endpoint=endpoint,
+        variants=[baseline, candidate],
+        weights=dict(weights),
+        started_at=anchor,
+        at=at,
+        source=driver.source,
+        namespace=driver.namespace,
+        custom=custom,
+    )
+    got = collect_look(query, req, previous)
+    return Seen(got.look, got.gpu)
+
+
+def _local_shadow(
+    query: QueryFn,
+    endpoint: str,
+    baseline: str,
+    candidate: str,
+    anchor: float,
+    at: float,
+    previous: Mapping[str, Any] | None,
+) -> Seen:
+    base = collect_look(
+        query,
+        LookRequest(endpoint=endpoint, variants=[baseline], weights={baseline: 100}, started_at=anchor, at=at),
+        previous,
+    )
+    win = window(max(1.0, at - anchor))
+    sel = f'{{endpoint="{endpoint}",variant="{candidate}"}}'
+    counts = counter_increase(query, f"mlserve_shadow_requests_total{sel}", win, anchor, at)
+    if not counts:
+        raise MetricsUnavailable(
+            f"no data for the shadow of {endpoint}/{candidate}: Prometheus has no series "
+            f"mlserve_shadow_requests_total{sel} (is the mirror on and the gateway scraped?)"
+        )
+    requests = errors = 0
+    for key, value in counts.items():
+        code = dict(key).get("code", "")
+        if code == "dropped":
+            continue
+        requests += round(value)
+        if ERROR_CODES.fullmatch(code):
+            errors += round(value)
+    prev = dict((previous or {}).get("variants", {}).get(candidate, {}))
+    requests = max(requests, int(prev.get("requests", 0)))
+    errors = min(max(errors, int(prev.get("errors", 0))), requests)
+    entry: dict[str, Any] = {"requests": requests, "errors": errors}
+    buckets = counter_increase(query, f"mlserve_shadow_duration_seconds_bucket{sel}", win, anchor, at)
+    hist = _histogram(buckets, requests)
+    if hist:
+        prev_hist = prev.get("latency_seconds")
+        if prev_hist and prev_hist.get("le") == hist["le"]:
+            merged = [max(a, int(b)) for a, b in zip(hist["counts"], prev_hist["counts"], strict=True)]
+            hist["counts"] = [min(c, requests) for c in merged[:-1]] + [requests]
+        total = sum(counter_increase(query, f"mlserve_shadow_duration_seconds_sum{sel}", win, anchor, at).values())
+        entry["latency_seconds"] = {**hist, "sum": round(total, 6)}
+    agree_counts = counter_increase(query, f"mlserve_shadow_agreement_total{sel}", win, anchor, at)
+    agree = round(sum(v for k, v in agree_counts.items() if dict(k).get("agree") == "true"))
+    compared = round(sum(agree_counts.values()))
+    look = dict(base.look)
+    look["weights"] = {baseline: 100, candidate: 0}
+    look["variants"] = {**look["variants"], candidate: entry}
+    return Seen(look, base.gpu, {"agree": agree, "compared": compared})
+
+
+def _histogram(series: Mapping[Any, float], requests: int) -> dict[str, Any]:
+    by_le: dict[float, float] = {}
+    for key, value in series.items():
+        le = dict(key).get("le")
+        if le is None:
+            continue
+        b = math.inf if le in ("+Inf", "Inf", "inf") else float(le)
+        by_le[b] = by_le.get(b, 0.0) + value
+    if not by_le:
+        return {}
+    bounds = sorted(by_le)
+    counts: list[int] = []
+    running = 0
+    for b in bounds:
+        running = max(running, round(by_le[b]))
+        counts.append(running)
+    if bounds[-1] != math.inf:
+        bounds.append(math.inf)
+        counts.append(running)
+    counts = [min(c, requests) for c in counts[:-1]] + [requests]
+    return {"le": ["+Inf" if b == math.inf else round(b, 9) for b in bounds], "counts": counts}
