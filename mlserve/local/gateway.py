@@ -62,9 +62,10 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect, Request, cookie_parser
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlserve.local.gateway_config import (
     EndpointStatus,
@@ -88,6 +89,11 @@ log = logging.getLogger("mlserve.gateway")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ADMIN_MAX_BODY = 64 * 1024
 VARIANT_HEADER = "x-mlserve-variant"
+VARIANT_HEADER_B = VARIANT_HEADER.encode("ascii")
+
+
+def _raw_error(status: int, message: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    return status, json.dumps({"error": message}).encode(), [(b"content-type", b"application/json")]
 
 
 def _error(status: int, message: str, variant: str | None = None) -> JSONResponse:
@@ -99,24 +105,28 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+async def read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int, timeout: float) -> bytes:
     """The request body, at most ``limit`` bytes and within ``timeout`` (slow clients are cut off)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-
-    async def collect() -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
+    for name, value in headers:
+        if name == b"content-length":
+            if value.isdigit() and int(value) > limit:
+                raise BodyTooLarge
+            break
+    chunks: list[bytes] = []
+    size = 0
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
                 raise BodyTooLarge
             chunks.append(chunk)
-        return b"".join(chunks)
-
-    async with asyncio.timeout(timeout):
-        return await collect()
+            if not message.get("more_body", False):
+                break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 @dataclass(frozen=True)
@@ -324,51 +334,64 @@ class Gateway:
         if agree is not None:
             self.metrics.shadow_agreement.labels(endpoint, target, "true" if agree else "false").inc()
 
-    def sticky_key(self, request: Request, table: RouteTable) -> bytes | None:
+    def sticky_key(self, headers: list[tuple[bytes, bytes]], table: RouteTable) -> bytes | None:
         """The user key as opaque bytes (header first, then cookie); never echoed or logged."""
         ep = self.config.endpoints[table.endpoint]
-        for name, value in request.scope["headers"]:
-            if name == ep.sticky_header.encode("ascii"):
+        wanted = ep.sticky_header.encode("ascii")
+        cookie_header: bytes | None = None
+        for name, value in headers:
+            if name == wanted:
                 return value
-        if ep.sticky_cookie:
-            cookie = request.cookies.get(ep.sticky_cookie)
+            if name == b"cookie":
+                cookie_header = value
+        if ep.sticky_cookie and cookie_header:
+            cookie = cookie_parser(cookie_header.decode("latin-1")).get(ep.sticky_cookie)
             if cookie:
-                return cookie.encode("utf-8", "surrogateescape")
+                return cookie.encode("latin-1", "replace")
         return None
 
     # -- data plane handlers ------------------------------------------------------
 
-    async def infer(self, request: Request) -> Response:
-        endpoint = request.path_params["endpoint"]
-        pinned: str | None = request.path_params.get("version")
+    async def infer_asgi(self, scope: Scope, receive: Receive, send: Send, endpoint: str, pinned: str | None) -> None:
+        """The hot path as a plain ASGI handler: Starlette's Request/Response and middleware cost
+        more CPU per request than the rest of the gateway together on a small machine."""
+        status, body, headers = await self.infer(scope, receive, endpoint, pinned)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def infer(
+        self, scope: Scope, receive: Receive, endpoint: str, pinned: str | None
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         table = self.tables.get(endpoint)
         if table is None:
-            return _error(404, f"unknown endpoint {endpoint!r} (endpoints: {', '.join(self.tables)})")
+            return _raw_error(404, f"unknown endpoint {endpoint!r} (endpoints: {', '.join(self.tables)})")
         if pinned is not None and pinned not in table.order:
-            return _error(
+            return _raw_error(
                 404, f"unknown version {pinned!r} of endpoint {endpoint!r} (versions: {', '.join(table.order)})"
             )
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
         try:
-            body = await read_body(request, self.config.max_body_bytes, self.config.body_timeout)
+            body = await read_body(headers, receive, self.config.max_body_bytes, self.config.body_timeout)
         except BodyTooLarge:
-            return _error(413, f"request body exceeds {self.config.max_body_bytes} bytes")
+            return _raw_error(413, f"request body exceeds {self.config.max_body_bytes} bytes")
         except TimeoutError:
-            return _error(408, f"request body not received within {self.config.body_timeout:g} s")
+            return _raw_error(408, f"request body not received within {self.config.body_timeout:g} s")
         except ClientDisconnect:
-            return Response(status_code=400)
+            return _raw_error(400, "client disconnected")
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, f"request body is not valid JSON: {exc}")
+            return _raw_error(400, f"request body is not valid JSON: {exc}")
         if not isinstance(payload, dict):
-            return _error(400, "request body must be a JSON object (a V2 inference request)")
+            return _raw_error(400, "request body must be a JSON object (a V2 inference request)")
 
         if pinned is not None:
             variant, shadow_to = pinned, None
         else:
-            key = self.sticky_key(request, table) if table.traffic.mode == "sticky" else None
+            key = self.sticky_key(headers, table) if table.traffic.mode == "sticky" else None
             if key is not None and len(key) > self.config.sticky_key_max_bytes:
-                return _error(400, f"sticky key longer than {self.config.sticky_key_max_bytes} bytes")
+                return _raw_error(400, f"sticky key longer than {self.config.sticky_key_max_bytes} bytes")
             variant = table.choose(key, self.rand)
             shadow_to = table.shadow_target(variant, self.rand)
 
@@ -386,11 +409,11 @@ class Gateway:
             primary.set_result(result)
         if result.status == 0:
             tried = variant if pinned is not None else f"{variant} and a fallback"
-            return _error(503, f"no version of endpoint {endpoint!r} could answer ({tried} refused the connection)")
-        headers = {VARIANT_HEADER: result.variant}
-        return Response(
-            result.content, status_code=result.status, headers=headers, media_type=result.content_type or None
-        )
+            return _raw_error(503, f"no version of endpoint {endpoint!r} could answer ({tried} refused the connection)")
+        out = [(VARIANT_HEADER_B, result.variant.encode("ascii"))]
+        if result.content_type:
+            out.append((b"content-type", result.content_type.encode("latin-1")))
+        return result.status, result.content, out
 
     async def metadata(self, request: Request) -> Response:
         endpoint = request.path_params["endpoint"]
@@ -434,7 +457,9 @@ class Gateway:
 
     async def _admin_json(self, request: Request) -> Any:
         try:
-            body = await read_body(request, ADMIN_MAX_BODY, 5.0)
+            body = await read_body(request.scope["headers"], request.receive, ADMIN_MAX_BODY, 5.0)
+        except (TimeoutError, ClientDisconnect):
+            raise GatewayConfigError("body not received") from None
         except BodyTooLarge:
             raise GatewayConfigError(f"body exceeds {ADMIN_MAX_BODY} bytes") from None
         try:
@@ -551,11 +576,10 @@ def _guard(gw: Gateway, handler: Callable[[Request], Awaitable[Response]]) -> Ca
     return guarded
 
 
-def data_app(gw: Gateway) -> Starlette:
-    return Starlette(
+def data_app(gw: Gateway) -> ASGIApp:
+    """Inference requests take the plain-ASGI fast path; everything else goes through Starlette."""
+    app = Starlette(
         routes=[
-            Route("/v2/models/{endpoint}/infer", gw.infer, methods=["POST"]),
-            Route("/v2/models/{endpoint}/versions/{version}/infer", gw.infer, methods=["POST"]),
             Route("/v2/models/{endpoint}", gw.metadata, methods=["GET"]),
             Route("/v2/models/{endpoint}/ready", gw.metadata, methods=["GET"]),
             Route("/v2/models/{endpoint}/versions/{version}", gw.metadata, methods=["GET"]),
@@ -565,6 +589,18 @@ def data_app(gw: Gateway) -> Starlette:
             Route("/metrics", gw.metrics_page, methods=["GET"]),
         ]
     )
+
+    async def fast(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            parts = scope["path"].split("/")
+            # /v2/models/{ep}/infer and /v2/models/{ep}/versions/{v}/infer
+            if len(parts) == 5 and parts[1] == "v2" and parts[2] == "models" and parts[4] == "infer":
+                return await gw.infer_asgi(scope, receive, send, parts[3], None)
+            if len(parts) == 7 and parts[1:3] == ["v2", "models"] and parts[4] == "versions" and parts[6] == "infer":
+                return await gw.infer_asgi(scope, receive, send, parts[3], parts[5])
+        await app(scope, receive, send)
+
+    return fast
 
 
 def admin_app(gw: Gateway) -> Starlette:
@@ -604,7 +640,7 @@ def bind(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
-def _uvicorn_config(app: Starlette) -> uvicorn.Config:
+def _uvicorn_config(app: ASGIApp) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         lifespan="off",

@@ -150,3 +150,28 @@ def test_token_file_is_private(tmp_path: Path) -> None:
     path.chmod(0o640)
     with pytest.raises(GatewayConfigError, match="chmod 600"):
         read_token_file(path)
+
+
+def test_sticky_key_from_header_then_cookie(tmp_path: Path) -> None:
+    from mlserve.local.gateway import Gateway
+
+    data = {
+        "port": 0,
+        "admin_port": 0,
+        "admin_token_file": "t",
+        "state_file": str(tmp_path / "traffic.json"),
+        "endpoints": {
+            "fraud": {
+                "versions": {"v1": "http://127.0.0.1:9001", "v2": "http://127.0.0.1:9002"},
+                "baseline": "v1",
+                "sticky_cookie": "uid",
+                "traffic": {"mode": "sticky", "weights": {"v1": 50, "v2": 50}},
+            }
+        },
+    }
+    gw = Gateway(GatewayConfig.from_dict(data), "token" * 4)
+    t = gw.tables["fraud"]
+    assert gw.sticky_key([(b"x-user-id", b"alice"), (b"cookie", b"uid=bob")], t) == b"alice"
+    assert gw.sticky_key([(b"cookie", b"a=1; uid=bob; z=2")], t) == b"bob"
+    assert gw.sticky_key([(b"cookie", b"a=1")], t) is None
+    assert gw.sticky_key([], t) is None

@@ -1,0 +1,384 @@
+"""Gateway overhead on loopback: the same V2 requests sent straight to a model server, through the
+mlserve gateway, and (where nginx is installed) through nginx with ``split_clients``.
+
+Open-loop load at fixed rates (latency measured from each request's *scheduled* send time, so a
+stalled server cannot hide its queue), then closed-loop maximum throughput against a trivial
+upstream. Targets run in alternating short rounds so that drifting background load on the
+machine falls on every target alike.
+
+    .venv/bin/python benchmarks/gateway_overhead.py [--seconds 10] [--rounds 2] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import selectors
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks._report import write_section  # noqa: E402
+from mlserve.local.gateway_config import create_token_file  # noqa: E402
+
+UPSTREAM = REPO / "tests" / "gateway" / "v2_upstream.py"
+BODY = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 8], "datatype": "FP32", "data": [0.5] * 8}]}).encode()
+HEADERS = {"content-type": "application/json"}
+
+
+# ---------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def start(self, argv: list[str], ready_line: bool = True) -> dict[str, Any]:
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        self.procs.append(proc)
+        if not ready_line:
+            return {}
+        assert proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout=30):
+            raise RuntimeError(f"{argv[:3]} did not start")
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{argv[:3]} exited: {proc.stderr.read() if proc.stderr else ''}")
+        return json.loads(line)
+
+    def upstream(self, value: float = 1.0) -> str:
+        ready = self.start([sys.executable, str(UPSTREAM), "--model", "fraud", "--value", str(value)])
+        return f"http://127.0.0.1:{ready['port']}"
+
+    def gateway(self, name: str, versions: dict[str, str], traffic: dict[str, Any], client: str) -> tuple[str, str]:
+        token = self.tmp / "admin-token"
+        if not token.exists():
+            create_token_file(token)
+        cfg = {
+            "format": "mlserve.gateway/v1",
+            "port": 0,
+            "admin_port": 0,
+            "admin_token_file": str(token),
+            "state_file": str(self.tmp / f"{name}-traffic.json"),
+            "upstream_client": client,
+            "shadow_max_inflight": 1024,
+            "endpoints": {"fraud": {"versions": versions, "baseline": "v1", "traffic": traffic}},
+        }
+        path = self.tmp / f"{name}.json"
+        path.write_text(json.dumps(cfg))
+        ready = self.start([sys.executable, "-m", "mlserve.local.gateway", "--config", str(path)])
+        return f"http://127.0.0.1:{ready['port']}", f"http://127.0.0.1:{ready['admin_port']}"
+
+    def nginx(self, v1: str, v2: str) -> str | None:
+        binary = shutil.which("nginx")
+        if binary is None:
+            return None
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        prefix = self.tmp / "nginx"
+        (prefix / "logs").mkdir(parents=True, exist_ok=True)
+        conf = prefix / "nginx.conf"
+        hostport = lambda url: url.removeprefix("http://")  # noqa: E731
+        conf.write_text(
+            f"""
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    upstream v1 {{ server {hostport(v1)}; keepalive 64; }}
+    upstream v2 {{ server {hostport(v2)}; keepalive 64; }}
+    split_clients "${{request_id}}" $variant {{ 90% v1; * v2; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /v2/ {{
+            proxy_pass http://$variant;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            add_header x-mlserve-variant $variant;
+        }}
+    }}
+}}
+"""
+        )
+        self.start([binary, "-p", str(prefix), "-c", str(conf)], ready_line=False)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return f"http://127.0.0.1:{port}"
+            time.sleep(0.05)
+        raise RuntimeError("nginx did not start")
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+# ---------------------------------------------------------------------------
+# Load
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    sent: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: Run) -> None:
+        self.latencies += other.latencies
+        self.errors += other.errors
+        self.sent += other.sent
+        self.seconds += other.seconds
+
+    def q(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+def session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=2000, keepalive_timeout=30),
+        timeout=aiohttp.ClientTimeout(total=30),
+    )
+
+
+async def open_loop(url: str, rate: float, seconds: float) -> Run:
+    """Send at a fixed rate whatever the answers take; latency counted from the scheduled time."""
+    run = Run()
+    async with session() as s:
+        for _ in range(20):  # warm the pool
+            async with s.post(url, data=BODY, headers=HEADERS) as r:
+                await r.read()
+
+        async def one(scheduled: float) -> None:
+            try:
+                async with s.post(url, data=BODY, headers=HEADERS) as r:
+                    await r.read()
+                    if r.status != 200:
+                        run.errors += 1
+                        return
+            except aiohttp.ClientError:
+                run.errors += 1
+                return
+            run.latencies.append(time.perf_counter() - scheduled)
+
+        tasks = []
+        start = time.perf_counter()
+        n = int(rate * seconds)
+        for i in range(n):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(scheduled)))
+        await asyncio.gather(*tasks)
+        run.sent, run.seconds = n, time.perf_counter() - start
+    return run
+
+
+async def closed_loop(url: str, concurrency: int, seconds: float) -> Run:
+    """As fast as the target answers with ``concurrency`` requests in flight."""
+    run = Run()
+    async with session() as s:
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                try:
+                    async with s.post(url, data=BODY, headers=HEADERS) as r:
+                        await r.read()
+                        ok = r.status == 200
+                except aiohttp.ClientError:
+                    ok = False
+                run.sent += 1
+                if ok:
+                    run.latencies.append(time.perf_counter() - t0)
+                else:
+                    run.errors += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        run.seconds = time.perf_counter() - start
+    return run
+
+
+def run_loop(coro: Any) -> Run:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)  # type: ignore[no-any-return]
+    except ImportError:
+        return asyncio.run(coro)
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of one round at one rate")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per target and rate")
+    parser.add_argument("--throughput-seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--no-write", action="store_true", help="print, do not touch docs/benchmarks.md")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="mlserve-gw-bench-"))
+    stack = Stack(tmp)
+    try:
+        v1, v2 = stack.upstream(1.0), stack.upstream(1.0)
+        path = "/v2/models/fraud/infer"
+        split = {"mode": "split", "weights": {"v1": 90, "v2": 10}}
+        gw, _ = stack.gateway("gw", {"v1": v1, "v2": v2}, split, "aiohttp")
+        gw_httpx, _ = stack.gateway("gw-httpx", {"v1": v1, "v2": v2}, split, "httpx")
+        shadow = {"mode": "split", "weights": {"v1": 100}, "shadow": {"version": "v2", "percent": 100}}
+        gw_shadow, _ = stack.gateway("gw-shadow", {"v1": v1, "v2": v2}, shadow, "aiohttp")
+        ngx = stack.nginx(v1, v2)
+        targets = {
+            "direct (upstream)": v1 + path,
+            "mlserve gateway": gw + path,
+            "mlserve gateway, httpx client": gw_httpx + path,
+            "mlserve gateway, 100% shadow": gw_shadow + path,
+        }
+        if ngx:
+            targets["nginx split_clients"] = ngx + path
+
+        rates = (100, 300)
+        latency: dict[tuple[str, int], Run] = {}
+        for rate in rates:
+            for rnd in range(args.rounds):
+                for name, url in targets.items():
+                    r = run_loop(open_loop(url, rate, args.seconds))
+                    latency.setdefault((name, rate), Run()).add(r)
+                    print(
+                        f"rate {rate} round {rnd + 1} {name:32s} p50 {r.q(0.5):6.2f} ms  p99 {r.q(0.99):6.2f} ms"
+                        f"  errors {r.errors}",
+                        flush=True,
+                    )
+        throughput: dict[str, Run] = {}
+        for rnd in range(args.rounds):
+            for name, url in targets.items():
+                r = run_loop(closed_loop(url, args.concurrency, args.throughput_seconds))
+                throughput.setdefault(name, Run()).add(r)
+                print(f"throughput round {rnd + 1} {name:32s} {r.sent / r.seconds:7.0f} req/s  errors {r.errors}")
+    finally:
+        stack.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    body = report(targets, rates, latency, throughput, args, ngx is not None)
+    print(body)
+    if not args.no_write:
+        write_section("gateway_overhead", "Gateway overhead (local target)", body)
+
+
+def report(
+    targets: dict[str, str],
+    rates: tuple[int, ...],
+    latency: dict[tuple[str, int], Run],
+    throughput: dict[str, Run],
+    args: argparse.Namespace,
+    with_nginx: bool,
+) -> str:
+    direct = "direct (upstream)"
+    lines = [
+        "The same V2 inference request (one row of 8 floats) sent to a trivial V2 upstream "
+        "(`tests/gateway/v2_upstream.py`, uvicorn) directly and through each data plane. Open-loop load: "
+        "requests leave on a fixed schedule and latency counts from the scheduled time. Targets alternate "
+        f"in rounds ({args.rounds} x {args.seconds:g} s per target and rate). Gateway and nginx split 90/10 "
+        "across two identical upstreams; the shadow row routes 100% to v1 and mirrors every request to v2. "
+        "Load generator: aiohttp on uvloop, in the same machine.",
+        "",
+        "| target | rate (req/s) | p50 (ms) | p99 (ms) | added p50 (ms) | added p99 (ms) | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for rate in rates:
+        base = latency[(direct, rate)]
+        for name in targets:
+            r = latency[(name, rate)]
+            added = (
+                ("", "") if name == direct else (f"{r.q(0.5) - base.q(0.5):+.2f}", f"{r.q(0.99) - base.q(0.99):+.2f}")
+            )
+            lines.append(
+                f"| {name} | {rate} | {r.q(0.5):.2f} | {r.q(0.99):.2f} | {added[0]} | {added[1]} | {r.errors} |"
+            )
+    gw300, base300 = latency[("mlserve gateway", 300)], latency[(direct, 300)]
+    add50, add99 = gw300.q(0.5) - base300.q(0.5), gw300.q(0.99) - base300.q(0.99)
+    lines += [
+        "",
+        f"Targets at 300 req/s: added p50 <= 1 ms: **{'met' if add50 <= 1 else 'not met'}** ({add50:+.2f} ms); "
+        f"added p99 <= 5 ms: **{'met' if add99 <= 5 else 'not met'}** ({add99:+.2f} ms).",
+        "",
+        f"Maximum throughput, closed loop with {args.concurrency} requests in flight "
+        f"({args.rounds} x {args.throughput_seconds:g} s per target):",
+        "",
+        "| target | req/s | p50 (ms) | p99 (ms) | errors |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in targets:
+        r = throughput[name]
+        lines.append(f"| {name} | {r.sent / r.seconds:.0f} | {r.q(0.5):.2f} | {r.q(0.99):.2f} | {r.errors} |")
+    gw_rps = throughput["mlserve gateway"].sent / throughput["mlserve gateway"].seconds
+    if with_nginx:
+        ngx_rps = throughput["nginx split_clients"].sent / throughput["nginx split_clients"].seconds
+        lines += ["", f"Throughput ratio mlserve gateway / nginx (1 worker each): **{gw_rps / ngx_rps:.2f}**."]
+    else:
+        lines += ["", "nginx is not installed on this machine: no peer row (install `nginx` and re-run)."]
+    lines += [
+        "",
+        f"Machine: {os.cpu_count()} cores, shared by the load generator, the upstreams and the data plane "
+        "under test (and, on the project's 2-core machine, by other work running at the same time), so "
+        "the figures are upper bounds on the data plane's own cost. The gateway is one Python process "
+        "(uvicorn with httptools, uvloop, aiohttp upstream pool); nginx runs one worker. The httpx row "
+        'is the same gateway with `upstream_client = "httpx"`: httpx\'s AsyncClient costs several times '
+        "aiohttp's CPU per request, which is why aiohttp is the default.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
