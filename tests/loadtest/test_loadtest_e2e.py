@@ -152,12 +152,15 @@ def test_slow_version_breaks_the_p99_slo_and_exits_3(split_50: Path, tmp_path: P
     assert f"[locust HTML report](experiments/fraud/{out.name}/report.html)" in md
 
 
-def test_background_load_stops_early_and_reports(deployed: Path, tmp_path: Path) -> None:
-    """The rollout engine's API: start, keep going while something else runs, stop."""
+def test_background_load_on_a_flaky_canary_stops_early_and_reports(split_50: Path, tmp_path: Path) -> None:
+    """The rollout engine's API: start, keep going while something else runs, stop; the
+    failures land on the failing variant and break the error_rate SLO."""
     from mlserve.loadtest import start_background_load
+    from mlserve.local.gateway_config import Fault
     from mlserve.manifest.models import InputSpec
 
-    target = _target(deployed)
+    target = _target(split_50)
+    target.set_fault("fraud", "v2", Fault(error_rate=0.5))
     started = time.monotonic()
     with start_background_load(
         target.gateway_url(),
@@ -165,17 +168,27 @@ def test_background_load_stops_early_and_reports(deployed: Path, tmp_path: Path)
         out_dir=tmp_path / "bg",
         users=2,
         input_spec=InputSpec(),
-        rps_cap=20,
+        rps_cap=40,
         max_duration=300,
+        slo={"p99_latency": None, "error_rate": 0.01},
     ) as load:
-        time.sleep(4)
+        deadline = time.monotonic() + 30
+        while True:  # the worker needs a few seconds to start on a busy machine
+            progress = load.progress()
+            if progress is not None and progress.requests >= 20:
+                break
+            assert time.monotonic() < deadline, progress
+            time.sleep(0.25)
         assert load.running()
-        progress = load.progress()
-        assert progress is not None and progress.requests > 0
         result = load.stop()
-    assert time.monotonic() - started < 30
-    assert result.summary["stop_reason"] == "stopped"
-    assert result.requests > 0 and set(result.variants) == {"v1"}
-    assert result.summary["duration_seconds"] < 30
-    assert result.html_report.is_file()
     assert not load.running()
+    assert time.monotonic() - started < 60
+    s = result.summary
+    assert s["stop_reason"] == "stopped" and s["duration_seconds"] < 40
+    assert result.requests >= 20 and set(result.variants) == {"v1", "v2"}
+    v1, v2 = result.variants["v1"], result.variants["v2"]
+    assert v1["failures"] == 0 and 0 < v2["failures"] < v2["requests"]
+    assert {e["variant"] for e in s["errors"]} == {"v2"}
+    assert result.exit_code == 3 and [b.slo for b in result.slo.breaches] == ["error_rate"]
+    assert "failed, above the SLO of 1.00%" in result.slo.breaches[0].message
+    assert result.html_report.is_file()
