@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         payload: Annotated[
             Path | None,
             typer.Option(
-                "--payload", help="JSONL file of V2 inference requests (default: synthesised from [endpoints.X.input])."
+                "--payload", help="JSONL file of V2 inference requests (default: synthesised from the declared input)."
             ),
         ] = None,
         out: Annotated[
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         json_out: JsonFlag = False,
     ) -> None:
-        """Load-test an endpoint with locust; exit 3 when its [slo] (p99, error rate) is broken."""
+        """Load-test an endpoint with locust; exit 3 when it breaks its SLO (p99 latency, error rate)."""
         state = get_state(ctx, json_out)
         from mlserve.loadtest.core import parse_duration_option, plan_loadtest, run_loadtest
         from mlserve.project import load_project
