@@ -28,16 +28,19 @@ _HCL_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def hcl_string(value: str) -> str:
+    """A Terraform string literal that reads back as exactly ``value``.
+
+    ``${`` and ``%{`` open template sequences in HCL. Terraform's documented escape is
+    ``$${`` / ``%%{``; we write the sigil as a unicode escape instead (``\\u0024{`` /
+    ``\\u0025{``), which terraform reads as the same literal text (escapes are decoded
+    after template scanning) and which, unlike an unclosed ``$${``, every HCL parser we
+    test with (terraform, python-hcl2) accepts.
+    """
     out: list[str] = []
-    i = 0
     n = len(value)
-    while i < n:
-        ch = value[i]
-        nxt = value[i + 1] if i + 1 < n else ""
-        if ch in "$%" and nxt == "{":
-            # ${ and %{ open template sequences; doubling the sigil makes them literal.
-            out.append(ch + ch + "{")
-            i += 2
+    for i, ch in enumerate(value):
+        if ch in "$%" and i + 1 < n and value[i + 1] == "{":
+            out.append("\\u0024" if ch == "$" else "\\u0025")
             continue
         esc = _HCL_ESCAPES.get(ch)
         if esc is not None:
@@ -46,7 +49,6 @@ def hcl_string(value: str) -> str:
             out.append(f"\\u{ord(ch):04x}")
         else:
             out.append(ch)
-        i += 1
     return '"' + "".join(out) + '"'
 
 
