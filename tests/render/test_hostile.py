@@ -20,7 +20,8 @@ from mlserve.errors import ManifestError
 from mlserve.project import Project, load_project
 from mlserve.render import render_environment, render_files
 from mlserve.render.context import aws_tag_value, backend_context
-from mlserve.render.filters import hcl, yaml as yaml_filter
+from mlserve.render.filters import hcl
+from mlserve.render.filters import yaml as yaml_filter
 from mlserve.tools import run
 from tests.render.k8s_schemas import validate_object
 
@@ -146,8 +147,13 @@ def check_rendered(project: Project, s: str) -> None:
         assert ns[0]["metadata"]["annotations"] == {"mlserve.io/description": s or s, "mlserve.io/owner": s}
         objs = docs(files["kubernetes"]["kubernetes/endpoints/e.yaml"])
         kinds = [d["kind"] for d in objs]
-        assert kinds == [workload, "Service", "DestinationRule", "VirtualService", "AuthorizationPolicy"] + [
-            "PodDisruptionBudget"
+        assert kinds == [
+            workload,
+            "Service",
+            "DestinationRule",
+            "VirtualService",
+            "AuthorizationPolicy",
+            "PodDisruptionBudget",
         ], (env, kinds)
         authz = objs[4]["spec"]["rules"]
         assert authz[1]["from"][0]["source"]["principals"] == [s]
@@ -168,7 +174,7 @@ def check_rendered(project: Project, s: str) -> None:
 
 FREE_TEXT = st.lists(
     st.one_of(
-        st.sampled_from(list("\"'\\${}%#:-[]!&*|>?,\n\t` ") + ["${", "%{", "{{", "}}", "\u2028", "\x85", "\ufeff"]),
+        st.sampled_from([*list("\"'\\${}%#:-[]!&*|>?,\n\t` "), "${", "%{", "{{", "}}", "\u2028", "\x85", "\ufeff"]),
         st.characters(blacklist_categories=("Cs",)),
     ),
     max_size=120,
@@ -183,7 +189,7 @@ def test_hypothesis_free_text_is_quoted_or_rejected(tmp_path: Path, s: str) -> N
         project = write_project(s, root)
     except ManifestError as err:
         # Rejected: only for control characters, and the message names a key and the reason.
-        assert any(ord(c) < 0x20 and c not in "\t\n" or ord(c) == 0x7F for c in s)
+        assert any((ord(c) < 0x20 and c not in "\t\n") or ord(c) == 0x7F for c in s)
         assert "control characters" in str(err) and "mlserve.toml" in str(err)
         return
     check_rendered(project, s)
