@@ -53,11 +53,15 @@ class Procs:
     tmp: Path
     procs: list[subprocess.Popen[str]] = field(default_factory=list)
 
-    def popen(self, argv: list[str]) -> subprocess.Popen[str]:
+    def popen(self, argv: list[str], cwd: Path | None = None, quiet: bool = False) -> subprocess.Popen[str]:
+        """``quiet``: output goes to a log file in the test's folder (chatty servers would fill a pipe)."""
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL
-        )
+        out: Any = subprocess.PIPE
+        if quiet:
+            out = open(self.tmp / f"proc-{len(self.procs)}.log", "wb")  # noqa: SIM115 - closed by the child's exit
+        proc = subprocess.Popen(argv, stdout=out, stderr=out, text=True, env=env, stdin=subprocess.DEVNULL, cwd=cwd)
+        if quiet:
+            out.close()
         self.procs.append(proc)
         return proc
 
