@@ -38,6 +38,9 @@ COMMAND_MODULES = [
     "mlserve.cli.commands.plan",
     "mlserve.cli.commands.destroy",
     "mlserve.cli.commands.analyze",
+    "mlserve.cli.commands.rollout",
+    "mlserve.cli.commands.promote",
+    "mlserve.cli.commands.rollback",
 ]
 
 app = typer.Typer(

@@ -798,6 +798,7 @@ def run_to_end(
     on_progress: Progress = _quiet,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    load_users: int | None = None,
 ) -> RolloutResult:
     """``rollout run`` / ``rollout resume``: block until promoted, rolled back, halted or the deadline."""
     run = load_run(project, endpoint)
@@ -819,8 +820,59 @@ def run_to_end(
             ro.save()
         until = clock() + max_duration if max_duration is not None else None
         if not ro.terminal:
-            ro.run_loop(until=until, on_progress=on_progress)
+            background = _start_load(ro, load_users) if load_users else None
+            try:
+                ro.run_loop(until=until, on_progress=on_progress)
+            finally:
+                if background is not None:
+                    _finish_load(ro, background)
         return result_of(ro)
+
+
+def _start_load(ro: Rollout, users: int) -> Any:
+    """``rollout run --load``: a bounded locust load on the local gateway for the whole run."""
+    from mlserve.loadtest.core import start_background_load
+
+    s = ro.s
+    if ro.driver.kind != "local":
+        raise UsageError("--load drives the local gateway only; on a cluster, traffic comes from real users")
+    from mlserve.targets.local import LocalTarget
+
+    url = LocalTarget(ro.project, s["env"]).gateway_url()
+    ep = ro.project.manifest.endpoints[s["endpoint"]]
+    payloads = ro.project.root / "payloads" / f"{s['endpoint']}.jsonl"
+    remaining = max(60.0, float(s["deadline"]) - ro.clock() + 30.0)
+    load = start_background_load(
+        url,
+        s["endpoint"],
+        out_dir=ro.run.root / "load",
+        users=users,
+        payloads=payloads if payloads.is_file() else None,
+        input_spec=None if payloads.is_file() else ep.input,
+        max_duration=min(remaining, 6 * 3600.0),
+        environment=s["env"],
+    )
+    ro.event("load_started", users=users, out_dir=str(ro.run.root / "load"))
+    return load
+
+
+def _finish_load(ro: Rollout, load: Any) -> None:
+    try:
+        result = load.stop()
+    except Exception as exc:  # the rollout's outcome matters more than the load's report
+        ro.event("load_failed", reason=str(exc)[:300])
+        return
+    summary = result.to_dict()
+    ro.s["load"] = {
+        "requests": summary.get("requests"),
+        "failures": summary.get("failures"),
+        "variants": summary.get("variants"),
+        "out_dir": summary.get("out_dir"),
+        "html": str(result.html_report),
+    }
+    ro.save()
+    ro.event("load_stopped", requests=summary.get("requests"))
+    ro.write_reports()
 
 
 def status(project: Project, endpoint: str) -> RolloutResult:

@@ -1,0 +1,285 @@
+"""``mlserve rollout start|step|run|status|pause|resume|abort``: move a candidate into production
+on evidence. Exit codes: 0 promoted, 3 rolled back, 4 inconclusive / halted / still running."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.table import Table
+
+from mlserve.cli.output import JsonFlag, State, get_state
+
+if TYPE_CHECKING:
+    from mlserve.rollout.machine import RolloutResult
+
+EndpointArg = Annotated[str, typer.Argument(help="Endpoint name (from mlserve.toml).")]
+DurationOpt = Annotated[str | None, typer.Option(help="A duration like '30s', '5m' or '1h'.")]
+
+STATUS_COLOURS = {"promoted": "green", "rolled_back": "red", "halted": "yellow", "inconclusive": "yellow"}
+
+
+def _duration(value: str | None, option: str) -> float | None:
+    if value is None:
+        return None
+    from mlserve.errors import UsageError
+    from mlserve.manifest.units import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    if seconds <= 0:
+        raise UsageError(f"{option} must be positive (got {value!r})")
+    return seconds
+
+
+def _project(state: State) -> Any:
+    from mlserve.project import load_project
+
+    return load_project(state.project_dir)
+
+
+def register(app: typer.Typer) -> None:
+    ro = typer.Typer(
+        name="rollout",
+        help="Shadow, canary and A/B rollouts gated by always-valid statistics on Prometheus metrics.",
+        no_args_is_help=True,
+    )
+    app.add_typer(ro, name="rollout")
+
+    @ro.command("start")
+    def start(
+        ctx: typer.Context,
+        endpoint: EndpointArg,
+        candidate: Annotated[str, typer.Option("--candidate", "-c", help="The version to roll out.")],
+        strategy: Annotated[
+            str | None, typer.Option(help="shadow | canary | ab | shadow+canary (default: the policy's).")
+        ] = None,
+        env: Annotated[str | None, typer.Option("--env", "-e", help="Environment (default: the first local).")] = None,
+        interval: DurationOpt = None,
+        max_duration: Annotated[str | None, typer.Option("--max-duration", help="Deadline of the rollout.")] = None,
+        json_out: JsonFlag = False,
+    ) -> None:
+        """Create a rollout run (experiments/ENDPOINT/RUN_ID/); traffic moves on the first step."""
+        state = get_state(ctx, json_out)
+        from mlserve.rollout import machine
+
+        res = machine.start(
+            _project(state),
+            endpoint,
+            candidate,
+            env=env,
+            strategy=strategy,
+            interval=_duration(interval, "--interval"),
+            max_duration=_duration(max_duration, "--max-duration"),
+        )
+        state.emit(res.to_dict(), lambda c: _show(c, res))
+
+    @ro.command("step")
+    def step(ctx: typer.Context, endpoint: EndpointArg, json_out: JsonFlag = False) -> None:
+        """One look now: query Prometheus, decide, act (move the weight, promote or roll back)."""
+        state = get_state(ctx, json_out)
+        from mlserve.rollout import machine
+
+        res = machine.step(_project(state), endpoint)
+        state.emit(res.to_dict(), lambda c: _show(c, res), exit_code=res.exit_code)
+
+    def _run(
+        ctx: typer.Context,
+        endpoint: str,
+        max_duration: str | None,
+        interval: str | None,
+        load: bool,
+        users: int,
+        json_out: bool,
+        resume: bool,
+    ) -> None:
+        state = get_state(ctx, json_out)
+        from mlserve.rollout import machine
+
+        progress = _Progress(state)
+        try:
+            res = machine.run_to_end(
+                _project(state),
+                endpoint,
+                max_duration=_duration(max_duration, "--max-duration"),
+                interval=_duration(interval, "--interval"),
+                resume=resume,
+                on_progress=progress.update,
+                load_users=users if load else None,
+            )
+        finally:
+            progress.close()
+        state.emit(res.to_dict(), lambda c: _show(c, res), exit_code=res.exit_code)
+
+    @ro.command("run")
+    def run(
+        ctx: typer.Context,
+        endpoint: EndpointArg,
+        max_duration: Annotated[
+            str | None, typer.Option("--max-duration", help="Bound this run; then on_inconclusive applies.")
+        ] = None,
+        interval: Annotated[str | None, typer.Option("--interval", help="Time between looks.")] = None,
+        load: Annotated[
+            bool, typer.Option("--load", help="Keep a bounded locust load on the local gateway during the run.")
+        ] = False,
+        users: Annotated[int, typer.Option("--users", help="Simulated users of --load.")] = 10,
+        json_out: JsonFlag = False,
+    ) -> None:
+        """Block until promoted (exit 0), rolled back (3), or halted / inconclusive at the deadline (4)."""
+        _run(ctx, endpoint, max_duration, interval, load, users, json_out, resume=False)
+
+    @ro.command("resume")
+    def resume(
+        ctx: typer.Context,
+        endpoint: EndpointArg,
+        max_duration: Annotated[str | None, typer.Option("--max-duration", help="Bound this run.")] = None,
+        interval: Annotated[str | None, typer.Option("--interval", help="Time between looks.")] = None,
+        load: Annotated[bool, typer.Option("--load", help="Keep a bounded load on the local gateway.")] = False,
+        users: Annotated[int, typer.Option("--users", help="Simulated users of --load.")] = 10,
+        json_out: JsonFlag = False,
+    ) -> None:
+        """Continue a paused or interrupted rollout from its persisted state, like `run`."""
+        _run(ctx, endpoint, max_duration, interval, load, users, json_out, resume=True)
+
+    @ro.command("status")
+    def status(ctx: typer.Context, endpoint: EndpointArg, json_out: JsonFlag = False) -> None:
+        """Where the rollout stands: step, weights, requests, per-metric estimates, verdict so far."""
+        state = get_state(ctx, json_out)
+        from mlserve.rollout import machine
+
+        res = machine.status(_project(state), endpoint)
+        state.emit(res.to_dict(), lambda c: _show(c, res))
+
+    @ro.command("pause")
+    def pause(ctx: typer.Context, endpoint: EndpointArg, json_out: JsonFlag = False) -> None:
+        """Stop looking and keep the current split (a running `rollout run` stops at its next tick)."""
+        state = get_state(ctx, json_out)
+        from mlserve.rollout import machine
+
+        res = machine.pause(_project(state), endpoint)
+        state.emit(res.to_dict(), lambda c: _show(c, res))
+
+    @ro.command("abort")
+    def abort(ctx: typer.Context, endpoint: EndpointArg, json_out: JsonFlag = False) -> None:
+        """End the rollout and send all traffic back to the baseline (recorded as aborted)."""
+        state = get_state(ctx, json_out)
+        from mlserve.rollout import machine
+
+        res = machine.abort(_project(state), endpoint)
+        state.emit(res.to_dict(), lambda c: _show(c, res))
+
+
+# ---------------------------------------------------------------------------
+# Display
+# ---------------------------------------------------------------------------
+
+
+def _fmt_metric(m: dict[str, Any]) -> tuple[str, str, str, str]:
+    from mlserve.report.build import _ci, _pct
+
+    name = str(m.get("name"))
+    if m.get("kind") == "agreement":
+        est = m.get("estimate")
+        value = f"{est * 100:.2f}% agree" if isinstance(est, int | float) else "-"
+        return name, value, _ci(m.get("ci"), "agreement"), str(m.get("verdict"))
+    return name, _pct(m.get("estimate")), _ci(m.get("ci")), str(m.get("verdict"))
+
+
+def _lines(s: dict[str, Any]) -> list[str]:
+    """The plain progress of a state (also used for non-TTY output)."""
+    steps = len(s["plans"])
+    weights = ", ".join(f"{v} {w}%" for v, w in s.get("traffic", {}).get("weights", {}).items())
+    st = s["steps"][-1] if s["steps"] else None
+    req = ""
+    if st and st["looks"]:
+        req = ", ".join(f"{v} {x['requests']:,} req" for v, x in st["looks"][-1]["variants"].items())
+    d = s.get("decision") or {}
+    head = f"step {int(s['step']) + 1}/{steps} [{weights}] {s['status']}"
+    if st:
+        head += f", look {len(st['looks'])}"
+    if req:
+        head += f" ({req})"
+    head += f": {d.get('verdict', 'waiting')}"
+    out = [head]
+    for m in d.get("metrics", []):
+        name, est, ci, verdict = _fmt_metric(m)
+        out.append(f"  {name}: {est} {ci} {verdict}")
+    if s.get("last_hold"):
+        out.append(f"  held: {s['last_hold']['reason']}")
+    return out
+
+
+class _Progress:
+    """rich Live on a terminal, one plain line per look otherwise."""
+
+    def __init__(self, state: State) -> None:
+        self.con: Console = state.out
+        self.tty = self.con.is_terminal and not state.json
+        self.live: Any = None
+        self.seen = -1
+
+    def update(self, s: dict[str, Any]) -> None:
+        key = (
+            int(s.get("look_count", 0))
+            + sum(int(st.get("held", 0)) for st in s["steps"])
+            + 10_000 * len(s.get("transitions", []))
+        )
+        if self.tty:
+            from rich.live import Live
+
+            if self.live is None:
+                self.live = Live(_table(s), console=self.con, refresh_per_second=4, transient=False)
+                self.live.start()
+            else:
+                self.live.update(_table(s))
+            return
+        if key == self.seen:
+            return
+        self.seen = key
+        for line in _lines(s):
+            self.con.print(escape(line), highlight=False)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
+def _table(s: dict[str, Any]) -> Any:
+    lines = _lines(s)
+    t = Table(show_header=True, header_style="bold", title=escape(lines[0]), title_justify="left")
+    for col in ("metric", "estimate", "confidence interval", "verdict"):
+        t.add_column(col)
+    for m in (s.get("decision") or {}).get("metrics", []):
+        t.add_row(*(escape(x) for x in _fmt_metric(m)))
+    reason = (s.get("decision") or {}).get("reason", "")
+    return Group(t, escape(reason)) if reason else t
+
+
+def _show(con: Console, res: RolloutResult) -> None:
+    s = res.state
+    colour = STATUS_COLOURS.get(s["status"], "cyan")
+    con.print(
+        f"rollout [bold]{escape(s['run_id'])}[/]: {escape(s['endpoint'])} "
+        f"{escape(s['baseline'])} -> {escape(s['candidate'])} ({escape(s['strategy'])}, env {escape(s['env'])})"
+    )
+    con.print(f"status: [{colour}]{escape(s['status'])}[/]")
+    for line in _lines(s):
+        con.print(escape(line))
+    outcome = s.get("outcome") or {}
+    if outcome.get("reason"):
+        con.print(escape(outcome["reason"]))
+    elif (s.get("decision") or {}).get("reason"):
+        con.print(escape(s["decision"]["reason"]))
+    if res.message:
+        con.print(escape(res.message))
+    for kind, path in (s.get("reports") or {}).items():
+        con.print(f"report ({kind}): {escape(path)}")
+    con.print(f"run directory: {escape(res.run_dir)}")
+    if not sys.stdout.isatty():
+        return

@@ -1,0 +1,107 @@
+"""The rollout commands in-process, on a simulated target (no processes, no Prometheus)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlserve.rollout import machine
+from mlserve.rollout.store import RunDir
+from tests.conftest import run_cli
+from tests.rollout.helpers import FAST, set_policy
+from tests.rollout.sim import FakeDriver, Sim
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, project: Path) -> FakeDriver:
+    drv = FakeDriver()
+    monkeypatch.setattr(machine, "driver_for", lambda *a, **k: drv)
+    monkeypatch.setattr(machine, "take_look", Sim(rate=3000.0))
+    set_policy(project, **{**FAST, "interval": "1s", "max_duration": "30s"})
+    return drv
+
+
+def test_start_status_step_and_forced_promote(project: Path, fake: FakeDriver) -> None:
+    res = run_cli("rollout", "start", "fraud", "--candidate", "v2", "--json", cwd=project)
+    assert res.exit_code == 0, res.output
+    data = res.json["result"]
+    assert data["status"] == "running" and data["weights"] == {"v1": 100}
+    run = RunDir(Path(data["run_dir"]))
+    assert (project / "experiments/fraud/current").read_text().strip() == run.run_id
+
+    res = run_cli("rollout", "step", "fraud", cwd=project)
+    assert res.exit_code == 4, res.output  # still running
+    assert "held" in res.output and "step 1/2" in res.output
+    assert fake.applied[0][1]["weights"] == {"v1": 75, "v2": 25}
+
+    res = run_cli("rollout", "status", "fraud", "--json", cwd=project)
+    assert res.json["result"]["step"] == 0 and res.json["result"]["held"] == 1
+
+    res = run_cli("promote", "fraud", cwd=project)
+    assert res.exit_code == 2 and "has not said promote" in res.output
+    res = run_cli("promote", "fraud", "--force", "--json", cwd=project)
+    assert res.exit_code == 0, res.output
+    assert res.json["result"]["status"] == "promoted" and res.json["result"]["forced"] is True
+    text = (project / "mlserve.toml").read_text()
+    assert 'baseline = "v2"' in text and "# The rollout policy: how a new version earns production traffic." in text
+    junit = (run.root / "junit.xml").read_text()
+    assert '<property name="forced" value="True"' in junit
+
+
+def test_run_json_exit_code_and_reports(project: Path, fake: FakeDriver) -> None:
+    assert run_cli("rollout", "start", "fraud", "--candidate", "v2", cwd=project).exit_code == 0
+    res = run_cli("rollout", "run", "fraud", "--interval", "0.2s", "--json", cwd=project)
+    assert res.exit_code == 0, res.output
+    out = res.json
+    assert out["command"] == "rollout run" and out["exit_code"] == 0
+    assert out["result"]["status"] == "promoted"
+    reports = out["result"]["reports"]
+    assert set(reports) == {"json", "markdown", "junit", "html"}
+    html = Path(reports["html"]).read_text()
+    assert html.count("data:image/png;base64,") >= 3
+    report = json.loads(Path(reports["json"]).read_text())
+    assert report["summary"]["status"] == "promoted" and report["looks"]
+    assert "step 2/2" in res.stderr  # plain progress lines go to stderr under --json
+
+
+def test_lock_held_by_another_process_fails_with_its_pid(project: Path, fake: FakeDriver) -> None:
+    res = run_cli("rollout", "start", "fraud", "--candidate", "v2", "--json", cwd=project)
+    run = RunDir(Path(res.json["result"]["run_dir"]))
+    with run.locked():
+        res = run_cli("rollout", "step", "fraud", cwd=project)
+    assert res.exit_code == 1
+    assert "locked by pid" in res.output and " since 20" in res.output
+
+
+def test_abort_returns_traffic_and_rollback_without_run(project: Path, fake: FakeDriver) -> None:
+    res = run_cli("rollback", "fraud", "--json", cwd=project)
+    assert res.exit_code == 0 and res.json["result"]["weights"] == {"v1": 100}
+    assert run_cli("rollout", "start", "fraud", "--candidate", "v2", cwd=project).exit_code == 0
+    assert run_cli("rollout", "step", "fraud", cwd=project).exit_code == 4
+    res = run_cli("rollout", "pause", "fraud", "--json", cwd=project)
+    assert res.json["result"]["status"] == "paused"
+    res = run_cli("rollout", "step", "fraud", cwd=project)
+    assert res.exit_code == 1 and "paused" in res.output
+    res = run_cli("rollout", "abort", "fraud", "--json", cwd=project)
+    assert res.json["result"]["status"] == "aborted"
+    assert fake.applied[-1][1]["weights"] == {"v1": 100}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("rollout", "start", "fraud", "--candidate", "v9"), "is not a version of endpoint"),
+        (("rollout", "start", "fraud", "--candidate", "v1"), "already the baseline"),
+        (("rollout", "start", "nope", "--candidate", "v2"), "unknown endpoint"),
+        (("rollout", "start", "fraud", "--candidate", "v2", "--strategy", "blue"), "--strategy must be one of"),
+        (("rollout", "start", "fraud", "--candidate", "v2", "--interval", "soon"), "--interval"),
+        (("rollout", "status", "fraud"), "no rollout of endpoint"),
+    ],
+)
+def test_bad_input_is_a_usage_error(project: Path, fake: FakeDriver, args: tuple[str, ...], message: str) -> None:
+    res = run_cli(*args, cwd=project)
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
