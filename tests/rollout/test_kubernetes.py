@@ -1,0 +1,96 @@
+"""Kubernetes traffic: the re-rendered objects and the exact kubectl argv (a recording
+stand-in kubectl on PATH; no cluster exists here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlserve.project import load_project
+from mlserve.rollout import machine
+from mlserve.rollout.traffic import KubernetesDriver, Plan
+from tests.rollout.helpers import FAST, set_policy
+from tests.rollout.sim import Clock, Sim
+
+
+@pytest.fixture
+def kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A kubectl that appends its argv (one JSON list per line) to a file and succeeds."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "kubectl.jsonl"
+    script = bindir / "kubectl"
+    script.write_text(
+        "#!/usr/bin/env python3\nimport json, sys\n"
+        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "print('applied')\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def _calls(log: Path) -> list[list[str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def _docs(folder: Path, name: str = "fraud") -> list[dict[str, Any]]:
+    """The traffic patches of one endpoint."""
+    docs = yaml.safe_load_all((folder / "traffic.yaml").read_text())
+    return [d for d in docs if d and d["metadata"]["name"] == name]
+
+
+def test_seldon_canary_weights_are_rendered_and_applied_server_side(project: Path, kubectl: Path) -> None:
+    drv = KubernetesDriver(load_project(project), "prod")
+    drv.apply("fraud", Plan("v1", "v2", "canary", {"v1": 90, "v2": 10}))
+    assert drv.last_applied is not None
+    assert _calls(kubectl) == [
+        ["--context", "acme-prod", "apply", "--server-side", "--field-manager=mlserve", "-k", str(drv.last_applied)]
+    ]
+    docs = {d["kind"]: d for d in _docs(drv.last_applied)}
+    routes = docs["VirtualService"]["spec"]["http"][-1]["route"]
+    assert {r["destination"]["subset"]: r["weight"] for r in routes} == {"v1": 90, "v2": 10}
+    predictors = {p["name"]: p for p in docs["SeldonDeployment"]["spec"]["predictors"]}
+    assert {n: p["traffic"] for n, p in predictors.items()} == {"v1": 90, "v2": 10}
+
+
+def test_kserve_shadow_mirrors_through_istio(project: Path, kubectl: Path) -> None:
+    drv = KubernetesDriver(load_project(project), "staging")
+    drv.apply("fraud", Plan("v1", "v2", "shadow", {"v1": 100, "v2": 0}, shadow_percent=20))
+    call = _calls(kubectl)[0]
+    assert call[:2] == ["--context", "acme-ml-staging"] and call[2:6] == [
+        "apply",
+        "--server-side",
+        "--field-manager=mlserve",
+        "-k",
+    ]
+    vs = next(d for d in _docs(drv.last_applied) if d["kind"] == "VirtualService")  # type: ignore[arg-type]
+    http = vs["spec"]["http"][-1]
+    assert http["mirror"]["subset"] == "v2" and http["mirrorPercentage"] == {"value": 20}
+    assert {r["destination"]["subset"]: r["weight"] for r in http["route"]} == {"v1": 100}
+    assert drv.source == "istio" and drv.namespace == "ml-staging"
+
+
+def test_rollout_on_kubernetes_walks_steps_with_one_apply_each(
+    project: Path, kubectl: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_policy(project, **FAST)
+    monkeypatch.setattr(machine, "take_look", Sim())
+    clock = Clock()
+    p = load_project(project)
+    machine.start(p, "fraud", "v2", env="prod", clock=clock)
+    res = machine.run_to_end(load_project(project), "fraud", clock=clock, sleep=clock.sleep)
+    assert res.state["status"] == "promoted"
+    calls = _calls(kubectl)
+    assert len(calls) == 3  # 75/25, 50/50, promotion
+    assert all(c[:5] == ["--context", "acme-prod", "apply", "--server-side", "--field-manager=mlserve"] for c in calls)
+    folder = Path(calls[-1][-1])
+    sd = next(d for d in _docs(folder) if d["kind"] == "SeldonDeployment")
+    assert {p["name"]: p["traffic"] for p in sd["spec"]["predictors"]} == {"v2": 100}
+    assert 'baseline = "v2"' in (project / "mlserve.toml").read_text()
