@@ -368,9 +368,10 @@ def analyze(
     present = np.array([t.present for t in tracks])  # (m, K)
     p_fail = np.array([t.p_fail for t in tracks])
     p_pass = np.array([t.p_pass for t in tracks])
-    # Holm across metrics at every look, vectorised (metrics without data count as p=1)
+    # weighted Holm across metrics at every look, vectorised (metrics without data count as p=1)
     p_fail_eff = np.where(present, p_fail, 1.0)
-    holm = _holm_columns(p_fail_eff)  # (m, K)
+    weights = np.array([CRITICAL_WEIGHT if t.spec.critical else 1.0 for t in tracks])
+    holm = _holm_columns(p_fail_eff, weights)  # (m, K)
     rejected = holm <= alpha
     rollback = rejected.any(axis=0)
     passed = (p_pass <= alpha) & present
@@ -450,15 +451,28 @@ def _no_summary(j: int) -> tuple[None, None, None, None, str, str]:
     return None, None, None, None, "s", "no latency histogram in the snapshot"
 
 
-def _holm_columns(p: Array) -> Array:
-    """Holm-adjusted p-values for each column (look) of an (m, K) array."""
-    m = p.shape[0]
-    order = np.argsort(p, axis=0, kind="stable")
-    sorted_p = np.take_along_axis(p, order, axis=0)
-    mult = (m - np.arange(m))[:, None]
-    adj_sorted = np.maximum.accumulate(np.minimum(1.0, mult * sorted_p), axis=0)
-    out = np.empty_like(p)
-    np.put_along_axis(out, order, adj_sorted, axis=0)
+# In the Holm family a critical metric carries this many times the weight of a
+# non-critical one: it can roll back on its own with most of alpha, while the family-wise
+# error rate stays at alpha (weighted Holm). With all metrics alike this is plain Holm.
+CRITICAL_WEIGHT = 4.0
+
+
+def _holm_columns(p: Array, weights: Array) -> Array:
+    """Weighted-Holm-adjusted p-values for each column (look) of an (m, K) array."""
+    m, k = p.shape
+    w = np.asarray(weights, dtype=float)[:, None] * np.ones((1, k))
+    left = np.ones((m, k), dtype=bool)
+    out = np.ones((m, k))
+    running = np.zeros(k)
+    cols = np.arange(k)
+    for _ in range(m):
+        total = np.where(left, w, 0.0).sum(axis=0)
+        ratio = np.where(left, p / w, np.inf)
+        i = np.argmin(ratio, axis=0)
+        adj = np.minimum(1.0, p[i, cols] * total / w[i, cols])
+        running = np.maximum(running, adj)
+        out[i, cols] = running
+        left[i, cols] = False
     return out
 
 

@@ -23,6 +23,24 @@ def holm_adjusted(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
+def weighted_holm_adjusted(p_values: Sequence[float], weights: Sequence[float]) -> list[float]:
+    """Weighted Holm (Holm 1979, section 5): at each step the hypothesis with the smallest
+    p/w among those left is rejected if p <= alpha * w / (sum of the weights left). The
+    family-wise error rate stays at alpha; a hypothesis with more weight gets more of it.
+    Returns adjusted p-values (reject where <= alpha). Equal weights give plain Holm."""
+    m = len(p_values)
+    left = list(range(m))
+    adjusted = [1.0] * m
+    running = 0.0
+    while left:
+        total = sum(weights[i] for i in left)
+        i = min(left, key=lambda k: p_values[k] / weights[k])
+        running = max(running, min(1.0, p_values[i] * total / weights[i]))
+        adjusted[i] = running
+        left.remove(i)
+    return adjusted
+
+
 def holm_reject(p_values: Sequence[float], alpha: float) -> list[bool]:
     """Which hypotheses Holm rejects at family-wise level alpha."""
     return [p <= alpha for p in holm_adjusted(p_values)]

@@ -48,41 +48,32 @@ def _weight_at(s: Scenario, j: int) -> float:
 
 def simulate(s: Scenario, rng: np.random.Generator, name: str = "<simulated>") -> Snapshot:
     le = np.asarray(tuple(s.buckets), dtype=float)
-    edges = np.log(le)
+    k = s.looks
+    w = np.array([_weight_at(s, j) for j in range(k)]) / 100.0
+    total = rng.poisson(s.rps * s.interval_s, k)
+    n_c = rng.binomial(total, w)
+    n_b = total - n_c
+    if s.misroute > 0:
+        moved = rng.binomial(n_b, s.misroute)
+        n_b = n_b - moved
+        n_c = n_c + moved
     mu = np.log(s.latency_median_s)
-    nb_buckets = len(le) + 1
-    cum = {"v1": np.zeros(4 + nb_buckets), "v2": np.zeros(4 + nb_buckets)}  # req, err, sum, pad, buckets
+    le_out = (*(float(x) for x in le), float("inf"))
+    per_variant = {}
+    for name_v, n, ratio, shift in (("v1", n_b, 1.0, 0.0), ("v2", n_c, s.error_ratio, s.latency_shift)):
+        errs = rng.binomial(n, min(1.0, s.error_rate * ratio))
+        cdf = _norm_cdf((np.log(le) - mu - np.log1p(shift)) / s.latency_sigma)
+        probs = np.clip(np.diff(np.concatenate([[0.0], cdf, [1.0]])), 0.0, 1.0)
+        counts = rng.multinomial(n, probs / probs.sum())  # (K, B+1)
+        mean = s.latency_median_s * (1.0 + shift) * np.exp(s.latency_sigma**2 / 2)
+        cum_hist = np.cumsum(np.cumsum(counts, axis=0), axis=1).tolist()
+        per_variant[name_v] = (np.cumsum(n).tolist(), np.cumsum(errs).tolist(), np.cumsum(n * mean).tolist(), cum_hist)
     looks = []
-    for j in range(s.looks):
-        w = _weight_at(s, j) / 100.0
-        total = rng.poisson(s.rps * s.interval_s)
-        n_c = rng.binomial(total, w)
-        n_b = total - n_c
-        if s.misroute > 0:
-            moved = rng.binomial(n_b, s.misroute)
-            n_b -= moved
-            n_c += moved
-        for name_v, n, ratio, shift in (("v1", n_b, 1.0, 0.0), ("v2", n_c, s.error_ratio, s.latency_shift)):
-            errs = rng.binomial(n, min(1.0, s.error_rate * ratio))
-            probs = np.diff(np.concatenate([[0.0], _norm_cdf((edges - mu - np.log1p(shift)) / s.latency_sigma), [1.0]]))
-            counts = rng.multinomial(n, np.clip(probs, 0.0, 1.0) / np.clip(probs, 0.0, 1.0).sum())
-            mean = s.latency_median_s * (1.0 + shift) * np.exp(s.latency_sigma**2 / 2)
-            c = cum[name_v]
-            c[0] += n
-            c[1] += errs
-            c[2] += n * mean
-            c[4:] += counts
+    for j in range(k):
         variants = {}
-        for name_v in ("v1", "v2"):
-            c = cum[name_v]
-            hist = None
-            if s.latency:
-                hist = Histogram(
-                    (*(float(x) for x in le), float("inf")),
-                    tuple(int(x) for x in np.cumsum(c[4:])),
-                    round(float(c[2]), 6),
-                )
-            variants[name_v] = VariantStats(int(c[0]), int(c[1]), hist)
+        for name_v, (req, err, sums, hist) in per_variant.items():
+            h = Histogram(le_out, tuple(hist[j]), round(float(sums[j]), 6)) if s.latency else None
+            variants[name_v] = VariantStats(int(req[j]), int(err[j]), h)
         weights = {"v1": 100.0 - _weight_at(s, j), "v2": _weight_at(s, j)}
         looks.append(Look(f"look-{j + 1}", weights, variants))
     return Snapshot("sim", "v1", "v2", "canary", tuple(looks), name)
