@@ -171,3 +171,21 @@ def test_bad_config_is_refused_with_a_clear_message(tmp_path: Path) -> None:
         out = _run_gateway(cfg)
     assert out.returncode == 1 and "cannot listen on 127.0.0.1" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_slow_client_is_cut_off(procs: Procs) -> None:
+    up = procs.upstream()
+    gw = start_gateway(procs, gateway_config(procs.tmp, {"fraud": endpoint({"v1": up}, {"v1": 100})}, body_timeout=0.5))
+    port = int(gw.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /v2/models/fraud/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        answer = b""
+        while not answer.endswith(b"}"):  # status line and body may come in separate segments
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"not received within 0.5 s" in answer
+    # the gateway still serves others
+    assert httpx.post(f"{gw.url}/v2/models/fraud/infer", json=payload()).status_code == 200
