@@ -39,6 +39,41 @@ def _search_path(project_root: Path | None) -> tuple[str, ...]:
     return tuple(dirs)
 
 
+_MISSING = object()
+
+
+@jinja2.pass_context
+def k8s_meta(
+    ctx: jinja2.runtime.Context,
+    name: str,
+    ns: Any = _MISSING,
+    extra_labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> str:
+    """A Kubernetes ``metadata:`` block with mlserve's common labels, every value quoted.
+
+    A Python helper rather than a jinja macro: it runs once per object, and at a few
+    thousand objects per render the macro machinery was most of the render time.
+    """
+    namespace = ctx.get("namespace") if ns is _MISSING else ns
+    labels = {
+        "app.kubernetes.io/managed-by": "mlserve",
+        "mlserve.io/project": ctx["project"]["name"],
+        "mlserve.io/environment": ctx["env"]["name"],
+    }
+    labels.update(extra_labels or {})
+    q = filters.yaml_string
+    lines = ["metadata:", f"  name: {q(name)}"]
+    if namespace:
+        lines.append(f"  namespace: {q(namespace)}")
+    lines.append("  labels:")
+    lines += [f"    {q(k)}: {q(v)}" for k, v in sorted(labels.items())]
+    if annotations:
+        lines.append("  annotations:")
+        lines += [f"    {q(k)}: {q(v)}" for k, v in sorted(annotations.items())]
+    return "\n".join(lines)
+
+
 @functools.lru_cache(maxsize=16)
 def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
     loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(d) for d in search_path])
@@ -49,7 +84,9 @@ def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
         autoescape=False,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,
     )
+    env.globals["k8s_meta"] = k8s_meta
     env.filters["hcl"] = filters.hcl
     env.filters["yaml"] = filters.yaml
     return env

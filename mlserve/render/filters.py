@@ -9,6 +9,7 @@ template never has to build syntax from data by hand.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,7 +25,15 @@ def _defined(value: Any) -> None:
         str(value)  # StrictUndefined raises UndefinedError, naming the missing variable
 
 
-_HCL_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_HCL_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "$": "\\u0024", "%": "\\u0025"}
+# Characters that need an escape: quote, backslash, control characters, and the sigil of
+# a template sequence (``${`` / ``%{``).
+_HCL_SPECIAL = re.compile(r'[\\"\x00-\x1f\x7f]|[$%](?=\{)')
+
+
+def _hcl_escape(match: re.Match[str]) -> str:
+    ch = match.group()
+    return _HCL_ESCAPES.get(ch) or f"\\u{ord(ch):04x}"
 
 
 def hcl_string(value: str) -> str:
@@ -36,20 +45,7 @@ def hcl_string(value: str) -> str:
     after template scanning) and which, unlike an unclosed ``$${``, every HCL parser we
     test with (terraform, python-hcl2) accepts.
     """
-    out: list[str] = []
-    n = len(value)
-    for i, ch in enumerate(value):
-        if ch in "$%" and i + 1 < n and value[i + 1] == "{":
-            out.append("\\u0024" if ch == "$" else "\\u0025")
-            continue
-        esc = _HCL_ESCAPES.get(ch)
-        if esc is not None:
-            out.append(esc)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+    return '"' + _HCL_SPECIAL.sub(_hcl_escape, value) + '"'
 
 
 def hcl(value: Any) -> str:
@@ -73,30 +69,19 @@ def hcl(value: Any) -> str:
     raise QuoteError(f"hcl filter: cannot quote a {type(value).__name__}")
 
 
-def _yaml_char(ch: str) -> str:
-    code = ord(ch)
-    if ch == "\\":
-        return "\\\\"
-    if ch == '"':
-        return '\\"'
-    if ch == "\n":
-        return "\\n"
-    if ch == "\t":
-        return "\\t"
-    if ch == "\r":
-        return "\\r"
-    # YAML's printable set, minus the characters YAML 1.1 treats as line breaks (NEL, LS,
-    # PS) and the byte-order mark, which a reader may drop: all of those are escaped.
-    printable = (0x20 <= code <= 0x7E) or (0xA0 <= code <= 0xD7FF) or (0xE000 <= code <= 0xFFFD) or code >= 0x10000
-    if printable and code not in (0x2028, 0x2029, 0xFEFF):
-        return ch
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
+_YAML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+# Outside YAML's printable set, plus the characters YAML 1.1 reads as line breaks (NEL,
+# LS, PS) and the byte-order mark, which a reader may drop: all of those are escaped.
+_YAML_SPECIAL = re.compile(r'[\\"\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff\ufffe\uffff]')
+
+
+def _yaml_escape(match: re.Match[str]) -> str:
+    ch = match.group()
+    return _YAML_ESCAPES.get(ch) or f"\\u{ord(ch):04x}"
 
 
 def yaml_string(value: str) -> str:
-    return '"' + "".join(_yaml_char(c) for c in value) + '"'
+    return '"' + _YAML_SPECIAL.sub(_yaml_escape, value) + '"'
 
 
 def yaml(value: Any) -> str:
