@@ -651,6 +651,7 @@ def _uvicorn_config(app: ASGIApp) -> uvicorn.Config:
         limit_concurrency=4096,  # beyond this uvicorn answers 503 instead of queueing forever
         h11_max_incomplete_event_size=16 * 1024,  # bounds request line + headers
         server_header=False,
+        proxy_headers=False,  # loopback only: no proxy in front, and one middleware less per request
     )
 
 
