@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlserve.local.gateway_config import (
@@ -40,6 +40,7 @@ def test_weighted_choice_follows_weights() -> None:
     assert Counter(table({"v2": 100}).choose(None, rng.random) for _ in range(100)) == {"v2": 100}
 
 
+@settings(deadline=None)  # the machine is shared: no per-example time limit
 @given(st.binary(min_size=1, max_size=300), st.integers(0, 99))
 def test_sticky_key_moves_only_towards_a_growing_candidate(key: bytes, w: int) -> None:
     """A key on the candidate at weight w stays there at any larger weight."""
