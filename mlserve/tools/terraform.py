@@ -274,7 +274,7 @@ class Terraform:
         backend_config: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
         on_line: LineCallback | None = None,
-        timeout: float | None = 1800.0,
+        timeout: float | None = 3600.0,
         binary: str | None = None,
     ) -> None:
         self.working_dir = Path(working_dir).resolve()
@@ -456,6 +456,11 @@ class Terraform:
             destroy=IsFlagged if destroy else IsNotFlagged,
         )
         self._check("plan", rc, ok=(0, 2))
+        if rc == 0:
+            # -detailed-exitcode 0: an empty diff (output changes would give 2). Skip
+            # `show -json`, which loads every provider's schema; the state's outputs are
+            # all a caller needs then.
+            return PlanSummary((), (), plan_file, self.outputs())
         return self.show_plan(plan_file)
 
     def show_plan(self, plan_file: str = PLAN_FILE) -> PlanSummary:
@@ -529,13 +534,17 @@ def _drain(stream: Any, sink: list[str]) -> None:
         sink.append(line)
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    """Terraform starts provider plugins as children: stop the whole group."""
+def _kill_group(proc: subprocess.Popen[str], grace: float = 120.0) -> None:
+    """Stop Terraform and its provider plugins (one process group).
+
+    SIGINT first: Terraform then finishes the calls in flight and writes its state,
+    which a SIGKILL mid-apply would lose. Only after ``grace`` seconds, SIGKILL.
+    """
     if proc.poll() is not None:
         return
     try:
         os.killpg(proc.pid, signal.SIGINT)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + grace
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         if proc.poll() is None:
