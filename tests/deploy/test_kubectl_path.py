@@ -198,3 +198,22 @@ def test_status_shows_readiness_and_weights(project: Path, fake_kubectl: FakeKub
     assert down.exit_code == 0
     assert down.json["result"]["cluster_reachable"] is False
     assert "cluster not reachable" in down.json["result"]["problems"][0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("deploy", "--env", "prod", "--layer", "cluster", "--yes"), "environment 'prod' has no cluster layer"),
+        (("plan", "--env", "prod", "--layer", "network"), "unknown layer 'network'"),
+        (("plan", "--env", "local"), "environment 'local' is local"),
+        (("destroy", "--env", "nope", "--yes"), "unknown environment 'nope'"),
+    ],
+)
+def test_bad_layer_or_environment_is_a_usage_error(
+    project: Path, fake_kubectl: FakeKubectl, args: tuple[str, ...], message: str
+) -> None:
+    res = run_cli(*args, cwd=project)
+    assert res.exit_code == 2, res.output
+    assert message in res.stderr
+    assert fake_kubectl.calls() == []
+    assert not (project / ".mlserve/deployments").exists()
