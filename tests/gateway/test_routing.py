@@ -176,3 +176,32 @@ def test_sticky_key_from_header_then_cookie(tmp_path: Path) -> None:
     assert gw.sticky_key([(b"cookie", b"a=1; uid=bob; z=2")], t) == b"bob"
     assert gw.sticky_key([(b"cookie", b"a=1")], t) is None
     assert gw.sticky_key([], t) is None
+
+
+def test_saved_traffic_that_no_longer_fits_falls_back_to_the_config(tmp_path: Path) -> None:
+    from mlserve.local.gateway import Gateway
+
+    state = tmp_path / "traffic.json"
+    saved = TrafficFile(
+        {
+            "fraud": TrafficState(weights={"v1": 20, "v3": 80}),  # v3 was removed from the config
+            "other": TrafficState(weights={"a": 100}),  # endpoint no longer deployed
+            "text": TrafficState(weights={"v1": 30, "v2": 70}, mode="sticky"),
+        }
+    )
+    state.write_text(json.dumps(saved.to_dict()))
+    versions = {"v1": "http://127.0.0.1:9001", "v2": "http://127.0.0.1:9002"}
+    data = {
+        "port": 0,
+        "admin_port": 0,
+        "admin_token_file": "t",
+        "state_file": str(state),
+        "endpoints": {
+            "fraud": {"versions": versions, "baseline": "v1"},
+            "text": {"versions": versions, "baseline": "v1"},
+        },
+    }
+    gw = Gateway(GatewayConfig.from_dict(data), "token" * 4)
+    assert dict(gw.tables["fraud"].traffic.weights) == {"v1": 100, "v2": 0}
+    assert dict(gw.tables["text"].traffic.weights) == {"v1": 30, "v2": 70}
+    assert gw.tables["text"].traffic.mode == "sticky"
