@@ -14,7 +14,10 @@ def register(app: typer.Typer) -> None:
     @app.command("render")
     def render(
         ctx: typer.Context,
-        env: Annotated[str | None, typer.Option("--env", "-e", help="Environment to render.")] = None,
+        env: Annotated[
+            str | None,
+            typer.Option("--env", "-e", help="Environment to render (default: every kubernetes environment)."),
+        ] = None,
         all_envs: Annotated[bool, typer.Option("--all", help="Render every environment.")] = False,
         out: Annotated[
             Path | None, typer.Option("--out", help="Stacks folder (default: stacks/ in the project).")
