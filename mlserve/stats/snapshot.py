@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,6 +242,15 @@ def _real(value: Any, where: str) -> float:
     return out
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_+-]+$")
+
+
+def _at(where: str, key: str) -> str:
+    """``where.key``, with a key that is not a plain name quoted: a variant called ``a.b`` or
+    ``:`` must not make the field path in an error ambiguous."""
+    return f"{where}.{key}" if _PLAIN_KEY.match(key) else f"{where}.{json.dumps(key)}"
+
+
 def _keys(obj: dict[str, Any], where: str, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
     for key in required:
         if key not in obj:
@@ -290,10 +300,10 @@ def _look(raw: Any, where: str, names: tuple[str, str], prev: Look | None, cache
     wobj = _obj(obj["weights"], f"{where}.weights")
     if len(wobj) > 64:
         raise _Bad(f"{where}.weights", "has more than 64 variants")
-    weights = {_str(k, f"{where}.weights"): _real(v, f"{where}.weights.{k}") for k, v in wobj.items()}
+    weights = {_str(k, f"{where}.weights"): _real(v, _at(f"{where}.weights", k)) for k, v in wobj.items()}
     for name in names:
         if name not in weights:
-            raise _Bad(f"{where}.weights.{name}", "required field is missing (weight of a variant under test)")
+            raise _Bad(_at(f"{where}.weights", name), "required field is missing (weight of a variant under test)")
     if weights[names[0]] + weights[names[1]] <= 0:
         raise _Bad(f"{where}.weights", "baseline and candidate weights are both zero")
     vobj = _obj(obj["variants"], f"{where}.variants")
@@ -302,15 +312,15 @@ def _look(raw: Any, where: str, names: tuple[str, str], prev: Look | None, cache
     variants: dict[str, VariantStats] = {}
     for name in names:
         if name not in vobj:
-            raise _Bad(f"{where}.variants.{name}", "variant is missing")
+            raise _Bad(_at(f"{where}.variants", name), "variant is missing")
     for name, v in vobj.items():
         _str(name, f"{where}.variants")
         before = prev.variants.get(name) if prev is not None else None
-        variants[name] = _variant(v, f"{where}.variants.{name}", before, cache)
+        variants[name] = _variant(v, _at(f"{where}.variants", name), before, cache)
     base, cand = variants[names[0]].latency, variants[names[1]].latency
     if base is not None and cand is not None and base.le != cand.le:
         raise _Bad(
-            f"{where}.variants.{names[1]}.latency_seconds.le",
+            _at(f"{where}.variants", names[1]) + ".latency_seconds.le",
             f"bucket bounds differ from the baseline's ({names[0]}); both variants must use the same buckets",
         )
     return Look(at, weights, variants)
@@ -346,7 +356,7 @@ def _variant(raw: Any, where: str, before: VariantStats | None, cache: dict[Any,
         if len(cobj) > MAX_CUSTOM:
             raise _Bad(f"{where}.custom", f"has more than {MAX_CUSTOM} metrics")
         for name, r in cobj.items():
-            cw = f"{where}.custom.{_str(name, f'{where}.custom', max_len=64)}"
+            cw = _at(f"{where}.custom", _str(name, f"{where}.custom", max_len=64))
             robj = _obj(r, cw)
             _keys(robj, cw, ("numerator", "denominator"), ())
             ratio = Ratio(_real(robj["numerator"], f"{cw}.numerator"), _real(robj["denominator"], f"{cw}.denominator"))
