@@ -136,16 +136,17 @@ CHART_VERSIONS = {
     "dcgm_exporter": "3.6.1",
     "gpu_operator": "v24.9.1",
     "istio": "1.24.2",
-    "kserve": "v0.14.1",
+    "keda": "2.16.1",
+    "kserve": "v0.15.2",
     "kube_prometheus_stack": "67.9.0",
     "nvidia_device_plugin": "0.17.0",
     "seldon_core_operator": "1.17.1",
 }
 
 
-def platform_releases(env: Environment, has_gpu: bool) -> list[dict[str, str]]:
+def platform_releases(env: Environment, has_gpu: bool, keda: bool) -> list[dict[str, str]]:
     """Helm releases of the platform layer: (release name, terraform resource key)."""
-    names = ["istio-base", "istiod"]
+    names = ["istio-base", "istiod"] + (["keda"] if keda else [])
     names += ["cert-manager", "kserve-crd", "kserve"] if env.serving == "kserve" else ["seldon-core"]
     names.append("kube-prometheus-stack")
     if has_gpu:
@@ -162,8 +163,9 @@ def environment_context(manifest: Manifest, env_name: str, traffic: Mapping[str,
     if project.owner:
         tags["owner"] = aws_tag_value(project.owner)
     has_gpu = any(ep.resources.gpu > 0 for ep in endpoints.values())
-    releases = platform_releases(env, has_gpu)
-    charts = {k: v for k, v in CHART_VERSIONS.items() if _chart_used(k, env, has_gpu)}
+    keda = any(ep.autoscaling.metric in ("concurrency", "rps") for ep in endpoints.values())
+    releases = platform_releases(env, has_gpu, keda)
+    charts = {k: v for k, v in CHART_VERSIONS.items() if _chart_used(k, env, has_gpu, keda)}
     return {
         "charts": charts,
         "charts_width": max(len(k) for k in charts),
@@ -189,13 +191,16 @@ def environment_context(manifest: Manifest, env_name: str, traffic: Mapping[str,
         "gpu_node_groups": [g.as_dict() for g in gpu_node_groups(endpoints)],
         "cpu_instance_types": list(CPU_INSTANCE_TYPES),
         "has_gpu": has_gpu,
+        "keda": keda,
         "gpu_taint_key": GPU_TAINT_KEY,
         "gpu_type_label": GPU_TYPE_LABEL,
         "gpu_label": GPU_LABEL,
     }
 
 
-def _chart_used(key: str, env: Environment, has_gpu: bool) -> bool:
+def _chart_used(key: str, env: Environment, has_gpu: bool, keda: bool) -> bool:
+    if key == "keda":
+        return keda
     if key in ("cert_manager", "kserve"):
         return env.serving == "kserve"
     if key == "seldon_core_operator":

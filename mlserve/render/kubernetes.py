@@ -28,6 +28,28 @@ from mlserve.render.context import DEFAULT_GPU_TYPE, GPU_LABEL, GPU_TAINT_KEY, G
 from mlserve.render.traffic import EndpointTraffic
 
 VARIANT_HEADER = "x-mlserve-variant"
+DEFAULT_PROMETHEUS = "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
+# Istio names a workload's metrics after these pod labels, so every request in
+# istio_requests_total carries its endpoint and version.
+CANONICAL_NAME = "service.istio.io/canonical-name"
+CANONICAL_REVISION = "service.istio.io/canonical-revision"
+
+
+def scaling_query(metric: str, namespace: str, endpoint: str, version: str) -> str:
+    """PromQL for KEDA: requests per second, or mean in-flight requests (Little's law:
+    concurrency = arrival rate x time in system = summed latency per second)."""
+    sel = (
+        f'reporter="destination",destination_workload_namespace="{namespace}",'
+        f'destination_canonical_service="{endpoint}",destination_canonical_revision="{version}"'
+    )
+    if metric == "rps":
+        return f"sum(rate(istio_requests_total{{{sel}}}[1m]))"
+    return f"sum(rate(istio_request_duration_milliseconds_sum{{{sel}}}[1m])) / 1000"
+
+
+def needs_keda(endpoint: Endpoint) -> bool:
+    """CPU and memory scale with the HPA; concurrency and rps need KEDA in raw mode."""
+    return endpoint.autoscaling.metric in ("concurrency", "rps")
 
 
 @dataclass(frozen=True)
@@ -158,6 +180,7 @@ def _variant(
         args = [v.model_class or "Model", "--http-port", str(KSERVE_PORT)]
     args += list(v.args)
     env = [{"name": k, "value": val} for k, val in sorted(v.env.items())]
+    namespace = manifest.environments[env_name].namespace or ""
     if ep.runtime == "seldon" and serving == "seldon" and v.model_class:
         env.append({"name": "MODEL_NAME", "value": v.model_class})
     return {
@@ -170,6 +193,13 @@ def _variant(
         "args": args,
         "env": env,
         "custom_container": spec.model_format is None,
+        "scaling_query": scaling_query(ep.autoscaling.metric, namespace, ep_name, version),
+        "pod_labels": {
+            "mlserve.io/endpoint": ep_name,
+            "mlserve.io/version": version,
+            CANONICAL_NAME: ep_name,
+            CANONICAL_REVISION: version,
+        },
         "seldon_implementation": spec.seldon_implementation,
     }
 
@@ -227,6 +257,8 @@ def endpoint_context(
             "max": ep.autoscaling.max_replicas,
             "metric": ep.autoscaling.metric,
             "target": ep.autoscaling.target,
+            "autoscaler": "keda" if needs_keda(ep) else "hpa",
+            "prometheus": manifest.environments[env_name].prometheus_url or DEFAULT_PROMETHEUS,
         },
         "probes": _probe_delays(ep),
         "variants": variants,

@@ -135,7 +135,11 @@ def test_gpu_endpoint_requests_gpus_selects_gpu_nodes_and_tolerates_the_taint(tm
     assert isvc["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert isvc["model"]["modelFormat"]["name"] == "huggingface" and "--backend=vllm" in isvc["model"]["args"]
     assert isvc["minReplicas"] == 1 and isvc["maxReplicas"] == 4
-    assert isvc["scaleMetric"] == "concurrency" and isvc["scaleTarget"] == 8
+    # concurrency in RawDeployment mode: KEDA on Istio's metrics (the HPA knows CPU/memory only)
+    metric = isvc["autoScaling"]["metrics"][0]["external"]
+    assert metric["target"] == {"type": "AverageValue", "averageValue": "8"}
+    assert 'destination_canonical_service="summarize"' in metric["metric"]["query"]
+    assert isvc["labels"]["service.istio.io/canonical-revision"] == "llama-8b"
     cpu = by_kind(docs, "InferenceService")["fraud-v1"]["spec"]["predictor"]
     assert "nodeSelector" not in cpu and "nvidia.com/gpu" not in cpu["model"]["resources"]["limits"]
 
@@ -162,6 +166,28 @@ def test_every_container_is_hardened_probed_and_bounded(tmp_path: Path) -> None:
             assert set(c["resources"]) == {"requests", "limits"}
             if env == "onprem":
                 assert {"readinessProbe", "livenessProbe"} <= set(c)
+
+
+def test_cpu_and_memory_scale_with_scale_metric_others_with_keda(tmp_path: Path) -> None:
+    docs = kustomize(wide(tmp_path / "wide"), "onprem", tmp_path / "out")
+    isvcs = by_kind(docs, "InferenceService")
+    tabular = isvcs["tabular-a"]
+    assert tabular["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "hpa"
+    pred = tabular["spec"]["predictor"]
+    assert (pred["scaleMetric"], pred["scaleMetricType"], pred["scaleTarget"]) == ("cpu", "Utilization", 70)
+    assert (pred["minReplicas"], pred["maxReplicas"]) == (1, 3)
+    llm = isvcs["llm-big"]
+    assert llm["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "keda"
+    assert (
+        "istio_requests_total" in llm["spec"]["predictor"]["autoScaling"]["metrics"][0]["external"]["metric"]["query"]
+    )
+    assert llm["spec"]["predictor"]["minReplicas"] == 0
+    seldon = kustomize(wide(tmp_path / "wide2"), "gpu-eks", tmp_path / "out2")
+    sdeps = by_kind(seldon, "SeldonDeployment")
+    hpa = sdeps["tabular"]["spec"]["predictors"][0]["componentSpecs"][0]["hpaSpec"]
+    assert hpa["metricsv2"][0]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}
+    keda = sdeps["vision"]["spec"]["predictors"][0]["componentSpecs"][0]["kedaSpec"]
+    assert keda["triggers"][0]["type"] == "prometheus" and keda["triggers"][0]["metadata"]["threshold"] == "10"
 
 
 def test_namespace_security_objects(tmp_path: Path) -> None:

@@ -137,6 +137,7 @@ def test_platform_layer_kserve_existing_cluster(tmp_path: Path) -> None:
     assert charts == {
         "base",
         "istiod",
+        "keda",
         "cert-manager",
         "kserve-crd",
         "kserve",

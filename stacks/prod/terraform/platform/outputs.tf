@@ -6,6 +6,7 @@ output "releases" {
     "dcgm-exporter"         = helm_release.dcgm_exporter.version
     "istio-base"            = helm_release.istio_base.version
     "istiod"                = helm_release.istiod.version
+    "keda"                  = helm_release.keda.version
     "kube-prometheus-stack" = helm_release.kube_prometheus_stack.version
     "nvidia-device-plugin"  = helm_release.nvidia_device_plugin.version
     "seldon-core"           = helm_release.seldon_core_operator.version

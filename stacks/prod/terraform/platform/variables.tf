@@ -18,6 +18,7 @@ variable "chart_versions" {
   default = {
     dcgm_exporter         = "3.6.1"
     istio                 = "1.24.2"
+    keda                  = "2.16.1"
     kube_prometheus_stack = "67.9.0"
     nvidia_device_plugin  = "0.17.0"
     seldon_core_operator  = "1.17.1"

@@ -25,7 +25,8 @@ variable "chart_versions" {
     cert_manager          = "v1.16.2"
     dcgm_exporter         = "3.6.1"
     istio                 = "1.24.2"
-    kserve                = "v0.14.1"
+    keda                  = "2.16.1"
+    kserve                = "v0.15.2"
     kube_prometheus_stack = "67.9.0"
     nvidia_device_plugin  = "0.17.0"
   }

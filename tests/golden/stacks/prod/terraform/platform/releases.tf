@@ -33,6 +33,17 @@ resource "helm_release" "istiod" {
   depends_on = [helm_release.istio_base]
 }
 
+# KEDA scales the endpoints whose autoscaling metric is concurrency or rps, from
+# Istio's request metrics in Prometheus (the HPA alone knows only CPU and memory).
+resource "helm_release" "keda" {
+  name             = "keda"
+  repository       = "https://kedacore.github.io/charts"
+  chart            = "keda"
+  version          = var.chart_versions["keda"]
+  namespace        = "keda"
+  create_namespace = true
+}
+
 resource "helm_release" "seldon_core_operator" {
   name             = "seldon-core"
   repository       = "https://storage.googleapis.com/seldon-charts"
@@ -51,7 +62,7 @@ resource "helm_release" "seldon_core_operator" {
     }
   })]
 
-  depends_on = [helm_release.istiod]
+  depends_on = [helm_release.istiod, helm_release.keda]
 }
 
 resource "helm_release" "kube_prometheus_stack" {

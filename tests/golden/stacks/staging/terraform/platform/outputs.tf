@@ -7,6 +7,7 @@ output "releases" {
     "dcgm-exporter"         = helm_release.dcgm_exporter.version
     "istio-base"            = helm_release.istio_base.version
     "istiod"                = helm_release.istiod.version
+    "keda"                  = helm_release.keda.version
     "kserve"                = helm_release.kserve.version
     "kserve-crd"            = helm_release.kserve_crd.version
     "kube-prometheus-stack" = helm_release.kube_prometheus_stack.version
