@@ -94,6 +94,7 @@ SELDON_VLLM_IMAGE = "docker.io/vllm/vllm-openai:v0.6.3"
 METRICS_PORTS = {"sklearn": 8082, "xgboost": 8082, "triton": 8002, "torchserve": 8082}
 
 KSERVE_PORT = 8080
+SELDON_MODEL_PORT = 9000  # where the Seldon executor calls the model container
 SELDON_PORT = 8000  # the Seldon executor in every predictor pod
 
 
@@ -154,6 +155,18 @@ def resolve_model_uri(manifest: Manifest, env_name: str, ep_name: str, version_n
     return f"{store.rstrip('/')}/{uri}"
 
 
+def _probe(runtime: str, serving: str, spec: RuntimeSpec) -> dict[str, Any]:
+    """Health checks per runtime: the V2 health endpoints where the server speaks V2,
+    vLLM's /health, and a TCP check for containers whose API mlserve does not know."""
+    port = KSERVE_PORT if serving == "kserve" else SELDON_MODEL_PORT
+    if runtime == "vllm" and serving == "seldon":
+        return {"port": port, "ready": "/health", "live": "/health"}
+    v2 = spec.model_format is not None if serving == "kserve" else spec.seldon_implementation is not None
+    if v2:
+        return {"port": port, "ready": "/v2/health/ready", "live": "/v2/health/live"}
+    return {"port": port, "ready": None, "live": None}
+
+
 def _probe_delays(ep: Endpoint) -> dict[str, int]:
     # Large models take minutes to load: a startup probe holds liveness off until then.
     heavy = ep.resources.gpu > 0 or ep.runtime in ("vllm", "triton", "torchserve")
@@ -184,6 +197,7 @@ def _variant(
     if ep.runtime == "seldon" and serving == "seldon" and v.model_class:
         env.append({"name": "MODEL_NAME", "value": v.model_class})
     return {
+        "probe": _probe(ep.runtime, serving, spec),
         "version": version,
         "name": f"{ep_name}-{version}",
         "role": role,

@@ -164,8 +164,7 @@ def test_every_container_is_hardened_probed_and_bounded(tmp_path: Path) -> None:
             assert c["securityContext"]["allowPrivilegeEscalation"] is False
             assert c["securityContext"]["runAsNonRoot"] is True
             assert set(c["resources"]) == {"requests", "limits"}
-            if env == "onprem":
-                assert {"readinessProbe", "livenessProbe"} <= set(c)
+            assert {"readinessProbe", "livenessProbe", "startupProbe"} <= set(c), c.get("name")
 
 
 def test_cpu_and_memory_scale_with_scale_metric_others_with_keda(tmp_path: Path) -> None:
