@@ -279,7 +279,7 @@ def _latency_track(
         bi = int(paths.bidx[pos])
         sub_c = cand_cum[upto]
         sub_b = base_cum[upto]
-        factors = np.exp(np.linspace(-1.0, 1.6, 131))
+        factors = np.exp(np.linspace(-1.0, 1.6, 105))
         cand_ex = lat.exceedances(sub_c, le, b * factors)  # (L, C)
         cand_inc = np.maximum(np.diff(np.vstack([np.zeros((1, factors.size)), cand_ex]), axis=0).T, 0.0)
         base_inc = np.maximum(_increments(sub_b[:, -1] - sub_b[:, bi]), 0.0)

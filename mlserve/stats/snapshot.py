@@ -9,9 +9,10 @@ rule is rejected with a message naming the file, the look (1-based) and the fiel
 
 from __future__ import annotations
 
-import itertools
+import functools
 import json
 import math
+import operator
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -251,11 +252,18 @@ def _at(where: str, key: str) -> str:
     return f"{where}.{key}" if _PLAIN_KEY.match(key) else f"{where}.{json.dumps(key)}"
 
 
+@functools.lru_cache(maxsize=32)
+def _allowed(required: tuple[str, ...], optional: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(required) | frozenset(optional)
+
+
 def _keys(obj: dict[str, Any], where: str, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    allowed = _allowed(required, optional)
+    if obj.keys() <= allowed and all(key in obj for key in required):
+        return  # the common case, checked at C speed
     for key in required:
         if key not in obj:
             raise _Bad(f"{where}.{key}" if where else key, "required field is missing")
-    allowed = set(required) | set(optional)
     for key in obj:
         if key not in allowed:
             raise _Bad(where, f"unknown field {_short(key)} (allowed: {', '.join(sorted(allowed))})")
@@ -383,12 +391,12 @@ def _bound(value: Any, where: str) -> float:
 
 def _fast_counts(raw: list[Any]) -> tuple[int, ...] | None:
     """The common case, checked cheaply: plain non-negative ints, cumulative over buckets."""
-    if not all(type(c) is int for c in raw):
+    if set(map(type, raw)) != {int}:
         return None
     counts = tuple(raw)
-    if counts and (counts[0] < 0 or counts[-1] > MAX_COUNT):
+    if counts[0] < 0 or counts[-1] > MAX_COUNT:
         return None
-    if not all(a <= b for a, b in itertools.pairwise(counts)):
+    if not all(map(operator.le, counts, counts[1:])):
         return None
     return counts
 
@@ -430,7 +438,7 @@ def _histogram(raw: Any, where: str, requests: int, before: Histogram | None, ca
     if before is not None:
         if before.le != le:
             raise _Bad(f"{where}.le", "bucket bounds changed since the previous look")
-        if not all(a >= b for a, b in zip(counts, before.counts, strict=True)):
+        if not all(map(operator.ge, counts, before.counts)):
             for j, (now, old) in enumerate(zip(counts, before.counts, strict=True), start=1):
                 _not_less(now, old, f"{where}.counts[{j}]")
         _not_less(total, before.sum, f"{where}.sum")

@@ -2,16 +2,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from mlserve.cli.output import JsonFlag, get_state
-
-if TYPE_CHECKING:
-    from mlserve.manifest.models import RolloutPolicy
 
 
 def register(app: typer.Typer) -> None:
@@ -99,38 +96,6 @@ def register(app: typer.Typer) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Policies
-# ---------------------------------------------------------------------------
-
-
-class _Policies:
-    """--policy FILE, else the snapshot's endpoint in the project's mlserve.toml, else defaults."""
-
-    def __init__(self, project_dir: Path, policy_file: Path | None) -> None:
-        from mlserve.manifest.loader import load_policy
-        from mlserve.manifest.models import RolloutPolicy
-
-        self.fixed: tuple[RolloutPolicy, str] | None = None
-        self.manifest: Any = None
-        self.default = (RolloutPolicy(), "built-in defaults")
-        self.manifest_path = project_dir / "mlserve.toml"
-        if policy_file is not None:
-            self.fixed = (load_policy(policy_file), f"--policy {policy_file}")
-            return
-        if self.manifest_path.is_file():
-            from mlserve.manifest.loader import load_manifest
-
-            self.manifest = load_manifest(self.manifest_path)
-
-    def for_endpoint(self, endpoint: str | None) -> tuple[RolloutPolicy, str]:
-        if self.fixed is not None:
-            return self.fixed
-        if self.manifest is not None and endpoint in self.manifest.endpoints:
-            return self.manifest.endpoints[endpoint].rollout, f"{self.manifest_path}: endpoints.{endpoint}.rollout"
-        return self.default
-
-
-# ---------------------------------------------------------------------------
 # --replay
 # ---------------------------------------------------------------------------
 
@@ -154,11 +119,12 @@ def _expand(files: list[Path]) -> tuple[list[Path], bool]:
 
 
 def _replay(state: Any, files: list[Path], policy_file: Path | None, final: bool) -> None:
-    from mlserve.errors import EXIT_USAGE, MlserveError
+    from mlserve.errors import EXIT_USAGE
     from mlserve.stats.engine import analyze
+    from mlserve.stats.replay import Policies, replay_files
     from mlserve.stats.snapshot import read_snapshot
 
-    policies = _Policies(state.project_dir, policy_file)
+    policies = Policies(state.project_dir, policy_file)
     paths, many = _expand(files)
     if not many:
         snap = read_snapshot(paths[0])
@@ -167,26 +133,8 @@ def _replay(state: Any, files: list[Path], policy_file: Path | None, final: bool
         result = verdict.to_dict()
         state.emit(result, lambda con: _show_one(con, result), exit_code=verdict.exit_code)
         return
-    results: list[dict[str, Any]] = []
-    failed = False
-    for p in paths:
-        try:
-            snap = read_snapshot(p)
-            policy, source = policies.for_endpoint(snap.endpoint)
-            results.append(analyze(snap, policy, final=final, policy_source=source).to_dict())
-        except MlserveError as err:
-            failed = True
-            results.append(
-                {
-                    "snapshot": str(p),
-                    "verdict": None,
-                    "decided_at_look": None,
-                    "reason": err.message,
-                    "srm": None,
-                    "metrics": [],
-                    "error": err.to_dict(),
-                }
-            )
+    results = replay_files(paths, policies, final=final)
+    failed = any(r["verdict"] is None for r in results)
     state.emit(results, lambda con: _show_many(con, results), exit_code=EXIT_USAGE if failed else 0)
 
 
@@ -353,8 +301,9 @@ def _plan(
 ) -> None:
     from mlserve.errors import UsageError
     from mlserve.stats.power import plan as make_plan
+    from mlserve.stats.replay import Policies
 
-    policies = _Policies(state.project_dir, policy_file)
+    policies = Policies(state.project_dir, policy_file)
     snap = None
     if snapshot is not None:
         from mlserve.stats.snapshot import read_snapshot
