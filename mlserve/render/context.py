@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mlserve.errors import ManifestError
 from mlserve.manifest.models import Endpoint, Environment, Manifest
 from mlserve.render.traffic import EndpointTraffic
 
@@ -117,12 +118,29 @@ def gpu_node_groups(endpoints: Mapping[str, Endpoint]) -> list[NodeGroup]:
     return out
 
 
+_SECRET_KEY = re.compile(r"(secret|token|password|passwd|access_key|sas|private_key|client_certificate)", re.I)
+
+
 def backend_context(manifest: Manifest, env_name: str, layer: str) -> dict[str, Any] | None:
     """The remote state backend of one layer: the manifest's config, with a state key
-    (or prefix/path) per environment and layer so that layers never share a state."""
+    (or prefix/path) per environment and layer so that layers never share a state.
+
+    Backend blocks cannot read variables, so a credential here would sit in plain text in
+    every rendered stack and in git: refused, with the way to pass it instead.
+    """
     env = manifest.environments[env_name]
     if env.backend is None:
         return None
+    secrets = sorted(k for k in env.backend.config if _SECRET_KEY.search(k))
+    if secrets:
+        raise ManifestError(
+            [
+                f"mlserve.toml: environments.{env_name}.backend.config.{secrets[0]}: looks like a credential; "
+                "rendered stacks are committed, so it would be stored in plain text"
+            ],
+            hint="leave credentials out of mlserve.toml: the backend reads them from its environment "
+            "(AWS_SECRET_ACCESS_KEY, ARM_ACCESS_KEY, GOOGLE_CREDENTIALS, ...) or from terraform init -backend-config",
+        )
     config = dict(env.backend.config)
     key_name = {"s3": "key", "azurerm": "key", "gcs": "prefix", "local": "path"}[env.backend.type]
     base = config.get(key_name, "").strip("/") or f"mlserve/{manifest.project.name}"

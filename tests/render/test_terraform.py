@@ -169,3 +169,16 @@ def test_example_platform_layers() -> None:
     assert "seldon-core-operator" in {r["chart"] for r in _releases(prod).values()}
     outputs = names(prod, "output")
     assert "releases" in outputs
+
+
+@pytest.mark.parametrize("key", ["secret_key", "access_key", "sas_token", "client_secret", "token"])
+def test_credentials_in_backend_config_are_refused(tmp_path: Path, key: str) -> None:
+    from mlserve.errors import ManifestError
+    from tests.render.manifests import WIDE, project_from
+
+    text = WIDE.replace('key = "teams/ml" }', f'key = "teams/ml", {key} = "hunter2hunter2" }}')
+    project = project_from(text, tmp_path / "p")
+    with pytest.raises(ManifestError) as info:
+        render_files(project, "gpu-eks")
+    assert f"environments.gpu-eks.backend.config.{key}" in str(info.value)
+    assert "hunter2" not in str(info.value)
