@@ -33,6 +33,22 @@ if [ ! -d "$tf_mirror/registry.terraform.io/hashicorp/aws" ]; then
   rm -rf "$tf_tmp"
 fi
 
+# kubectl (with kustomize built in) from the Kubernetes apt repository: tests/render builds
+# every rendered kubernetes folder with `kubectl kustomize` (no cluster needed).
+if ! command -v kubectl >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends gnupg curl >/dev/null
+    curl -fsSL https://pkgs.k8s.io/core:/stable:/v1.32/deb/Release.key | gpg --dearmor --yes -o /usr/share/keyrings/kubernetes.gpg
+    echo "deb [signed-by=/usr/share/keyrings/kubernetes.gpg] https://pkgs.k8s.io/core:/stable:/v1.32/deb/ /" \
+      >/etc/apt/sources.list.d/kubernetes.list
+    apt-get update -qq && apt-get install -y -qq kubectl >/dev/null
+  else
+    echo "mlserve's tests need kubectl: https://kubernetes.io/docs/tasks/tools/" >&2
+    exit 1
+  fi
+fi
+
 if [ ${#missing_apt[@]} -eq 0 ]; then
   exit 0
 fi
