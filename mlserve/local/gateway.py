@@ -381,7 +381,7 @@ class Gateway:
             return _raw_error(400, "client disconnected")
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             return _raw_error(400, f"request body is not valid JSON: {exc}")
         if not isinstance(payload, dict):
             return _raw_error(400, "request body must be a JSON object (a V2 inference request)")
@@ -464,7 +464,7 @@ class Gateway:
             raise GatewayConfigError(f"body exceeds {ADMIN_MAX_BODY} bytes") from None
         try:
             return json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise GatewayConfigError(f"body is not valid JSON: {exc}") from None
 
     async def _probe(self, url: str) -> bool:
