@@ -81,6 +81,7 @@ from mlserve.local.gateway_config import (
     load_traffic_file,
     read_token_file,
 )
+from mlserve.local.http_timeouts import HEADER_TIMEOUT, header_timeout_protocol
 from mlserve.local.routing import RouteTable, outputs_agree
 from mlserve.local.upstream import Upstream, UpstreamDown, UpstreamTimeout, make_upstream
 
@@ -640,7 +641,7 @@ def bind(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
-def _uvicorn_config(app: ASGIApp) -> uvicorn.Config:
+def _uvicorn_config(app: ASGIApp, head_timeout: float = HEADER_TIMEOUT) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         lifespan="off",
@@ -652,6 +653,7 @@ def _uvicorn_config(app: ASGIApp) -> uvicorn.Config:
         h11_max_incomplete_event_size=16 * 1024,  # bounds request line + headers
         server_header=False,
         proxy_headers=False,  # loopback only: no proxy in front, and one middleware less per request
+        http=header_timeout_protocol(head_timeout),  # slow-loris request heads are cut off
     )
 
 
@@ -662,7 +664,9 @@ async def serve(config: GatewayConfig, token: str) -> None:
     gw.bound_port = data_sock.getsockname()[1]
     gw.bound_admin_port = admin_sock.getsockname()[1]
     await gw.start()
-    servers = [_Server(_uvicorn_config(data_app(gw))), _Server(_uvicorn_config(admin_app(gw)))]
+    # a slow client gets body_timeout for its request head, then body_timeout for its body
+    head = config.body_timeout
+    servers = [_Server(_uvicorn_config(data_app(gw), head)), _Server(_uvicorn_config(admin_app(gw), head))]
 
     def stop() -> None:
         for s in servers:
