@@ -122,3 +122,34 @@ def test_usage_errors(project: Path) -> None:
     assert bad.exit_code == 2 and "unknown environment 'nope'" in bad.stderr
     both = run_cli("render", "--env", "prod", "--all", cwd=project)
     assert both.exit_code == 2
+
+
+def test_check_on_a_project_never_rendered_lists_every_file_as_added(project: Path) -> None:
+    result = run_cli("render", "--env", "staging", "--check", "--json", cwd=project)
+    assert result.exit_code == 1
+    diffs = result.json["result"]["differences"]
+    assert diffs and all(d["status"] == "added" for d in diffs)
+    assert len(diffs) == result.json["result"]["files"]
+
+
+def test_render_environment_api_contract(project: Path, tmp_path: Path) -> None:
+    from mlserve.project import load_project
+    from mlserve.render import EndpointTraffic, render_environment
+
+    result = render_environment(
+        load_project(project),
+        "staging",
+        tmp_path / "out",
+        traffic={"fraud": EndpointTraffic("v1", "v2", "canary", {"v1": 75, "v2": 25})},
+    )
+    assert result.environment == "staging" and result.env_dir == (tmp_path / "out" / "staging").resolve()
+    assert list(result.layers) == ["cluster", "platform", "kubernetes"]
+    assert result.layer_dirs["cluster"] == result.env_dir / "terraform" / "cluster"
+    for layer, files in result.layers.items():
+        assert files and all((result.env_dir / f).is_file() for f in files)
+        assert all(
+            f.startswith({"cluster": "terraform/cluster/", "platform": "terraform/platform/"}.get(layer, "kubernetes/"))
+            for f in files
+        )
+    assert sorted(result.written) == result.files and not result.unchanged and not result.removed
+    assert "weight: 25" in (result.layer_dirs["kubernetes"] / "traffic.yaml").read_text()

@@ -55,3 +55,32 @@ def test_example_manifest_matches_the_scaffold() -> None:
 def test_golden_dir_is_the_rendered_example_not_an_empty_folder() -> None:
     assert (GOLDEN / "staging" / "terraform" / "cluster" / "node_groups.tf").is_file()
     assert Path(GOLDEN / "prod" / "kubernetes" / "traffic.yaml").is_file()
+
+
+def test_same_bytes_across_processes_with_different_hash_seeds() -> None:
+    import hashlib
+    import sys
+
+    from mlserve.tools import run
+
+    script = (
+        "import hashlib, sys; from pathlib import Path\n"
+        "from mlserve.project import load_project; from mlserve.render import render_files\n"
+        "p = load_project(Path(sys.argv[1])); h = hashlib.sha256()\n"
+        "for env in ('staging', 'prod'):\n"
+        "    for layer, files in sorted(render_files(p, env).items()):\n"
+        "        for path, text in sorted(files.items()): h.update(path.encode()); h.update(text.encode())\n"
+        "print(h.hexdigest())\n"
+    )
+    digests = {
+        run([sys.executable, "-c", script, str(REPO)], env={"PYTHONHASHSEED": seed}, timeout=120).stdout.strip()
+        for seed in ("1", "2", "3")
+    }
+    assert len(digests) == 1
+    local = hashlib.sha256()
+    for env in ("staging", "prod"):
+        for _layer, files in sorted(render_files(example(), env).items()):
+            for path, text in sorted(files.items()):
+                local.update(path.encode())
+                local.update(text.encode())
+    assert digests == {local.hexdigest()}

@@ -248,3 +248,11 @@ model_uri = "models/e/v1"
     project = project_from(text, tmp_path / "p")
     with pytest.raises(ManifestError, match=r"endpoints\.e\.versions\.v1\.model_uri.*model_store"):
         render_files(project, "k")
+
+
+def test_environment_without_endpoints_still_builds(tmp_path: Path) -> None:
+    from tests.render.manifests import WIDE
+
+    text = WIDE.replace('kube_context = "onprem-admin"', 'kube_context = "onprem-admin"\nendpoints = []')
+    docs = kustomize(project_from(text, tmp_path / "p"), "onprem", tmp_path / "out")
+    assert sorted(d["kind"] for d in docs) == ["Namespace", "NetworkPolicy", "PeerAuthentication"]
