@@ -198,7 +198,7 @@ def write_environment(env_dir: Path, env_name: str, layers: dict[str, dict[str, 
     removed = [rel for rel in owned_files(env_dir) if rel not in wanted]
     for rel in removed:
         (env_dir / rel).unlink()
-    _prune_empty(env_dir)
+    _prune_empty(env_dir, removed)
     return RenderResult(
         environment=env_name,
         env_dir=env_dir,
@@ -210,14 +210,14 @@ def write_environment(env_dir: Path, env_name: str, layers: dict[str, dict[str, 
     )
 
 
-def _prune_empty(env_dir: Path) -> None:
-    if not env_dir.is_dir():
-        return
-    # Bottom-up, so that a folder emptied by removing its children goes too.
-    for root, _dirs, _names in os.walk(env_dir, topdown=False):
-        if Path(root) != env_dir and not any(Path(root).iterdir()):
-            Path(root).rmdir()
-    if env_dir.is_dir() and not any(env_dir.iterdir()):
+def _prune_empty(env_dir: Path, removed: list[str]) -> None:
+    """Remove the folders that removing stale files left empty (and no others)."""
+    for rel in removed:
+        folder = (env_dir / rel).parent
+        while folder != env_dir and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+    if env_dir.is_dir() and removed and not any(env_dir.iterdir()):
         env_dir.rmdir()
 
 

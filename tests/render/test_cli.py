@@ -72,6 +72,8 @@ def test_render_removes_stale_owned_files_only(project: Path) -> None:
     tf_work.write_text("# Rendered by mlserve from mlserve.toml. (a copy terraform keeps)\n")
     state = project / "stacks/staging/terraform/cluster/terraform.tfstate"
     state.write_text("{}")
+    empty = project / "stacks/staging/kubernetes/overlays"
+    empty.mkdir()
     _edit(project, 'endpoints = ["fraud"]\nscrape_interval', 'endpoints = ["fraud"]\nscrape_interval')
     _edit(project, 'cluster_name = "acme-ml-staging"', 'cluster_name = "acme-ml-staging"\nendpoints = ["fraud"]')
 
@@ -80,7 +82,7 @@ def test_render_removes_stale_owned_files_only(project: Path) -> None:
     removed = result.json["result"]["environments"][0]["removed"]
     assert removed == ["kubernetes/endpoints/summarize.yaml"]
     assert not (project / "stacks/staging/kubernetes/endpoints/summarize.yaml").exists()
-    assert mine.is_file() and tf_work.is_file() and state.is_file()
+    assert mine.is_file() and tf_work.is_file() and state.is_file() and empty.is_dir()
     assert run_cli("render", "--env", "staging", "--check", cwd=project).exit_code == 0
 
 
