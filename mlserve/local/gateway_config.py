@@ -17,7 +17,7 @@ directory of the config file::
       "state_file": "/proj/.mlserve/local/traffic.json",
       "max_body_bytes": 1048576, "upstream_timeout": 30.0, "connect_timeout": 2.0,
       "body_timeout": 10.0, "sticky_key_max_bytes": 256, "shadow_max_inflight": 64,
-      "shadow_tolerance": {"rtol": 1e-5, "atol": 1e-8}, "upstream_client": "aiohttp",
+      "shadow_tolerance": {"rtol": 1e-5, "atol": 1e-8}, "upstream_client": "raw",
       "endpoints": {
         "fraud": {
           "versions": {"v1": "http://127.0.0.1:9001", "v2": "http://127.0.0.1:9002"},
@@ -300,7 +300,7 @@ class GatewayConfig:
     shadow_max_inflight: int = 64  # mirrors beyond this are dropped (counted, code "dropped")
     shadow_rtol: float = 1e-5
     shadow_atol: float = 1e-8
-    upstream_client: str = "aiohttp"  # or "httpx" (see mlserve.local.upstream)
+    upstream_client: str = "raw"  # or "aiohttp" / "httpx" (see mlserve.local.upstream)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -365,9 +365,9 @@ class GatewayConfig:
             p = Path(value)
             return p if p.is_absolute() or base_dir is None else base_dir / p
 
-        client = data.get("upstream_client", "aiohttp")
-        if client not in ("aiohttp", "httpx"):
-            raise _fail("upstream_client", f"must be 'aiohttp' or 'httpx' (got {client!r})")
+        client = data.get("upstream_client", "raw")
+        if client not in ("raw", "aiohttp", "httpx"):
+            raise _fail("upstream_client", f"must be 'raw', 'aiohttp' or 'httpx' (got {client!r})")
         tol = _obj(data.get("shadow_tolerance", {}), "shadow_tolerance")
         _only(tol, {"rtol", "atol"}, "shadow_tolerance")
         endpoints_raw = _obj(data["endpoints"], "endpoints")
