@@ -101,9 +101,7 @@ class LocalDriver:
             target.set_traffic(endpoint, dict(plan.weights), mode=mode)
 
     def query(self) -> QueryFn:
-        from mlserve.metrics import PrometheusQuery
-
-        return PrometheusQuery(self._target().prometheus_url(), timeout=5.0)
+        return prometheus(self._target().prometheus_url(), timeout=5.0)
 
     def describe(self) -> str:
         return f"local gateway of environment {self.env_name!r}"
@@ -162,8 +160,6 @@ class KubernetesDriver:
         self.last_applied = Path(folder)
 
     def query(self) -> QueryFn:
-        from mlserve.metrics import PrometheusQuery
-
         env = self.project.manifest.environments[self.env_name]
         url = os.environ.get("MLSERVE_PROMETHEUS_URL") or env.prometheus_url
         if not url:
@@ -171,10 +167,25 @@ class KubernetesDriver:
                 f"environment {self.env_name!r} has no prometheus_url",
                 hint="set prometheus_url in mlserve.toml, or MLSERVE_PROMETHEUS_URL (e.g. a port-forward)",
             )
-        return PrometheusQuery(url, timeout=10.0)
+        return prometheus(url, timeout=10.0)
 
     def describe(self) -> str:
         return f"kubernetes environment {self.env_name!r} (kubectl context {self.context()})"
+
+
+def prometheus(url: str, timeout: float) -> QueryFn:
+    """A PrometheusQuery that fails fast: prometheus-api-client mounts a retrying adapter
+    (several attempts with back-off), which turned one held look into ~26 s of waiting
+    against a stopped Prometheus. A look is retried at the next interval anyway."""
+    from mlserve.metrics import PrometheusQuery
+
+    q = PrometheusQuery(url, timeout=timeout)
+    session = getattr(getattr(q, "_conn", None), "_session", None)
+    if session is not None:
+        from requests.adapters import HTTPAdapter
+
+        session.mount(q.url, HTTPAdapter(max_retries=0))
+    return q
 
 
 def to_render(plan: Plan, cls: Any) -> Any:

@@ -1,0 +1,311 @@
+"""Rollouts end to end on the local target: real MLServer processes, the gateway, a real
+Prometheus, and a bounded background load from a few httpx threads.
+
+One deployment for the module; every test writes its own policy into mlserve.toml, and
+the ``clean`` fixture puts faults, traffic and the manifest back afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mlserve.local.gateway_config import Fault
+from mlserve.project import load_project
+from mlserve.rollout.store import RunDir
+from mlserve.targets.local import LocalTarget
+from tests.conftest import run_cli
+from tests.rollout.helpers import set_policy
+
+pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
+
+LOAD_CAP_SECONDS = 480.0
+METRICS = [
+    {"name": "error_rate", "kind": "error_rate", "margin": 0.01, "critical": True},
+    {"name": "latency_p95", "kind": "latency", "quantile": 0.95, "margin": "50%"},
+]
+
+
+class Load:
+    """A few threads posting the project's payloads to the gateway until stopped (bounded)."""
+
+    def __init__(self, url: str, bodies: list[str], threads: int = 4) -> None:
+        self.url = url
+        self.bodies = bodies
+        self.stop_at = time.monotonic() + LOAD_CAP_SECONDS
+        self.done = threading.Event()
+        self.sent = 0
+        self.threads = [threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self, i: int) -> None:
+        k = i
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            while not self.done.is_set() and time.monotonic() < self.stop_at:
+                body = self.bodies[k % len(self.bodies)]
+                try:
+                    client.post(
+                        f"{self.url}/v2/models/fraud/infer",
+                        content=body,
+                        headers={"content-type": "application/json", "x-user-id": f"user-{k % 500}"},
+                    )
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+                self.sent += 1
+                k += 4
+
+    def stop(self) -> None:
+        self.done.set()
+        for t in self.threads:
+            t.join(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory, scaffolded: Path) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("rollout-e2e") / "acme-ml"
+    shutil.copytree(scaffolded, root)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NO_COLOR", "1")
+    mp.setenv("COLUMNS", "200")
+    load: Load | None = None
+    try:
+        res = run_cli("deploy", "--env", "local", cwd=root)
+        assert res.exit_code == 0, res.output
+        url = LocalTarget(load_project(root), "local").gateway_url()
+        load = Load(url, (root / "payloads/fraud.jsonl").read_text().splitlines())
+        yield root
+    finally:
+        if load is not None:
+            load.stop()
+        run_cli("down", cwd=root)
+        mp.undo()
+
+
+@pytest.fixture
+def clean(deployed: Path) -> Iterator[Path]:
+    original = (deployed / "mlserve.toml").read_text()
+    yield deployed
+    target = LocalTarget(load_project(deployed), "local")
+    for v in ("v1", "v2"):
+        target.set_fault("fraud", v, Fault())
+    (deployed / "mlserve.toml").write_text(original)
+    res = run_cli("rollback", "fraud", cwd=deployed)
+    if res.exit_code not in (0, 4):  # a run still on record: stop it, then reset traffic
+        run_cli("rollout", "abort", "fraud", cwd=deployed)
+        run_cli("rollback", "fraud", cwd=deployed)
+    target.set_traffic("fraud", {"v1": 100})
+
+
+def _policy(root: Path, **keys: Any) -> None:
+    base: dict[str, Any] = {
+        "strategy": "canary",
+        "interval": "2s",
+        "max_duration": "90s",
+        "min_requests": 200,
+        "steps": [50, 100],
+        "on_inconclusive": "rollback",
+        "metrics": METRICS,
+    }
+    set_policy(root, **{**base, **keys})
+
+
+def _fault(root: Path, **fault: float) -> None:
+    LocalTarget(load_project(root), "local").set_fault("fraud", "v2", Fault(**fault))
+
+
+def _rollout(root: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    res = run_cli("rollout", "start", "fraud", "--candidate", "v2", *args, cwd=root)
+    assert res.exit_code == 0, res.output
+    res = run_cli("rollout", "run", "fraud", "--json", cwd=root)
+    return res.exit_code, res.json["result"], res.stderr
+
+
+def _state(result: dict[str, Any]) -> dict[str, Any]:
+    return RunDir(Path(result["run_dir"])).read_state()
+
+
+def _events(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return RunDir(Path(result["run_dir"])).read_events()
+
+
+def test_good_candidate_is_promoted_and_becomes_the_baseline(clean: Path) -> None:
+    _policy(clean)
+    code, result, progress = _rollout(clean)
+    assert code == 0, (result["decision"], progress)
+    assert result["status"] == "promoted"
+    text = (clean / "mlserve.toml").read_text()
+    assert 'baseline = "v2"' in text.split("[endpoints.fraud]")[1].split("[endpoints.fraud.versions")[0]
+    assert "# The rollout policy: how a new version earns production traffic." in text  # comments kept
+    traffic = LocalTarget(load_project(clean), "local").traffic().endpoints["fraud"].traffic
+    assert dict(traffic.weights) == {"v1": 0, "v2": 100}
+    snap = json.loads((Path(result["run_dir"]) / "snapshot.json").read_text())
+    assert snap["looks"][-1]["weights"] == {"v1": 50, "v2": 50}
+    # the saved snapshot replays to the same decision
+    res = run_cli("analyze", "--replay", str(Path(result["run_dir"]) / "snapshots/step-01.json"), cwd=clean)
+    assert res.exit_code == 0, res.output
+
+
+def test_five_percent_errors_are_rolled_back_within_three_looks(clean: Path) -> None:
+    metrics = [{**METRICS[0], "margin": 0.001}, METRICS[1]]
+    _policy(clean, interval="4s", metrics=metrics)
+    _fault(clean, error_rate=0.05)
+    code, result, _ = _rollout(clean)
+    assert code == 3, result["decision"]
+    state = _state(result)
+    assert len(state["steps"][-1]["looks"]) <= 3
+    failed = {m["name"] for m in state["decision"]["metrics"] if m["verdict"] == "fail"}
+    assert "error_rate" in failed
+    assert 'baseline = "v1"' in (clean / "mlserve.toml").read_text()
+
+
+def test_forty_ms_of_latency_is_rolled_back(clean: Path) -> None:
+    _policy(clean)
+    _fault(clean, latency_ms=40)
+    code, result, _ = _rollout(clean)
+    assert code == 3, result["decision"]
+    failed = {m["name"] for m in _state(result)["decision"]["metrics"] if m["verdict"] == "fail"}
+    assert "latency_p95" in failed
+    junit = (Path(result["run_dir"]) / "junit.xml").read_text()
+    assert '<testcase classname="rollout.fraud" name="latency_p95"' in junit and "<failure" in junit
+
+
+def test_misrouted_split_is_halted_for_sample_ratio_mismatch(clean: Path) -> None:
+    _policy(clean)
+    _fault(clean, misroute_percent=30)
+    code, result, _ = _rollout(clean)
+    assert code == 4, result["decision"]
+    assert result["status"] == "halted"
+    assert "sample-ratio mismatch" in result["outcome"]["reason"]
+    traffic = LocalTarget(load_project(clean), "local").traffic().endpoints["fraud"].traffic
+    assert dict(traffic.weights) == {"v1": 100, "v2": 0}
+
+
+def _disagreeing(root: Path) -> list[str]:
+    """Payloads on which v1 and v2 (trained on different data) answer differently."""
+    url = LocalTarget(load_project(root), "local").gateway_url()
+    out = []
+    with httpx.Client(timeout=10, trust_env=False) as client:
+        for body in (root / "payloads/fraud.jsonl").read_text().splitlines():
+            answers = [
+                client.post(f"{url}/v2/models/fraud/versions/{v}/infer", content=body,
+                            headers={"content-type": "application/json"}).json()["outputs"]
+                for v in ("v1", "v2")
+            ]  # fmt: skip
+            if answers[0] != answers[1]:
+                out.append(body)
+    return out
+
+
+def test_shadow_of_a_disagreeing_candidate_fails_its_gate(clean: Path) -> None:
+    _policy(clean, strategy="shadow", shadow_percent=100, shadow_agreement=0.99)
+    differ = _disagreeing(clean)
+    assert differ, "v1 and v2 agree on every payload: nothing to show"
+    extra = Load(LocalTarget(load_project(clean), "local").gateway_url(), differ, threads=2)
+    try:
+        code, result, _ = _rollout(clean)
+    finally:
+        extra.stop()
+    assert code == 3, result["decision"]
+    agreement = result["decision"]["agreement"]
+    assert agreement["verdict"] == "fail"
+    assert agreement["compared"] > 0 and agreement["estimate"] < 0.99
+    report = (Path(result["run_dir"]) / "report.md").read_text()
+    assert "agreement" in report and "ROLLED BACK" in report
+    assert any(e.get("event") == "transition" and e.get("weights") == {"v1": 100} for e in _events(result))
+
+
+def _current(root: Path) -> RunDir:
+    return RunDir(root / "experiments/fraud" / (root / "experiments/fraud/current").read_text().strip())
+
+
+def _prometheus_pid(root: Path) -> int:
+    state = json.loads((root / ".mlserve/local/state.json").read_text())
+    return int(state["processes"]["prometheus"]["pid"])
+
+
+def _spawn_run(root: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "NO_COLOR": "1"}
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mlserve", "rollout", "run", "fraud"],
+            cwd=root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def _wait_for(run: RunDir, pred: Any, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if any(pred(e) for e in run.read_events()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out; events: {[e.get('event') for e in run.read_events()]}")
+
+
+def test_prometheus_stopped_mid_run_holds_and_never_promotes(clean: Path, tmp_path: Path) -> None:
+    _policy(clean, max_duration="25s", on_inconclusive="promote", min_requests=100_000)
+    assert run_cli("rollout", "start", "fraud", "--candidate", "v2", cwd=clean).exit_code == 0
+    run = _current(clean)
+    proc = _spawn_run(clean, tmp_path / "run.log")
+    prom = _prometheus_pid(clean)
+    try:
+        _wait_for(run, lambda e: e.get("event") == "look", 40)
+        os.kill(prom, signal.SIGSTOP)
+        code = proc.wait(timeout=90)
+    finally:
+        os.kill(prom, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+    state = run.read_state()
+    assert code == 4, (tmp_path / "run.log").read_text()
+    assert state["status"] == "inconclusive"
+    assert "did not answer" in state["last_hold"]["reason"]
+    assert "never promotes without data" in state["outcome"]["reason"]
+    assert any(e.get("event") == "held" for e in run.read_events())
+    assert "held: Prometheus" in (tmp_path / "run.log").read_text()  # the reason is shown while it holds
+    assert 'baseline = "v1"' in (clean / "mlserve.toml").read_text()
+
+
+def test_run_killed_with_sigkill_resumes_without_repeating_a_step(clean: Path, tmp_path: Path) -> None:
+    _policy(clean, steps=[25, 50, 100], max_duration="120s")
+    assert run_cli("rollout", "start", "fraud", "--candidate", "v2", cwd=clean).exit_code == 0
+    run = _current(clean)
+    proc = _spawn_run(clean, tmp_path / "run.log")
+    try:
+        _wait_for(run, lambda e: e.get("event") == "look" and e.get("look", 0) >= 2, 60)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = run.read_state()
+    assert before["status"] == "running"
+    res = run_cli("rollout", "resume", "fraud", "--json", cwd=clean)
+    assert res.exit_code == 0, res.output
+    state = run.read_state()
+    assert state["status"] == "promoted" and state["pending"] is None
+    events = run.read_events()
+    assert any(e["event"] == "resumed_after_crash" for e in events)
+    entered = [e["step"] for e in events if e["event"] == "transition" and e.get("action") == "enter_step"]
+    assert entered == [0, 1]
+    seqs = [t["seq"] for t in state["transitions"]]
+    assert seqs == list(range(1, len(seqs) + 1))
+    # looks continue where they were: numbering within step 1 has no gap and no repeat
+    looks = [e["look"] for e in events if e["event"] == "look" and e["step"] == 0]
+    assert looks == list(range(1, len(looks) + 1))
+    assert [s["traffic"]["weights"]["v2"] for s in state["steps"]] == [25, 50]
