@@ -53,7 +53,7 @@ class Sim:
     """Traffic at ``rate`` req/s split by the step's weights; per-variant error rate and a
     latency (seconds) drawn from a lognormal around ``latency``."""
 
-    rate: float = 200.0
+    rate: float = 500.0
     errors: dict[str, float] = field(default_factory=lambda: {"v1": 0.0, "v2": 0.0})
     latency: dict[str, float] = field(default_factory=lambda: {"v1": 0.02, "v2": 0.02})
     misroute: float = 0.0  # extra share sent to the candidate

@@ -3,7 +3,6 @@ on evidence. Exit codes: 0 promoted, 3 rolled back, 4 inconclusive / halted / st
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -281,5 +280,3 @@ def _show(con: Console, res: RolloutResult) -> None:
     for kind, path in (s.get("reports") or {}).items():
         con.print(f"report ({kind}): {escape(path)}")
     con.print(f"run directory: {escape(res.run_dir)}")
-    if not sys.stdout.isatty():
-        return
