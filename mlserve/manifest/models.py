@@ -94,7 +94,8 @@ def check_model_uri(value: str) -> str:
         scheme = value.split("://", 1)[0]
         if scheme not in MODEL_URI_SCHEMES:
             raise ValueError(f"unsupported URI scheme {scheme!r}; use one of {', '.join(MODEL_URI_SCHEMES)}")
-        return value
+        if scheme != "file":
+            return value
     if ".." in value.split("/"):
         raise ValueError(f"must not contain '..': model paths stay inside the project (got {value!r})")
     return value
