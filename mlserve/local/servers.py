@@ -85,11 +85,18 @@ def resolve_model_path(root: Path, endpoint_name: str, version_name: str, versio
             hint="download the model into the project (e.g. models/...) and point model_uri at it",
         )
     path = Path(uri)
-    if not path.is_absolute():
+    relative = not path.is_absolute()
+    if relative:
         if ".." in Path(uri).parts:
             raise TargetError(f"{key}: {uri!r} climbs out of the project with '..'")
         path = root / path
     path = path.resolve()
+    if relative and not path.is_relative_to(root.resolve()):
+        # a symlink inside the project that points elsewhere: only an absolute model_uri may
+        raise TargetError(
+            f"{key}: {uri!r} leads out of the project (to {path}) through a symbolic link",
+            hint="write the absolute path in model_uri if serving a model from outside the project is intended",
+        )
     if not path.exists():
         raise TargetError(f"{key}: {path} does not exist", hint="train or copy the model there, or fix model_uri")
     return path
