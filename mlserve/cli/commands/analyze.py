@@ -392,7 +392,7 @@ def _show_plan(con: Console, d: dict[str, Any]) -> None:
         "candidate req.",
         "total req.",
         "time to catch",
-        "fixed-horizon req.",
+        "fixed-horizon total req.",
         "time to promote (harmless)",
     ):
         table.add_column(col, justify="left" if col in ("step", "metric") else "right")
