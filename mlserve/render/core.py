@@ -264,9 +264,13 @@ def check_environments(
                 if rel not in existing:
                     if (env_dir / rel).is_file() and (env_dir / rel).read_text(encoding="utf-8") == fresh[rel]:
                         continue
-                    status = "added" if not (env_dir / rel).exists() else "changed"
-                    old = (env_dir / rel).read_text(encoding="utf-8") if status == "changed" else ""
-                    diffs.append(FileDiff(shown, status, _diff(old, fresh[rel], shown, context_lines, max_diff_lines)))
+                    if not (env_dir / rel).exists():
+                        diffs.append(FileDiff(shown, "added"))
+                        continue
+                    old = (env_dir / rel).read_text(encoding="utf-8")
+                    diffs.append(
+                        FileDiff(shown, "changed", _diff(old, fresh[rel], shown, context_lines, max_diff_lines))
+                    )
                 elif rel not in fresh:
                     diffs.append(FileDiff(shown, "removed"))
                 else:
