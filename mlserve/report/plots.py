@@ -34,7 +34,8 @@ def weights_png(d: ReportData) -> str:
     s = d.summary
     fig, ax = plt.subplots(figsize=(8, 2.8))
     points = d.weights
-    end = max([p["t"] for p in points] + [h["t"] for h in d.history] + [1.0])
+    last = max([p["t"] for p in points] + [h["t"] for h in d.history] + [1.0])
+    end = last * 1.05 + 1.0  # show the final weights, not just the instant they were set
     for variant in (s["baseline"], s["candidate"]):
         xs: list[float] = []
         ys: list[float] = []
@@ -77,6 +78,9 @@ def metric_png(d: ReportData, name: str) -> str | None:
     ax.plot(xs, est, marker="o", ms=3, label="estimate")
     ax.fill_between(xs, lo, hi, alpha=0.25, label="confidence interval")
     ax.axhline(0 if name != "agreement" else 1, color="grey", lw=0.8)
+    for p in d.weights[1:]:
+        if p.get("action") == "enter_step":
+            ax.axvline(p["t"], color="grey", ls=":", lw=0.8)  # each step is its own experiment
     ax.set_xlabel("seconds since the rollout started")
     ax.set_ylabel("candidate vs baseline, %" if name != "agreement" else "agreement rate")
     ax.set_title(name)

@@ -54,6 +54,7 @@ def atomic_write_json(path: Path, data: Any) -> None:
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # run directories are meant to be committed and read by CI
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
