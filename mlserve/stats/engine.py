@@ -163,17 +163,13 @@ def _increments(cum: Array) -> Array:
 
 
 def _spread(values: Array, present: NDArray[np.bool_], fill: float) -> Array:
-    """Values computed on the present looks, carried forward to the missing ones."""
-    out = np.full(present.shape[0], fill)
-    idx = np.flatnonzero(present)
-    out[idx] = values
-    # carry the last present value forward (evidence gathered so far stays valid)
-    last = fill
-    for j in range(present.shape[0]):
-        if present[j]:
-            last = out[j]
-        else:
-            out[j] = last
+    """Values computed on the present looks, carried forward to the missing ones
+    (evidence gathered so far stays valid); ``fill`` before the first present look."""
+    k = present.shape[0]
+    full = np.full(k, fill)
+    full[np.flatnonzero(present)] = values
+    last = np.maximum.accumulate(np.where(present, np.arange(k), -1))
+    out: Array = np.where(last >= 0, full[np.maximum(last, 0)], fill)
     return out
 
 
