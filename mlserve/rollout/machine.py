@@ -289,7 +289,9 @@ class Rollout:
                 f"rollout {s['run_id']} is paused", hint=f"`mlserve rollout resume {s['endpoint']}` continues it"
             )
         if not s["steps"]:
+            # the first look would see nothing yet: the step's anchor is one scrape away
             self._transition("enter_step", step=0, traffic=s["plans"][0]["traffic"])
+            return s
         st = s["steps"][-1]
         now = self.clock()
         previous = st["looks"][-1] if st["looks"] else None

@@ -33,11 +33,11 @@ def test_start_status_step_and_forced_promote(project: Path, fake: FakeDriver) -
 
     res = run_cli("rollout", "step", "fraud", cwd=project)
     assert res.exit_code == 4, res.output  # still running
-    assert "held" in res.output and "step 1/2" in res.output
+    assert "step 1/2 [v1 75%, v2 25%] running" in res.output and "waiting" in res.output
     assert fake.applied[0][1]["weights"] == {"v1": 75, "v2": 25}
 
     res = run_cli("rollout", "status", "fraud", "--json", cwd=project)
-    assert res.json["result"]["step"] == 0 and res.json["result"]["held"] == 1
+    assert res.json["result"]["step"] == 0 and res.json["result"]["looks"] == 0
 
     res = run_cli("promote", "fraud", cwd=project)
     assert res.exit_code == 2 and "has not said promote" in res.output
