@@ -253,13 +253,14 @@ def _at(where: str, key: str) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _allowed(required: tuple[str, ...], optional: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(required) | frozenset(optional)
+def _allowed(required: tuple[str, ...], optional: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]]:
+    return frozenset(required), frozenset(required) | frozenset(optional)
 
 
 def _keys(obj: dict[str, Any], where: str, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
-    allowed = _allowed(required, optional)
-    if obj.keys() <= allowed and all(key in obj for key in required):
+    need, allowed = _allowed(required, optional)
+    keys = obj.keys()
+    if keys <= allowed and keys >= need:
         return  # the common case, checked at C speed
     for key in required:
         if key not in obj:
