@@ -66,9 +66,11 @@ _LOCAL = QuerySet(
 _ISTIO = QuerySet(
     name="istio",
     description="Istio sidecars (istio_requests_total, istio_request_duration_milliseconds)",
+    # The rendered pods carry service.istio.io/canonical-name and canonical-revision, which
+    # Istio reports as destination_canonical_service and destination_canonical_revision.
     selector=(
         'reporter="destination",destination_workload_namespace="{namespace}",'
-        'destination_app="{endpoint}",destination_version="{variant}"'
+        'destination_canonical_service="{endpoint}",destination_canonical_revision="{variant}"'
     ),
     requests="istio_requests_total",
     error_label="response_code",

@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from mlserve.metrics import QUERY_SETS, LookRequest, MetricsUnavailable, collect_look, variant_queries
+from tests.conftest import REPO
 
 
 def test_local_selectors() -> None:
@@ -23,12 +24,21 @@ def test_istio_selectors_use_destination_reporter_and_milliseconds() -> None:
     q = variant_queries(qs, endpoint="fraud", variant="v1", seconds=300, namespace="ml-prod")
     sel = (
         'reporter="destination",destination_workload_namespace="ml-prod",'
-        'destination_app="fraud",destination_version="v1"'
+        'destination_canonical_service="fraud",destination_canonical_revision="v1"'
     )
     assert q.requests == f"istio_requests_total{{{sel}}}"
     assert q.buckets == f"istio_request_duration_milliseconds_bucket{{{sel}}}"
     assert (qs.error_label, qs.error_regex, qs.le_to_seconds) == ("response_code", "5..", 0.001)
     assert 'pod=~"fraud-v1-.*"' in q.gpu["gpu_utilization_percent"]
+
+
+def test_istio_selector_matches_the_rendered_pod_labels() -> None:
+    """Istio reports canonical-name/-revision pod labels as destination_canonical_*."""
+    text = (REPO / "stacks" / "staging" / "kubernetes" / "endpoints" / "fraud.yaml").read_text()
+    assert '"service.istio.io/canonical-name": "fraud"' in text
+    assert (
+        '"service.istio.io/canonical-revision": "v2"' in text or '"service.istio.io/canonical-revision": "v1"' in text
+    )
 
 
 def test_seldon_and_kserve_label_variants() -> None:
