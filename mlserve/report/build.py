@@ -292,7 +292,11 @@ def markdown(d: ReportData) -> str:
         for v, figures in d.gpu.items():
             parts.append(f"- {v}: " + ", ".join(f"{k} {val:.3g}" for k, val in figures.items()))
     if d.load:
-        parts += ["", "## Load test", "", "```json", json.dumps(d.load, indent=1), "```"]
+        parts += ["", "## Load test", ""]
+        if d.load.get("markdown"):
+            parts.append(str(d.load["markdown"]).strip())
+        else:
+            parts += ["```json", json.dumps({k: v for k, v in d.load.items() if k != "markdown"}, indent=1), "```"]
     parts += ["", "## Events", ""]
     for e in d.timeline:
         extra = " ".join(f"{k}={e[k]}" for k in ("step", "look", "verdict", "action", "status") if k in e)
@@ -376,6 +380,18 @@ def html_page(d: ReportData) -> str:
         + "</li>"
         for e in d.timeline
     )
+    load = ""
+    if d.load and d.load.get("variants"):
+        cells = "".join(
+            f"<tr><td>{esc(v)}</td><td>{x.get('requests')}</td><td>{x.get('failures')}</td>"
+            + "".join(f"<td>{esc(str((x.get('latency_ms') or {}).get(q, '-')))}</td>" for q in ("p50", "p95", "p99"))
+            + "</tr>"
+            for v, x in d.load["variants"].items()
+        )
+        load = (
+            "<h2>Load test</h2><table><tr><th>variant</th><th>requests</th><th>failures</th><th>p50 ms</th>"
+            f"<th>p95 ms</th><th>p99 ms</th></tr>{cells}</table>"
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Rollout {esc(s["run_id"])}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#24292f}}
@@ -391,6 +407,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #d0d7de;pa
 <h2>Steps</h2><table><tr><th>step</th><th>phase</th><th>weights</th><th>looks</th><th>held</th><th>requests</th>
 <th>verdict</th></tr>{step_rows}</table>
 <h2>Plots</h2>{figs}
+{load}
 <h2>Events</h2><ul>{events}</ul>
 </body></html>
 """

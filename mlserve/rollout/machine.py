@@ -865,7 +865,14 @@ def _finish_load(ro: Rollout, load: Any) -> None:
         ro.event("load_failed", reason=str(exc)[:300])
         return
     summary = result.to_dict()
+    try:
+        from mlserve.loadtest.summary import summary_markdown
+
+        markdown = summary_markdown(result, link_from=ro.run.root)
+    except Exception:  # the table is a nicety; the figures below are kept either way
+        markdown = ""
     ro.s["load"] = {
+        "markdown": markdown,
         "requests": summary.get("requests"),
         "failures": summary.get("failures"),
         "variants": summary.get("variants"),
