@@ -275,6 +275,11 @@ class Environment(Strict):
 Runtime = Literal["sklearn", "xgboost", "seldon", "triton", "vllm", "torchserve", "custom"]
 
 
+_CREDENTIAL_NAME = re.compile(
+    r"(^|_)(SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIALS?|ACCESS_KEY|PRIVATE_KEY|API_KEY|APIKEY)(_|$)", re.I
+)
+
+
 class Version(Strict):
     model_uri: ModelUri
     description: FreeText = ""
@@ -287,6 +292,18 @@ class Version(Strict):
     # seldon runtime: the Python class (module.Class) inside model_uri.
     model_class: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")] | None = None
     port: Port | None = None
+
+    @model_validator(mode="after")
+    def _no_credentials(self) -> Version:
+        # env values are rendered verbatim into the stacks (and mlserve.toml lives in git)
+        for name in self.env:
+            if _CREDENTIAL_NAME.search(name):
+                raise KeyProblem(
+                    ("env", name),
+                    "looks like a credential; secrets do not belong in mlserve.toml or the rendered stacks "
+                    "(use a Kubernetes Secret or the serving platform's secret store)",
+                )
+        return self
 
 
 class Resources(Strict):
