@@ -105,3 +105,29 @@ def test_bad_input_is_a_usage_error(project: Path, fake: FakeDriver, args: tuple
     assert res.exit_code == 2, res.output
     assert message in res.output
     assert "Traceback" not in res.output
+
+
+def test_pause_and_abort_reach_a_run_driven_by_another_thread(project: Path, fake: FakeDriver) -> None:
+    import threading
+    import time
+
+    from mlserve.project import load_project
+
+    assert run_cli("rollout", "start", "fraud", "--candidate", "v2", "--interval", "1s", cwd=project).exit_code == 0
+    p = load_project(project)
+    box: dict[str, machine.RolloutResult] = {}
+    t = threading.Thread(target=lambda: box.setdefault("r", machine.run_to_end(p, "fraud")), daemon=True)
+    t.start()
+    run = machine.load_run(p, "fraud")
+    end = time.monotonic() + 20
+    while run.holder() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    assert run.holder() is not None
+    res = machine.pause(p, "fraud")
+    assert res.state["status"] == "paused" and "pause done by pid" in res.message
+    t.join(timeout=20)
+    assert box["r"].exit_code == 4 and box["r"].state["status"] == "paused"
+    events = [e["event"] for e in run.read_events()]
+    assert "request" in events and "paused" in events
+    res = machine.abort(p, "fraud")  # nobody drives it now: acted on at once
+    assert res.state["status"] == "aborted" and fake.applied[-1][1]["weights"] == {"v1": 100}
