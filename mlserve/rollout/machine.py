@@ -620,7 +620,13 @@ def cumulative_snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
     offset: dict[str, Any] = {v: {"requests": 0, "errors": 0} for v in (base, cand)}
     looks: list[dict[str, Any]] = []
     strategies = {st["phase"] for st in state["steps"]}
-    for st in state["steps"]:
+    steps = state["steps"]
+    if strategies - {"shadow"}:
+        # mirrored requests are not a split: a shadow phase before a canary stays in its own
+        # step snapshot, or the sample-ratio check of a replay would read it as misrouting
+        steps = [st for st in steps if st["phase"] != "shadow"]
+        strategies -= {"shadow"}
+    for st in steps:
         last: dict[str, Any] | None = None
         for look in st["looks"]:
             looks.append(
@@ -637,8 +643,6 @@ def cumulative_snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
         strategy = "shadow"
     elif "ab" in strategies:
         strategy = "ab"
-    elif "shadow" in strategies:
-        strategy = "shadow+canary"
     else:
         strategy = "canary"
     return snapshot_document(state["endpoint"], base, cand, strategy, looks)

@@ -120,6 +120,10 @@ def test_shadow_then_canary_chains_on_pass(project: Path, sim: Sim) -> None:
     res = _run(project, clock, drv)
     assert res.state["status"] == "promoted", res.state["decision"]
     assert [p["mode"] for _, p in drv.applied] == ["shadow", "canary", "canary", "stable"]
+    whole = json.loads((Path(res.run_dir) / "snapshot.json").read_text())
+    assert whole["strategy"] == "canary" and all(look["weights"]["v2"] > 0 for look in whole["looks"])
+    shadow = json.loads((Path(res.run_dir) / "snapshots/step-01.json").read_text())
+    assert shadow["strategy"] == "shadow"
 
 
 def test_crash_between_intent_and_apply_resumes_without_repeating(project: Path, sim: Sim) -> None:
