@@ -29,7 +29,9 @@ def register(app: typer.Typer) -> None:
         ] = False,
         policy_file: Annotated[
             Path | None,
-            typer.Option("--policy", help="A TOML policy ([rollout] keys); default: the endpoint's, else built-in."),
+            typer.Option(
+                "--policy", help="A TOML policy (the keys of a rollout table); default: the endpoint's, else built-in."
+            ),
         ] = None,
         final: Annotated[
             bool, typer.Option("--final", help="Treat the last look as the deadline: apply on_inconclusive.")
