@@ -131,3 +131,25 @@ def test_pause_and_abort_reach_a_run_driven_by_another_thread(project: Path, fak
     assert "request" in events and "paused" in events
     res = machine.abort(p, "fraud")  # nobody drives it now: acted on at once
     assert res.state["status"] == "aborted" and fake.applied[-1][1]["weights"] == {"v1": 100}
+
+
+def test_live_progress_on_a_terminal_renders_the_table(project: Path, fake: FakeDriver) -> None:
+    import io
+
+    from rich.console import Console
+
+    from mlserve.cli.commands.rollout import _Progress
+    from mlserve.cli.output import State
+
+    assert run_cli("rollout", "start", "fraud", "--candidate", "v2", cwd=project).exit_code == 0
+    res = run_cli("rollout", "run", "fraud", "--interval", "0.2s", "--json", cwd=project)
+    state = RunDir(Path(res.json["result"]["run_dir"])).read_state()
+    buf = io.StringIO()
+    progress = _Progress(State())
+    progress.con = Console(file=buf, force_terminal=True, width=160, no_color=True)
+    progress.tty = True
+    progress.update(state)
+    progress.update(state)
+    progress.close()
+    text = buf.getvalue()
+    assert "latency_p95" in text and "error_rate" in text and "promoted" in text
