@@ -266,7 +266,8 @@ class RawUpstream:
     async def _call(self, method: str, url: str, body: bytes | None, timeout: float) -> Answer:
         host, port, path = self._split(url)
         key = (host, port)
-        head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        head = f"{method} {path} HTTP/1.1\r\nHost: {authority}\r\n"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         data = (head + "\r\n").encode("latin-1") + (body or b"")
