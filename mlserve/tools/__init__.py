@@ -85,7 +85,7 @@ def run(
     """Run a program to completion and capture its output."""
     argv = [str(a) for a in argv]
     program = argv[0] if os.path.isabs(argv[0]) else which(argv[0])
-    hidden = secret_values(env, secrets)
+    hidden = secret_values(merged_env(env), secrets)  # inherited credentials too, not only env=
     try:
         proc = subprocess.run(
             [program, *argv[1:]],
