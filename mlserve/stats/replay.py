@@ -94,6 +94,11 @@ def replay_files(
         return _replay_chunk(paths, policies, final)
     import multiprocessing
 
+    # import what every worker needs once, before forking, instead of once per worker
+    import scipy.special  # noqa: F401
+
+    import mlserve.stats.engine  # noqa: F401
+
     chunks = [list(paths[i : i + CHUNK]) for i in range(0, len(paths), CHUNK)]
     ctx = multiprocessing.get_context("fork") if hasattr(os, "fork") else None
     results: list[dict[str, Any]] = []
