@@ -117,6 +117,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_ERROR
+    except OSError as exc:  # the machine, not a bug: a read-only or full disk, a permission
+        if state.traceback:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        state.emit_error(
+            MlserveError(
+                f"cannot write or read{where}: {exc.strerror or exc}",
+                hint="check that the disk is writable and has space, then run the command again",
+            )
+        )
+        return EXIT_ERROR
     except Exception as exc:  # a bug: say so plainly, keep the traceback behind a flag
         if state.traceback:
             raise
