@@ -1,7 +1,8 @@
 """Snapshot + policy -> verdict, look by look.
 
-At every look, in this order: a sample-ratio mismatch halts (the data cannot be
-trusted); a metric that shows the candidate worse than the baseline beyond its margin,
+At every look, in this order: a critical metric that fails rolls back (even with a
+sample-ratio mismatch: a crashing candidate itself skews the split); a sample-ratio
+mismatch halts (the data cannot be trusted); a metric that shows the candidate worse than the baseline beyond its margin,
 with always-valid evidence after Holm's correction across the metric family, rolls
 back; every metric non-inferior within its margin with always-valid evidence, both
 variants at ``min_requests`` or more, promotes; otherwise the rollout continues. The
@@ -370,6 +371,7 @@ def analyze(
     holm = _holm_columns(p_fail_eff, weights)  # (m, K)
     rejected = holm <= alpha
     rollback = rejected.any(axis=0)
+    critical_fail = (rejected & np.array([t.spec.critical for t in tracks])[:, None]).any(axis=0)
     passed = (p_pass <= alpha) & present
     enough = (req_b >= policy.min_requests) & (req_c >= policy.min_requests) & traffic
     promote = passed.all(axis=0) & enough & ~rollback
@@ -379,7 +381,13 @@ def analyze(
     hits = np.flatnonzero(decided)
     if hits.size:
         j = int(hits[0])
-        verdict = "halt" if bool(halt[j]) else "rollback" if bool(np.asarray(rollback)[j]) else "promote"
+        # A critical metric that fails rolls back even when the split is off: the candidate's
+        # own failures are evidence whatever the split, and a crashing candidate is exactly
+        # what skews it (the gateway retries its requests on the baseline).
+        if bool(critical_fail[j]):
+            verdict = "rollback"
+        else:
+            verdict = "halt" if bool(halt[j]) else "rollback" if bool(np.asarray(rollback)[j]) else "promote"
         decided_at: int | None = j + 1
     else:
         j = k - 1
