@@ -30,3 +30,12 @@ def test_schema_command_and_example_conforms() -> None:
     jsonschema.validate(example, schema)
     res = run_cli("schema", "--format", "yaml")
     assert res.exit_code == 2 and "--format must be json or markdown" in res.stderr
+
+
+def test_docs_cli_reference_is_up_to_date() -> None:
+    from mlserve.cli.main import app
+    from mlserve.cli.reference import cli_reference_markdown
+
+    text = cli_reference_markdown(app)
+    assert "## `rollout run`" in text and "## `analyze`" in text
+    assert (REPO / "docs" / "cli.md").read_text() == text, "regenerate with: python scripts/gen_cli_reference.py"
