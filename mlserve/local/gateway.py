@@ -29,6 +29,10 @@ Metric semantics (names are a contract, DESIGN.md):
 - ``mlserve_shadow_agreement_total{endpoint,variant,agree="true"|"false"}``: mirrors where both
   the routed answer and the shadow answer were 200 V2 responses, compared on
   ``outputs[].data`` with the configured numeric tolerance.
+- ``mlserve_shadow_duration_seconds{endpoint,variant}``: latency of mirrored requests at the
+  shadow variant (a shadow rollout gates on it); not observed for connect errors.
+- ``mlserve_feedback_total{endpoint,variant,outcome}`` and ``mlserve_feedback_reward_total``:
+  A/B business outcomes posted to ``POST /v2/models/{ep}/feedback`` (see ``Gateway.feedback``).
 - ``mlserve_traffic_weight{endpoint,variant}``: the current routing weight (percent).
 """
 
@@ -42,6 +46,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import socket
 import sys
@@ -82,7 +87,7 @@ from mlserve.local.gateway_config import (
     read_token_file,
 )
 from mlserve.local.http_timeouts import HEADER_TIMEOUT, header_timeout_protocol
-from mlserve.local.routing import RouteTable, outputs_agree
+from mlserve.local.routing import RouteTable, outputs_agree, sticky_bucket
 from mlserve.local.upstream import Upstream, UpstreamDown, UpstreamTimeout, make_upstream
 
 log = logging.getLogger("mlserve.gateway")
@@ -100,6 +105,11 @@ def _raw_error(status: int, message: str) -> tuple[int, bytes, list[tuple[bytes,
 def _error(status: int, message: str, variant: str | None = None) -> JSONResponse:
     headers = {VARIANT_HEADER: variant} if variant else None
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+FEEDBACK_MAX_BODY = 4096
+FEEDBACK_MAX_OUTCOMES = 16
+FEEDBACK_OUTCOME = re.compile(r"[a-z0-9_-]{1,32}")
 
 
 class BodyTooLarge(Exception):
@@ -172,6 +182,25 @@ class Metrics:
             ["endpoint", "variant", "agree"],
             registry=self.registry,
         )
+        self.shadow_duration = Histogram(
+            "mlserve_shadow_duration_seconds",
+            "Latency of mirrored requests at the shadow variant (injected latency included)",
+            ["endpoint", "variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.feedback = Counter(
+            "mlserve_feedback_total",
+            "A/B feedback (business outcomes) per endpoint, variant and outcome",
+            ["endpoint", "variant", "outcome"],
+            registry=self.registry,
+        )
+        self.feedback_reward = Counter(
+            "mlserve_feedback_reward_total",
+            "Sum of the rewards reported with A/B feedback per endpoint and variant",
+            ["endpoint", "variant"],
+            registry=self.registry,
+        )
         self.weight = Gauge(
             "mlserve_traffic_weight",
             "Current routing weight (percent) per endpoint and variant",
@@ -196,7 +225,8 @@ class Metrics:
     def init_series(self, endpoint: str, variants: list[str]) -> None:
         """Zero-valued series exist from the start, so PromQL sees a variant before its first request."""
         for v in variants:
-            self.requests.labels(endpoint, v, "200")
+            for code in ("200", "500", "connect_error"):  # error series exist before the first error
+                self.requests.labels(endpoint, v, code)
             self.duration.labels(endpoint, v)
 
 
@@ -212,6 +242,7 @@ class Gateway:
         self.started_at = time.time()
         self.admin_lock = asyncio.Lock()
         self.shadow_tasks: set[asyncio.Task[None]] = set()
+        self.feedback_outcomes: dict[str, set[str]] = {}
         self.client: Upstream | None = None
         self.shadow_client: Upstream | None = None
         self.bound_port = config.port
@@ -318,8 +349,11 @@ class Gateway:
     async def _shadow(self, table: RouteTable, target: str, body: bytes, primary: asyncio.Future[Attempt]) -> None:
         assert self.shadow_client is not None
         endpoint = table.endpoint
+        t0 = time.perf_counter()
         result = await self.attempt(self.shadow_client, endpoint, target, table.faults.get(target), body)
         self.metrics.shadow_requests.labels(endpoint, target, result.code).inc()
+        if result.status:  # the shadow's latency gates a shadow rollout like the routed one's
+            self.metrics.shadow_duration.labels(endpoint, target).observe(time.perf_counter() - t0)
         try:
             routed = await primary
         except (asyncio.CancelledError, Exception):
@@ -415,6 +449,64 @@ class Gateway:
         if result.content_type:
             out.append((b"content-type", result.content_type.encode("latin-1")))
         return result.status, result.content, out
+
+    async def feedback(self, request: Request) -> Response:
+        """A/B business outcomes: ``{"outcome": "purchase", "variant": "v2"?, "reward": 12.5?}``.
+
+        The variant is the explicit field, else the one the user's sticky key routes to (the
+        variant that answered that user's inference requests under a sticky split). Counted in
+        ``mlserve_feedback_total{endpoint,variant,outcome}`` (and the reward, when given, in
+        ``mlserve_feedback_reward_total``); at most FEEDBACK_MAX_OUTCOMES distinct outcomes per
+        endpoint, so a client cannot blow up the metric's cardinality.
+        """
+        endpoint = request.path_params["endpoint"]
+        table = self.tables.get(endpoint)
+        if table is None:
+            return _error(404, f"unknown endpoint {endpoint!r}")
+        try:
+            raw = await read_body(
+                request.scope["headers"], request.receive, FEEDBACK_MAX_BODY, self.config.body_timeout
+            )
+            data = json.loads(raw)
+        except BodyTooLarge:
+            return _error(413, f"feedback body exceeds {FEEDBACK_MAX_BODY} bytes")
+        except TimeoutError:
+            return _error(408, f"request body not received within {self.config.body_timeout:g} s")
+        except ClientDisconnect:
+            return Response(status_code=400)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return _error(400, "feedback body is not valid JSON")
+        if not isinstance(data, dict):
+            return _error(400, 'feedback body must be a JSON object like {"outcome": "purchase"}')
+        outcome = data.get("outcome")
+        if not isinstance(outcome, str) or not FEEDBACK_OUTCOME.fullmatch(outcome):
+            return _error(400, "outcome must be 1-32 characters of a-z, 0-9, '_' or '-'")
+        reward = data.get("reward")
+        if reward is not None and (
+            isinstance(reward, bool) or not isinstance(reward, int | float) or not 0 <= reward < 1e12
+        ):
+            return _error(400, "reward must be a number >= 0")
+        variant = data.get("variant")
+        if variant is None:
+            key = self.sticky_key(request.scope["headers"], table)
+            if key is None or table.traffic.mode != "sticky":
+                return _error(
+                    400, 'no variant: send "variant", or the sticky key while the endpoint runs a sticky split'
+                )
+            variant = table.by_bucket(sticky_bucket(key))
+        elif variant not in table.order:
+            return _error(400, f"unknown version {variant!r} of endpoint {endpoint!r}")
+        seen = self.feedback_outcomes.setdefault(endpoint, set())
+        if outcome not in seen:
+            if len(seen) >= FEEDBACK_MAX_OUTCOMES:
+                return _error(400, f"at most {FEEDBACK_MAX_OUTCOMES} distinct outcomes per endpoint")
+            seen.add(outcome)
+        self.metrics.feedback.labels(endpoint, variant, outcome).inc()
+        if reward:
+            self.metrics.feedback_reward.labels(endpoint, variant).inc(float(reward))
+        return JSONResponse(
+            {"endpoint": endpoint, "variant": variant, "outcome": outcome}, headers={VARIANT_HEADER: variant}
+        )
 
     async def metadata(self, request: Request) -> Response:
         endpoint = request.path_params["endpoint"]
@@ -581,6 +673,7 @@ def data_app(gw: Gateway) -> ASGIApp:
     """Inference requests take the plain-ASGI fast path; everything else goes through Starlette."""
     app = Starlette(
         routes=[
+            Route("/v2/models/{endpoint}/feedback", gw.feedback, methods=["POST"]),
             Route("/v2/models/{endpoint}", gw.metadata, methods=["GET"]),
             Route("/v2/models/{endpoint}/ready", gw.metadata, methods=["GET"]),
             Route("/v2/models/{endpoint}/versions/{version}", gw.metadata, methods=["GET"]),
