@@ -7,6 +7,7 @@ errors are translated here, once, so that no caller ever shows a ValidationError
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import tomllib
 import types
@@ -35,7 +36,10 @@ def format_path(loc: Sequence[str | int]) -> str:
         else:
             text = str(part)
             if not re.match(r"^[A-Za-z0-9_-]+$", text):
-                text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                # JSON escapes: a key holding a newline or a control character stays on one line
+                text = "".join(
+                    c if c.isprintable() else f"\\u{ord(c):04x}" for c in json.dumps(text, ensure_ascii=False)
+                )
             out += ("." if out else "") + text
     return out
 
