@@ -60,7 +60,7 @@ class Load:
                     client.post(
                         f"{self.url}/v2/models/fraud/infer",
                         content=body,
-                        headers={"content-type": "application/json", "x-user-id": f"user-{k % 500}"},
+                        headers={"content-type": "application/json", "x-user-id": f"user-{k}"},
                     )
                 except httpx.HTTPError:
                     time.sleep(0.05)
@@ -282,7 +282,7 @@ def test_prometheus_stopped_mid_run_holds_and_never_promotes(clean: Path, tmp_pa
 
 
 def test_run_killed_with_sigkill_resumes_without_repeating_a_step(clean: Path, tmp_path: Path) -> None:
-    _policy(clean, steps=[25, 50, 100], max_duration="120s")
+    _policy(clean, steps=[45, 55, 100], max_duration="120s")
     assert run_cli("rollout", "start", "fraud", "--candidate", "v2", cwd=clean).exit_code == 0
     run = _current(clean)
     proc = _spawn_run(clean, tmp_path / "run.log")
@@ -308,4 +308,66 @@ def test_run_killed_with_sigkill_resumes_without_repeating_a_step(clean: Path, t
     # looks continue where they were: numbering within step 1 has no gap and no repeat
     looks = [e["look"] for e in events if e["event"] == "look" and e["step"] == 0]
     assert looks == list(range(1, len(looks) + 1))
-    assert [s["traffic"]["weights"]["v2"] for s in state["steps"]] == [25, 50]
+    assert [s["traffic"]["weights"]["v2"] for s in state["steps"]] == [45, 55]
+
+
+class Shoppers:
+    """Users who get a prediction (sticky by user key) and then report whether they bought;
+    the candidate's users buy less often."""
+
+    def __init__(self, url: str, body: str, buy: dict[str, float], threads: int = 2) -> None:
+        import random
+
+        self.url, self.body, self.buy = url, body, buy
+        self.rng = random.Random(7)
+        self.done = threading.Event()
+        self.stop_at = time.monotonic() + 120
+        self.threads = [threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self, i: int) -> None:
+        n = 0
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            while not self.done.is_set() and time.monotonic() < self.stop_at:
+                n += 1
+                user = {"x-user-id": f"shopper-{i}-{n}"}
+                try:
+                    r = client.post(f"{self.url}/v2/models/fraud/infer", content=self.body,
+                                    headers={"content-type": "application/json", **user})  # fmt: skip
+                    variant = r.headers.get("x-mlserve-variant", "")
+                    outcome = "purchase" if self.rng.random() < self.buy.get(variant, 0.0) else "leave"
+                    client.post(f"{self.url}/v2/models/fraud/feedback", json={"outcome": outcome}, headers=user)
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.done.set()
+        for t in self.threads:
+            t.join(timeout=15)
+
+
+def test_ab_is_judged_on_a_business_ratio_from_feedback(clean: Path) -> None:
+    selector = 'endpoint="{endpoint}",variant="{variant}"'
+    conversion = {
+        "name": "conversion",
+        "kind": "ratio",
+        "direction": "higher",
+        "margin": "10%",
+        "numerator": f'sum(increase(mlserve_feedback_total{{{selector},outcome="purchase"}}[{{window}}])) or vector(0)',
+        "denominator": f"sum(increase(mlserve_feedback_total{{{selector}}}[{{window}}]))",
+    }
+    _policy(clean, strategy="ab", ab_duration="60s", metrics=[METRICS[0], conversion])
+    url = LocalTarget(load_project(clean), "local").gateway_url()
+    body = (clean / "payloads/fraud.jsonl").read_text().splitlines()[0]
+    shoppers = Shoppers(url, body, {"v1": 0.4, "v2": 0.1})
+    try:
+        code, result, _ = _rollout(clean)
+    finally:
+        shoppers.stop()
+    assert code == 3, result["decision"]
+    state = _state(result)
+    assert state["steps"][0]["traffic"]["mode"] == "ab"
+    metric = next(m for m in state["decision"]["metrics"] if m["name"] == "conversion")
+    assert metric["verdict"] == "fail" and metric["candidate"] < metric["baseline"]
+    assert state["steps"][0]["looks"][-1]["variants"]["v2"]["custom"]["conversion"]["denominator"] > 0
