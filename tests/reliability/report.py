@@ -96,6 +96,15 @@ def render(records: list[Record]) -> str:
         "result in the run that wrote the row.",
         "",
     ]
+    lines += [
+        "How the faults are made: processes are killed with `SIGKILL` or paused with `SIGSTOP`;",
+        "a broken Prometheus is a loopback HTTP server answering 503 on its port; a read-only",
+        "disk is a read-only bind mount (`unshare -m` + `mount --bind` + `mount -o remount,ro,bind`)",
+        "seen only by the mlserve command under test. The tests run as root, where `chmod` does",
+        "not stop writes; `chattr +i` works on this ext4 disk but only freezes directory entries,",
+        "so the bind mount is the faithful read-only disk.",
+        "",
+    ]
     totals = {"rows": len(records), "failed_tests": sum(r.outcome != "passed" for r in records)}
     lines.append(f"{totals['rows']} cases, {totals['failed_tests']} not passing.")
     lines.append("")
