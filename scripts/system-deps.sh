@@ -9,6 +9,8 @@ need() { # need BINARY DEBIAN_PACKAGE
 }
 
 need prometheus prometheus
+# headless Chromium: tests/report opens the rollout reports in a real browser
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing_apt+=(chromium)
 
 # Terraform 1.x (HashiCorp's apt repository, not Debian's) and a local provider mirror with
 # hashicorp/aws, which tests/deploy uses offline (MLSERVE_TF_PLUGIN_DIR, default /opt/tf-plugins).
