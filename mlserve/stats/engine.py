@@ -28,6 +28,7 @@ from mlserve.stats.sequential import (
     always_valid_p,
     invert_interval,
     log_beta_binomial_below,
+    log_difference_above,
     log_mixture_last,
     log_mixture_per_look,
     log_mixture_rate_ratio,
@@ -214,6 +215,11 @@ def _count_track(
             # absolute margin (so below baseline + margin); alpha split between routes
             p_single = always_valid_p(log_beta_binomial_below(xc, nc, margin.value))
             p_pass = np.minimum(1.0, 2.0 * np.minimum(p_pass, p_single))
+            # and a second route to "fail": the ratio test turns the absolute margin into a
+            # ratio of the baseline's estimated rate, which is unbounded when the baseline
+            # has (almost) no errors; confidence sequences on the two rates are not.
+            p_diff = np.minimum(1.0, 2.0 * np.exp(-log_difference_above(xc, nc, xb, nb, margin.value)))
+            p_fail = np.minimum(1.0, 2.0 * np.minimum(p_fail, p_diff))
     else:
         p_fail = p_pass = np.ones(0)
 

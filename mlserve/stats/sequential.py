@@ -271,6 +271,53 @@ def log_beta_binomial_below(x: Array, n: Array, bound: float, prior: tuple[float
     return out
 
 
+def log_beta_binomial_point(x: Array, n: Array, p: Array, prior: tuple[float, float] = (0.5, 20.0)) -> Array:
+    """Log of Robbins' beta-binomial mixture martingale for one Bernoulli stream against the
+    point null ``rate = p``: ``B(a + x, b + n - x) / B(a, b) / (p^x (1 - p)^(n - x))``.
+
+    Under the null it is a test martingale, so ``{p : value < log(1/alpha)}`` is a
+    time-uniform confidence sequence for the rate (an interval around x/n). Broadcasts
+    ``x, n`` (looks) against ``p`` (candidate null values)."""
+    from scipy.special import betaln
+
+    a, b = prior
+    x = np.asarray(x, dtype=float)
+    n = np.asarray(n, dtype=float)
+    p = np.asarray(p, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out: Array = betaln(a + x, b + n - x) - betaln(a, b) - (x * np.log(p) + (n - x) * np.log1p(-p))
+    return out
+
+
+def log_difference_above(xc: Array, nc: Array, xb: Array, nb: Array, margin: float, grid_size: int = 192) -> Array:
+    """Per look, the log evidence that ``rate_c - rate_b > margin`` (absolute), from two
+    time-uniform confidence sequences at alpha/2 each: the candidate's lower bound above
+    some ``c`` and the baseline's upper bound below ``c - margin``.
+
+    ``2 * exp(-value)`` is an always-valid p-value: if the true difference is at most the
+    margin, the bounds can only separate by more than it when one of the two sequences
+    misses its rate, which happens with probability at most alpha/2 each, however often
+    we look. Unlike a test of the rate ratio, it needs no estimate of the baseline's rate,
+    so a baseline without a single error does not make an absolute margin untestable."""
+    xc, nc, xb, nb = (np.asarray(a, dtype=float)[:, None] for a in (xc, nc, xb, nb))
+    if not 0.0 < margin < 1.0:
+        return np.full(xc.shape[0], -np.inf)
+    # split points c strictly between the margin and 1, denser near small rates
+    u = np.geomspace(1e-6, 1.0 - margin - 1e-6, grid_size)[None, :]
+    c = margin + u
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate_c = np.where(nc > 0, xc / np.maximum(nc, 1.0), 0.0)
+        rate_b = np.where(nb > 0, xb / np.maximum(nb, 1.0), 1.0)
+    m_c = log_beta_binomial_point(xc, nc, c)
+    m_b = log_beta_binomial_point(xb, nb, c - margin)
+    # only exclusions on the right side count: c below the candidate's rate (lower bound
+    # above c), c - margin above the baseline's rate (upper bound below it)
+    usable = (c < rate_c) & (c - margin > rate_b) & (nc > 0) & (nb > 0)
+    both = np.where(usable, np.minimum(m_c, m_b), -np.inf)
+    out: Array = np.max(both, axis=1)
+    return out
+
+
 # Registry: every statistical function, by name (the engine and the docs refer to these).
 TESTS: dict[str, Callable[..., object]] = {
     "rate_ratio_mixture": log_mixture_rate_ratio,
@@ -280,4 +327,6 @@ TESTS: dict[str, Callable[..., object]] = {
     "always_valid_p": always_valid_p,
     "wald_sprt": wald_sprt_log_lr,
     "beta_binomial_below": log_beta_binomial_below,
+    "beta_binomial_point": log_beta_binomial_point,
+    "difference_above": log_difference_above,
 }
