@@ -199,7 +199,7 @@ def _names_a_field(problem: str, source: str) -> bool:
     rest = m.group("rest")
     if any(rest.startswith(s) for s in _SYNTAX):
         return True
-    if rest.startswith("a snapshot must be"):  # the document itself is the field
+    if rest.startswith(("a snapshot must be", "unknown field ")):  # the document itself, or the field named
         return True
     m = _FIELD.match(rest)
     return bool(m and m.group(0).strip(": "))
