@@ -33,8 +33,10 @@ ms render --all
 (cd "$project" && find stacks -type f | sort | sed 's/^/  /')
 
 # The example policy is sized for production traffic (1-minute looks, 500 requests per
-# variant). For a demo that fits in a few minutes we look every 4 seconds, take three
-# steps and ask for 150 requests per variant.
+# variant, p99 within 10%). For a demo that fits in a few minutes on a laptop we look every
+# 4 seconds, take three steps, ask for 150 requests per variant, and allow p99 25% of
+# slack: the model servers share two cores with the load generator, and a p99 over a few
+# seconds of traffic moves by more than 10% whenever another process takes a core.
 say "tuning the fraud rollout policy for a short demo"
 python3 - "$project/mlserve.toml" <<'PY'
 import re, sys
@@ -44,9 +46,10 @@ text = text.replace('steps = [10, 25, 50, 100]', 'steps = [20, 50, 100]', 1)
 text = text.replace('interval = "1m"', 'interval = "4s"', 1)
 text = text.replace('max_duration = "1h"', 'max_duration = "3m"', 1)
 text = text.replace('min_requests = 500', 'min_requests = 150', 1)
+text = text.replace('margin = "10%"                  # at most 10% slower at p99', 'margin = "25%"', 1)
 open(path, "w", encoding="utf-8").write(text)
 PY
-grep -E '^(steps|interval|max_duration|min_requests) ' "$project/mlserve.toml" | head -4 | sed 's/^/  /'
+grep -E '^(steps|interval|max_duration|min_requests|margin = "25%")' "$project/mlserve.toml" | head -5 | sed 's/^/  /'
 
 say "mlserve deploy --env local"
 ms deploy --env local

@@ -124,3 +124,11 @@ def test_validate_does_not_import_heavy_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_repository_experiments_match_what_init_writes() -> None:
+    from mlserve.scaffold import static_files
+
+    files = static_files()
+    for rel in ("experiments/README.md", "experiments/policies/cautious.toml"):
+        assert (REPO / rel).read_text() == files[rel], rel
