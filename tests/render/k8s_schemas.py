@@ -19,7 +19,19 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-CRD_DIR = Path("/work/shared/crds")
+
+def _crd_dir() -> Path:
+    """The upstream CRD schemas: ../shared/crds beside the repository (where CI puts it),
+    or MLSERVE_CRDS_DIR."""
+    import os
+
+    if os.environ.get("MLSERVE_CRDS_DIR"):
+        return Path(os.environ["MLSERVE_CRDS_DIR"])
+    beside = Path(__file__).resolve().parents[3] / "shared" / "crds"
+    return beside if beside.is_dir() else Path("/work/shared/crds")
+
+
+CRD_DIR = _crd_dir()
 K8S_VERSION = "1.31.0"
 CORE_GROUPS = ("v1", "apps/", "policy/", "networking.k8s.io/", "autoscaling/", "rbac.authorization.k8s.io/")
 META_FIELDS = {"name", "namespace", "labels", "annotations"}
