@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mlserve-installed
 
-.PHONY: demo test lint venv system-deps bench clean
+.PHONY: demo test test-all lint venv system-deps bench clean
 
 venv: $(STAMP)
 
@@ -24,7 +24,12 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The default run leaves out tests marked `slow` (10,000-example fuzzing, long
+# simulations: about 15 more minutes); `make test-all` runs them too.
 test: venv system-deps lint
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: venv system-deps lint
 	$(BIN)/python -m pytest
 
 demo: venv system-deps

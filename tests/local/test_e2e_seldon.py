@@ -17,7 +17,7 @@ from mlserve.local.state import pid_alive
 from tests.conftest import run_cli
 from tests.local.netcheck import is_loopback, listening_addresses
 
-pytestmark = [pytest.mark.e2e, pytest.mark.prometheus, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
 
 SCORER = '''
 import numpy as np
