@@ -95,7 +95,7 @@ log = logging.getLogger("mlserve.gateway")
 # Buckets 5% apart from 1 ms to 10 s. Rollout policies compare quantiles with margins like
 # "at most 10% slower at p99"; the usual 2-2.5x Prometheus buckets cannot resolve that, and a
 # latency metric that cannot pass keeps every good candidate from being promoted.
-LATENCY_BUCKETS = tuple(round(0.001 * 1.05**k, 6) for k in range(189)) + (10.0,)
+LATENCY_BUCKETS = (*(round(0.001 * 1.05**k, 6) for k in range(189)), 10.0)
 ADMIN_MAX_BODY = 64 * 1024
 VARIANT_HEADER = "x-mlserve-variant"
 VARIANT_HEADER_B = VARIANT_HEADER.encode("ascii")
