@@ -125,7 +125,9 @@ def _increase_from_samples(samples: list[Sample], before: dict[SeriesKey, float]
     return grown
 
 
-def _histogram(series: dict[SeriesKey, float], scale: float, requests: int) -> dict[str, Any]:
+def histogram_from_series(series: Mapping[SeriesKey, float], scale: float, requests: int) -> dict[str, Any]:
+    """Bucket series (by ``le``) -> a cumulative ``{"le", "counts"}`` histogram in seconds whose
+    ``+Inf`` bucket equals ``requests``."""
     by_le: dict[float, float] = {}
     for key, value in series.items():
         le = dict(key).get("le")
@@ -148,6 +150,14 @@ def _histogram(series: dict[SeriesKey, float], scale: float, requests: int) -> d
     counts = [min(c, requests) for c in counts[:-1]] + [requests]
     bounds_s: list[float | str] = ["+Inf" if b == math.inf else round(b * scale, 9) for b in bounds]
     return {"le": bounds_s, "counts": counts}
+
+
+def keep_monotone(hist: dict[str, Any], previous: Mapping[str, Any] | None, requests: int) -> dict[str, Any]:
+    """Cumulative bucket counts never go down from one look to the next."""
+    if previous and previous.get("le") == hist["le"]:
+        merged = [max(a, int(b)) for a, b in zip(hist["counts"], previous["counts"], strict=True)]
+        hist = {**hist, "counts": [min(c, requests) for c in merged[:-1]] + [requests]}
+    return hist
 
 
 def _scalar(query: QueryFn, promql: str, at: float, what: str) -> float:
@@ -201,14 +211,11 @@ def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] |
         requests = max(requests, int(prev.get("requests", 0)))
         errors = min(max(errors, int(prev.get("errors", 0))), requests)
         entry: dict[str, Any] = {"requests": requests, "errors": errors}
-        hist = _histogram(
+        hist = histogram_from_series(
             counter_increase(query, q.buckets, q.window, req.started_at, req.at), qs.le_to_seconds, requests
         )
         if hist:
-            prev_hist = prev.get("latency_seconds")
-            if prev_hist and prev_hist.get("le") == hist["le"]:
-                merged = [max(a, int(b)) for a, b in zip(hist["counts"], prev_hist["counts"], strict=True)]
-                hist["counts"] = [min(c, requests) for c in merged[:-1]] + [requests]
+            hist = keep_monotone(hist, prev.get("latency_seconds"), requests)
             total = sum(counter_increase(query, q.latency_sum, q.window, req.started_at, req.at).values())
             entry["latency_seconds"] = {**hist, "sum": round(total * qs.le_to_seconds, 6)}
         if q.custom:

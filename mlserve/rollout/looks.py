@@ -11,7 +11,6 @@ own workload labels, so a shadow look there is an ordinary look.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 
 from mlserve.manifest.models import RolloutPolicy
 from mlserve.metrics import LookRequest, MetricsUnavailable, collect_look
-from mlserve.metrics.collect import counter_increase
+from mlserve.metrics.collect import counter_increase, histogram_from_series, keep_monotone
 from mlserve.metrics.queries import window
 from mlserve.rollout.traffic import Driver, QueryFn
 
@@ -110,12 +109,9 @@ def _local_shadow(
     errors = min(max(errors, int(prev.get("errors", 0))), requests)
     entry: dict[str, Any] = {"requests": requests, "errors": errors}
     buckets = counter_increase(query, f"mlserve_shadow_duration_seconds_bucket{sel}", win, anchor, at)
-    hist = _histogram(buckets, requests)
+    hist = histogram_from_series(buckets, 1.0, requests)
     if hist:
-        prev_hist = prev.get("latency_seconds")
-        if prev_hist and prev_hist.get("le") == hist["le"]:
-            merged = [max(a, int(b)) for a, b in zip(hist["counts"], prev_hist["counts"], strict=True)]
-            hist["counts"] = [min(c, requests) for c in merged[:-1]] + [requests]
+        hist = keep_monotone(hist, prev.get("latency_seconds"), requests)
         total = sum(counter_increase(query, f"mlserve_shadow_duration_seconds_sum{sel}", win, anchor, at).values())
         entry["latency_seconds"] = {**hist, "sum": round(total, 6)}
     agree_counts = counter_increase(query, f"mlserve_shadow_agreement_total{sel}", win, anchor, at)
@@ -125,26 +121,3 @@ def _local_shadow(
     look["weights"] = {baseline: 100, candidate: 0}
     look["variants"] = {**look["variants"], candidate: entry}
     return Seen(look, base.gpu, {"agree": agree, "compared": compared})
-
-
-def _histogram(series: Mapping[Any, float], requests: int) -> dict[str, Any]:
-    by_le: dict[float, float] = {}
-    for key, value in series.items():
-        le = dict(key).get("le")
-        if le is None:
-            continue
-        b = math.inf if le in ("+Inf", "Inf", "inf") else float(le)
-        by_le[b] = by_le.get(b, 0.0) + value
-    if not by_le:
-        return {}
-    bounds = sorted(by_le)
-    counts: list[int] = []
-    running = 0
-    for b in bounds:
-        running = max(running, round(by_le[b]))
-        counts.append(running)
-    if bounds[-1] != math.inf:
-        bounds.append(math.inf)
-        counts.append(running)
-    counts = [min(c, requests) for c in counts[:-1]] + [requests]
-    return {"le": ["+Inf" if b == math.inf else round(b, 9) for b in bounds], "counts": counts}
