@@ -92,10 +92,7 @@ from mlserve.local.upstream import Upstream, UpstreamDown, UpstreamTimeout, make
 
 log = logging.getLogger("mlserve.gateway")
 
-# Buckets 5% apart from 1 ms to 10 s. Rollout policies compare quantiles with margins like
-# "at most 10% slower at p99"; the usual 2-2.5x Prometheus buckets cannot resolve that, and a
-# latency metric that cannot pass keeps every good candidate from being promoted.
-LATENCY_BUCKETS = (*(round(0.001 * 1.05**k, 6) for k in range(189)), 10.0)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ADMIN_MAX_BODY = 64 * 1024
 VARIANT_HEADER = "x-mlserve-variant"
 VARIANT_HEADER_B = VARIANT_HEADER.encode("ascii")

@@ -100,8 +100,8 @@ def test_shadow_never_delays_the_baseline_and_counts_agreement(procs: Procs) -> 
 
     asyncio.run(phases())
     p_without, p_with = quantile(latencies[False], 0.99), quantile(latencies[True], 0.99)
-    # A mirror on the response path would add its 500 ms to every request.
-    assert max(latencies[True]) < 0.25, max(latencies[True])
+    # A mirror on the response path would add its 500 ms to every request: none waited for it.
+    assert [t for t in latencies[True] if t >= 0.5] == [], max(latencies[True])
     # Within 10% of the no-shadow p99, plus 50 ms of slack (a tenth of the injected delay): the two
     # cores are shared by the load generator, three upstreams, the gateway (whose CPU per request
     # doubles with a mirror) and whatever else runs on the machine. benchmarks/gateway_overhead.py
