@@ -372,7 +372,9 @@ def test_prometheus_paused_holds_the_rollout_and_it_continues_when_back(
     proc = _spawn(root, log, "rollout", "run", "fraud")
     prom = clean.pid("prometheus")
     try:
-        _wait_for(run, lambda e: e.get("event") == "look", 40)
+        # Stop Prometheus as soon as the first step's traffic moves: on a quiet machine the
+        # first look can already be decisive, and a finished run has nothing left to hold.
+        _wait_for(run, lambda e: e.get("event") == "transition", 40)
         os.kill(prom, signal.SIGSTOP)
         _wait_for(run, lambda e: e.get("event") == "held", 30)
         time.sleep(4)
@@ -393,7 +395,7 @@ def test_prometheus_paused_holds_the_rollout_and_it_continues_when_back(
     reason = str(held[0].get("reason", "")) if held else ""
     reliability.case(
         "faults",
-        "Prometheus stopped (SIGSTOP) after the first look, resumed (SIGCONT) after the run held",
+        "Prometheus stopped (SIGSTOP) when the first step began, resumed (SIGCONT) after the run held",
         expected="looks held with the reason shown, no promotion while held; rollout continues when it returns",
         measured=f"{len(held)} held look(s), reason {reason[:80]!r}, status while held {status_during}, "
         f"weights while held {weights_during}; then exit {code}, status {state['status']}",
