@@ -37,11 +37,12 @@ import os
 import re
 import secrets
 import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+
+from mlserve import fsutil
 
 CONFIG_FORMAT = "mlserve.gateway/v1"
 TRAFFIC_FORMAT = "mlserve.traffic/v1"
@@ -461,20 +462,7 @@ def load_traffic_file(path: Path) -> TrafficFile | None:
 
 def atomic_write_json(path: Path, data: Any, mode: int = 0o644) -> None:
     """Write-then-rename in the same directory, so readers see the old or the new file, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    fsutil.atomic_write_json(Path(path), data, mode)
 
 
 # ---------------------------------------------------------------------------

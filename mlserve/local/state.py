@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlserve import fsutil
 from mlserve.errors import StateError
 
 DESIRED_FORMAT = "mlserve.local.desired/v1"
@@ -123,23 +124,11 @@ class ProcessRecord:
 
 
 def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    fsutil.atomic_write_text(path, text, mode)
 
 
 def atomic_write_json(path: Path, data: Any, mode: int = 0o644) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
+    fsutil.atomic_write_json(path, data, mode)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

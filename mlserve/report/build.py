@@ -5,13 +5,13 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mlserve import fsutil
 
 REPORT_FORMAT = "mlserve.rollout-report/v1"
 STATUS_WORDS = {
@@ -156,17 +156,7 @@ def build_data(state: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) ->
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    fsutil.atomic_write_text(path, text, 0o644)
 
 
 def write_reports(

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlserve import fsutil
 from mlserve.errors import StateError
 
 STATE_FORMAT = "mlserve.rollout/v1"
@@ -45,26 +46,8 @@ def utc(ts: float | None = None) -> str:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Temp file in the same directory + fsync + os.replace: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True, allow_nan=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # run directories are meant to be committed and read by CI
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    """Readers see the old or the new file, never half (run directories are committed: 0644)."""
+    fsutil.atomic_write_json(path, data, 0o644, indent=1)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
