@@ -365,16 +365,16 @@ def test_prometheus_paused_holds_the_rollout_and_it_continues_when_back(
     clean: Deployment, tmp_path: Path, reliability: Recorder
 ) -> None:
     root = clean.root
-    _policy(root, steps=[50, 100], max_duration="120s", on_inconclusive="promote")
+    # min_requests above what one 2 s look collects: on a quiet machine the first look could
+    # otherwise already promote, and a finished run has nothing left to hold.
+    _policy(root, steps=[50, 100], max_duration="120s", on_inconclusive="promote", min_requests=800)
     assert run_cli("rollout", "start", "fraud", "--candidate", "v2", cwd=root).exit_code == 0
     run = _current(root)
     log = tmp_path / "run.log"
     proc = _spawn(root, log, "rollout", "run", "fraud")
     prom = clean.pid("prometheus")
     try:
-        # Stop Prometheus as soon as the first step's traffic moves: on a quiet machine the
-        # first look can already be decisive, and a finished run has nothing left to hold.
-        _wait_for(run, lambda e: e.get("event") == "transition", 40)
+        _wait_for(run, lambda e: e.get("event") == "look", 40)
         os.kill(prom, signal.SIGSTOP)
         _wait_for(run, lambda e: e.get("event") == "held", 30)
         time.sleep(4)
@@ -395,7 +395,7 @@ def test_prometheus_paused_holds_the_rollout_and_it_continues_when_back(
     reason = str(held[0].get("reason", "")) if held else ""
     reliability.case(
         "faults",
-        "Prometheus stopped (SIGSTOP) when the first step began, resumed (SIGCONT) after the run held",
+        "Prometheus stopped (SIGSTOP) after the first look, resumed (SIGCONT) after the run held",
         expected="looks held with the reason shown, no promotion while held; rollout continues when it returns",
         measured=f"{len(held)} held look(s), reason {reason[:80]!r}, status while held {status_during}, "
         f"weights while held {weights_during}; then exit {code}, status {state['status']}",
