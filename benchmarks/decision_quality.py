@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._report import write_section  # noqa: E402
+from mlserve.manifest.analysis import analysis_spec  # noqa: E402
 from mlserve.manifest.models import MetricSpec, RolloutPolicy  # noqa: E402
 from mlserve.manifest.units import Margin  # noqa: E402
 from mlserve.stats import latency as lat  # noqa: E402
@@ -139,7 +140,7 @@ def _outcome(decision: str, j: int, a: Arrays) -> Outcome:
 
 
 def judge_mlserve(snap: Snapshot, a: Arrays, policy: RolloutPolicy = POLICY) -> Outcome:
-    v = analyze(snap, policy)
+    v = analyze(snap, analysis_spec(policy))
     if v.verdict in ("rollback", "promote") and v.decided_at_look is not None:
         return _outcome(v.verdict, v.decided_at_look - 1, a)
     if v.verdict == "halt" and v.decided_at_look is not None:

@@ -74,6 +74,7 @@ def _exit_code_in_process(text: str) -> int:
     """What `mlserve analyze --replay` would exit with, without the CLI's start-up cost:
     any exception other than an MlserveError (exit 2 for snapshots) fails the test."""
     from mlserve.errors import MlserveError
+    from mlserve.manifest.analysis import analysis_spec
     from mlserve.manifest.models import RolloutPolicy
     from mlserve.stats.engine import analyze
     from mlserve.stats.snapshot import loads_snapshot
@@ -83,7 +84,7 @@ def _exit_code_in_process(text: str) -> int:
     except MlserveError as err:
         assert "snap.json" in err.message
         return err.exit_code
-    verdict = analyze(snap, RolloutPolicy())
+    verdict = analyze(snap, analysis_spec(RolloutPolicy()))
     json.dumps(verdict.to_dict(), allow_nan=False)  # the JSON output must be valid JSON
     return verdict.exit_code
 

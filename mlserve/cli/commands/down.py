@@ -1,3 +1,5 @@
+"""``mlserve down``: stop the project's local processes."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,12 +16,13 @@ def register(app: typer.Typer) -> None:
     def down(ctx: typer.Context, json_out: JsonFlag = False) -> None:
         """Stop every local process of this project (also after the supervisor was killed)."""
         state = get_state(ctx, json_out)
-        from mlserve.local.lifecycle import down as local_down
         from mlserve.project import load_project
+        from mlserve.targets import open_target
+        from mlserve.targets.base import Options
 
         project = load_project(state.project_dir)
         con = state.out
-        result = local_down(project, say=con.print)
+        result = open_target(project, None, Options(say=con.print)).teardown()
         data = dataclasses.asdict(result)
         code = 1 if result.leftover else 0
         state.emit(data, lambda c: _show(c, data), exit_code=code)

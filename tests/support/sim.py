@@ -1,17 +1,24 @@
-"""A simulated target for fast state-machine tests: a fake clock, a driver that records
-every traffic change, and looks drawn from seeded binomial traffic (no Prometheus)."""
+"""A simulated target for fast state-machine tests: a fake clock, a router that records every
+traffic change, and looks drawn from seeded binomial traffic (no Prometheus).
+
+The environment a test rollout runs in is the real one of the manifest (its target and,
+unless replaced, its router) with only the metrics source swapped for :class:`Sim`, which
+keeps the real source's settle time and capabilities.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from mlserve.metrics import MetricsUnavailable
-from mlserve.rollout.traffic import Plan
+from mlserve.metrics import Collected, LookRequest, MetricsUnavailable
+from mlserve.project import Project
+from mlserve.targets import open_environment
+from mlserve.targets.base import Capabilities, Environment, Plan, Router
+from mlserve.timefmt import utc
 
 LE = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, "+Inf"]
 
@@ -28,20 +35,21 @@ class Clock:
 
 
 @dataclass
-class FakeDriver:
+class FakeRouter:
+    """Records every plan applied, as ``(endpoint, {"mode", "weights", "mirror"})``."""
+
     applied: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    kind: str = "local"
-    source: str = "local"
-    namespace: str = ""
     fail_next: int = 0
 
     def apply(self, endpoint: str, plan: Plan) -> None:
         if self.fail_next:
             self.fail_next -= 1
             raise RuntimeError("simulated crash while applying traffic")
-        self.applied.append((endpoint, plan.to_dict()))
+        self.applied.append(
+            (endpoint, {"mode": str(plan.mode), "weights": plan.weights, "mirror": plan.mirror_percent})
+        )
 
-    def query(self) -> Any:
+    def current(self, endpoint: str) -> Plan | None:
         return None
 
     def describe(self) -> str:
@@ -60,19 +68,24 @@ class Sim:
     down: bool = False
     agree: float = 1.0
     seed: int = 1
+    capabilities: Capabilities = field(
+        default_factory=lambda: Capabilities(shadow_agreement=True, background_load=False, query_set="local")
+    )
+    settle: float = 2.5
     _state: dict[float, dict[str, Any]] = field(default_factory=dict)
 
-    def __call__(self, driver: Any, query: Any, **kw: Any) -> Any:
-        from mlserve.rollout.looks import Seen
+    def settle_seconds(self) -> float:
+        return self.settle
 
+    def look(self, request: LookRequest, previous: Mapping[str, Any] | None) -> Collected:
         if self.down:
             raise MetricsUnavailable("Prometheus at http://127.0.0.1:1 did not answer: connection refused")
-        anchor, at = kw["anchor"], kw["at"]
+        anchor, at = request.started_at, request.at
         if at <= anchor:
             raise MetricsUnavailable("the step has just started")
-        base, cand = kw["baseline"], kw["candidate"]
-        weights: Mapping[str, int] = kw["weights"]
-        mode = kw["mode"]
+        base, cand = request.variants[0], request.variants[-1]
+        weights = request.weights
+        shadow = request.shadow
         st = self._state.setdefault(
             anchor,
             {"t": anchor, "rng": np.random.default_rng(self.seed + int(anchor) % 1000),
@@ -82,10 +95,10 @@ class Sim:
         rng = st["rng"]
         n = rng.poisson(self.rate * (at - st["t"]))
         st["t"] = at
-        share = weights[cand] / 100.0 if mode != "shadow" else 0.0
+        share = weights[cand] / 100.0 if not shadow else 0.0
         share = min(1.0, share + self.misroute)
         n_c = rng.binomial(n, share)
-        split = {base: n - n_c, cand: n_c} if mode != "shadow" else {base: n, cand: n}
+        split = {base: n - n_c, cand: n_c} if not shadow else {base: n, cand: n}
         for v, k in split.items():
             d = st["v"][v]
             e = rng.binomial(k, self.errors[v])
@@ -97,17 +110,31 @@ class Sim:
             d["hist"] = [
                 int(a + b) for a, b in zip(d["hist"], [*(lat[:, None] <= bounds).sum(0).tolist(), k], strict=True)
             ]
-        if mode == "shadow":
+        if shadow:
             st["compared"] += n
             st["agree"] += int(rng.binomial(n, self.agree))
         look = {
-            "at": datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "weights": {base: 100, cand: 0} if mode == "shadow" else dict(weights),
+            "at": utc(at, fraction=False),
+            "weights": {base: 100, cand: 0} if shadow else dict(weights),
             "variants": {
                 v: {"requests": d["requests"], "errors": d["errors"],
                     "latency_seconds": {"le": LE, "counts": d["hist"], "sum": round(d["sum"], 6)}}
                 for v, d in st["v"].items()
             },
         }  # fmt: skip
-        agreement = {"agree": st["agree"], "compared": st["compared"]} if mode == "shadow" else None
-        return Seen(look, {}, agreement)
+        agreement = {"agree": st["agree"], "compared": st["compared"]} if shadow else None
+        return Collected(look, {}, agreement)
+
+
+def opener(sim: Sim, router: Router | None = None) -> Callable[..., Environment]:
+    """What the rollout service opens an environment with: the manifest's real environment,
+    its metrics source replaced by ``sim`` (with the real source's settle time and
+    capabilities) and, when given, its router by ``router``."""
+
+    def open_env(project: Project, env_name: str | None, _options: Any = None) -> Environment:
+        real = open_environment(project, env_name)
+        sim.settle = real.metrics.settle_seconds()
+        sim.capabilities = real.metrics.capabilities
+        return Environment(real.name, real.target, router or real.router, sim)
+
+    return open_env

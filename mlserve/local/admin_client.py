@@ -1,4 +1,4 @@
-"""A small synchronous client for the local gateway's admin API (deploy, status, rollouts).
+"""A small synchronous client for the local gateway's admin API (deploy, status, the local target's router).
 
 Admin API (separate listener on 127.0.0.1, every route needs ``Authorization: Bearer TOKEN``,
 401 otherwise; errors are JSON ``{"error": "message"}``):
