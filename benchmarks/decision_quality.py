@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -538,8 +537,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     return 0
 
-
-Judge = Callable[[Snapshot, Arrays], Outcome]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -21,7 +21,16 @@ from typing import Any
 
 from mlserve import fsutil
 from mlserve.errors import StateError, TargetError, UsageError
-from mlserve.local.plan import GATEWAY, PROMETHEUS, Plan, build_plan, log_name, process_name
+from mlserve.local.plan import (
+    GATEWAY,
+    PROMETHEUS,
+    Plan,
+    build_plan,
+    checked_endpoints,
+    log_name,
+    process_name,
+    provision,
+)
 from mlserve.local.state import (
     LocalPaths,
     ProcessSpec,
@@ -231,7 +240,9 @@ def _deploy(project: Project, env_name: str, paths: LocalPaths, say: Say, timeou
     running_ports = {int(port) for name in alive for port in (prev_specs.get(name, {}).get("ports") or {}).values()}
 
     ensure_token(paths)
-    plan = build_plan(project, env_name, paths, previous=previous, running_ports=running_ports, say=say)
+    checked_endpoints(project, env_name)  # fail fast, before anything is installed
+    provisioned = provision(project, env_name, paths, say)
+    plan = build_plan(project, env_name, paths, previous=previous, running_ports=running_ports, provisioned=provisioned)
     for note in plan.notes:
         say(note)
     for warning in plan.warnings:

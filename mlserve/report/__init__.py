@@ -7,6 +7,7 @@ in :mod:`mlserve.report.model`; the reports never import the rollout.
 
 from __future__ import annotations
 
-from mlserve.report.build import ReportData, build_data, report_paths, write_reports
+from mlserve.report.build import build_data, report_paths, write_reports
+from mlserve.report.data import ReportData
 
 __all__ = ["ReportData", "build_data", "report_paths", "write_reports"]

@@ -10,7 +10,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mlserve.report.build import ReportData
+    from mlserve.report.data import ReportData
 
 
 def _plt() -> Any:

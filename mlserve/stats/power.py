@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from mlserve.stats.sequential import DEFAULT_MIXTURE, Mixture, log_mixture_last, logsumexp
+from mlserve.stats.sequential import DEFAULT_MIXTURE, Mixture, logsumexp
 from mlserve.stats.snapshot import Snapshot
 from mlserve.stats.spec import AnalysisSpec, MetricSpec
 
@@ -62,19 +62,6 @@ class Plan:
 
 def _theta(log_ratio: float, w: float) -> float:
     return 1.0 / (1.0 + (1.0 - w) / (w * math.exp(log_ratio)))
-
-
-def _crit(n: int, w: float, log_rho0: float, side: int, alpha: float, mixture: Mixture) -> int | None:
-    """Smallest (side=+1) or largest (side=-1) candidate count out of n events that the
-    mixture rejects at alpha; None if no count does."""
-    xs = np.arange(n + 1, dtype=float)
-    lm = log_mixture_last(
-        xs[:, None], (n - xs)[:, None], np.array([w]), np.array([1.0 - w]), np.full(n + 1, log_rho0), side, mixture
-    )
-    hit = np.flatnonzero(lm >= math.log(1.0 / alpha))
-    if not hit.size:
-        return None
-    return int(hit[0]) if side > 0 else int(hit[-1])
 
 
 def events_needed(
