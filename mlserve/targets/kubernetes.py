@@ -591,7 +591,7 @@ class _clean_if_new:
     def __enter__(self) -> _clean_if_new:
         return self
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def __exit__(self, exc_type: object, _exc: object, _tb: object) -> None:
         if exc_type is None or self.had_state:
             return
         for name in _TF_WORK:
