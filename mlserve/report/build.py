@@ -15,18 +15,19 @@ from mlserve.report.data import ReportData, StepRow, Summary
 from mlserve.report.model import RunView, StepView
 from mlserve.stats.agreement import AgreementResult
 from mlserve.stats.engine import Result
-from mlserve.status import Verdict
+from mlserve.status import Status, Verdict
 from mlserve.timefmt import parse_utc
 
 STATUS_WORDS = {
-    "promoted": "PROMOTED",
-    "rolled_back": "ROLLED BACK",
-    "halted": "HALTED (sample-ratio mismatch)",
-    "inconclusive": "INCONCLUSIVE",
-    "aborted": "ABORTED",
-    "paused": "PAUSED",
-    "running": "RUNNING",
+    Status.PROMOTED: "PROMOTED",
+    Status.ROLLED_BACK: "ROLLED BACK",
+    Status.HALTED: "HALTED (sample-ratio mismatch)",
+    Status.INCONCLUSIVE: "INCONCLUSIVE",
+    Status.ABORTED: "ABORTED",
+    Status.PAUSED: "PAUSED",
+    Status.RUNNING: "RUNNING",
 }
+STATUS_COLOURS = {Status.PROMOTED: "#1a7f37", Status.ROLLED_BACK: "#cf222e", Status.HALTED: "#9a6700"}
 
 
 def _summary(run: RunView) -> Summary:
@@ -295,7 +296,7 @@ def html_page(d: ReportData) -> str:
         f'<figure><img alt="{esc(title)}" src="data:image/png;base64,{png}"/><figcaption>{esc(title)}</figcaption></figure>'
         for title, png in images
     )
-    colour = {"promoted": "#1a7f37", "rolled_back": "#cf222e", "halted": "#9a6700"}.get(s.status, "#57606a")
+    colour = STATUS_COLOURS.get(s.status, "#57606a")
     forced = " (forced with --force)" if s.forced else ""
     events = "".join(
         f"<li>{esc(str(e.get('at')))} {esc(str(e.get('event')))} "

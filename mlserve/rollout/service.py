@@ -128,19 +128,9 @@ def start(
     clock: Callable[[], float] = time.time,
 ) -> RolloutResult:
     """Create the run directory and its record; the first step's traffic is set on the first look."""
-    env_name = project.environment(env)
-    project.endpoint(endpoint, env_name)
+    env_name, chosen = _check_start(project, endpoint, candidate, env, strategy)
     ep = project.manifest.endpoints[endpoint]
-    if candidate not in ep.versions:
-        raise UsageError(
-            f"--candidate {candidate!r} is not a version of endpoint {endpoint!r} (versions: {', '.join(sorted(ep.versions))})"
-        )
-    if candidate == ep.baseline:
-        raise UsageError(f"--candidate {candidate!r} is already the baseline of endpoint {endpoint!r}")
     policy = ep.rollout
-    chosen = strategy or policy.strategy
-    if chosen not in STRATEGIES:
-        raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)} (got {chosen!r})")
     _refuse_a_second_run(project, endpoint)
     now = clock()
     ivl = float(interval if interval is not None else policy.interval)
@@ -173,6 +163,25 @@ def start(
                   strategy=chosen, env=env_name, plans=[p.traffic.weights for p in plans])  # fmt: skip
         set_current(project.experiments_dir, endpoint, run)
     return RolloutResult(record, str(run.root), ExitStatus.INCONCLUSIVE, f"rollout {run.run_id} started")
+
+
+def _check_start(
+    project: Project, endpoint: str, candidate: str, env: str | None, strategy: str | None
+) -> tuple[str, str]:
+    """The environment and strategy of a new run, once the request makes sense."""
+    env_name = project.environment(env)
+    project.endpoint(endpoint, env_name)
+    ep = project.manifest.endpoints[endpoint]
+    if candidate not in ep.versions:
+        raise UsageError(
+            f"--candidate {candidate!r} is not a version of endpoint {endpoint!r} (versions: {', '.join(sorted(ep.versions))})"
+        )
+    if candidate == ep.baseline:
+        raise UsageError(f"--candidate {candidate!r} is already the baseline of endpoint {endpoint!r}")
+    chosen = strategy or ep.rollout.strategy
+    if chosen not in STRATEGIES:
+        raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)} (got {chosen!r})")
+    return env_name, chosen
 
 
 def _refuse_a_second_run(project: Project, endpoint: str) -> None:

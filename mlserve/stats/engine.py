@@ -204,10 +204,17 @@ class Analysis:
 
     @property
     def decision(self) -> Decision:
+        """The decision as a rollout records it: values as JSON holds them (an open interval
+        end or an undefined value is None), so a decision reads the same live and reloaded."""
         return Decision(
-            self.verdict, self.reason, self.decided_at_look, self.metrics, self.srm, dict(self.requests),
+            self.verdict,
+            self.reason,
+            self.decided_at_look,
+            tuple(result_from_dict(m.to_dict()) for m in self.metrics),
+            SrmResult.from_dict(self.srm.to_dict()),
+            dict(self.requests),
             self.agreement,
-        )  # fmt: skip
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = {

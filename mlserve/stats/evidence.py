@@ -71,40 +71,11 @@ def count_track(
     alpha: float,
     unit: str,
 ) -> Track:
+    """Events ``x`` over exposures ``n`` (cumulative, per look) of the baseline and the candidate."""
     idx = np.flatnonzero(present)
     xb, nb, xc, nc = (np.asarray(a, dtype=float)[idx] for a in (xb_cum, nb_cum, xc_cum, nc_cum))
-    lower_better = spec.better == "lower"
-    margin = spec.margin
     if idx.size:
-        dxb, dnb, dxc, dnc = (increments(a) for a in (xb, nb, xc, nc))
-        if margin.relative:
-            r = min(margin.value, 0.999)
-            log_rho0: float | Array = math.log1p(r) if lower_better else -math.log1p(-r)
-        else:
-            # plug-in: the absolute margin as a ratio of the baseline's rate so far
-            base_rate = (xb + 0.5) / (nb + 1.0)
-            frac = margin.value / base_rate
-            log_rho0 = np.log1p(frac) if lower_better else -np.log1p(-np.minimum(frac, 0.999))
-        if lower_better:
-            xa_, xb_, na_, nb_ = dxc, dxb, dnc, dnb
-        else:
-            xa_, xb_, na_, nb_ = dxb, dxc, dnb, dnc
-        if isinstance(log_rho0, float):
-            p_fail = always_valid_p(log_mixture_rate_ratio(xa_, xb_, na_, nb_, log_rho0, +1))
-            p_pass = always_valid_p(log_mixture_rate_ratio(xa_, xb_, na_, nb_, log_rho0, -1))
-        else:
-            p_fail = always_valid_p(log_mixture_per_look(xa_, xb_, na_, nb_, log_rho0, +1))
-            p_pass = always_valid_p(log_mixture_per_look(xa_, xb_, na_, nb_, log_rho0, -1))
-        if spec.kind == "error_rate" and lower_better and not margin.relative and margin.value > 0:
-            # a second route to "pass": the candidate's own error rate is below the
-            # absolute margin (so below baseline + margin); alpha split between routes
-            p_single = always_valid_p(log_beta_binomial_below(xc, nc, margin.value))
-            p_pass = np.minimum(1.0, 2.0 * np.minimum(p_pass, p_single))
-            # and a second route to "fail": the ratio test turns the absolute margin into a
-            # ratio of the baseline's estimated rate, which is unbounded when the baseline
-            # has (almost) no errors; confidence sequences on the two rates are not.
-            p_diff = np.minimum(1.0, 2.0 * np.exp(-log_difference_above(xc, nc, xb, nb, margin.value)))
-            p_fail = np.minimum(1.0, 2.0 * np.minimum(p_fail, p_diff))
+        p_fail, p_pass = _count_p_values(spec, xb, nb, xc, nc)
     else:
         p_fail = p_pass = np.ones(0)
 
@@ -122,13 +93,37 @@ def count_track(
         ci = (math.expm1(lo) if math.isfinite(lo) else -1.0, math.expm1(hi) if math.isfinite(hi) else math.inf)
         return b_rate, c_rate, est, ci, unit, ""
 
-    return Track(
-        spec,
-        present,
-        _spread(p_fail, present, 1.0),
-        _spread(p_pass, present, 1.0),
-        summary,
-    )
+    return Track(spec, present, _spread(p_fail, present, 1.0), _spread(p_pass, present, 1.0), summary)
+
+
+def _count_p_values(spec: MetricSpec, xb: Array, nb: Array, xc: Array, nc: Array) -> tuple[Array, Array]:
+    """Running always-valid p for "worse beyond the margin" and "within it", at the looks with data."""
+    lower_better = spec.better == "lower"
+    margin = spec.margin
+    dxb, dnb, dxc, dnc = (increments(a) for a in (xb, nb, xc, nc))
+    if margin.relative:
+        r = min(margin.value, 0.999)
+        log_rho0: float | Array = math.log1p(r) if lower_better else -math.log1p(-r)
+    else:
+        # plug-in: the absolute margin as a ratio of the baseline's rate so far
+        base_rate = (xb + 0.5) / (nb + 1.0)
+        frac = margin.value / base_rate
+        log_rho0 = np.log1p(frac) if lower_better else -np.log1p(-np.minimum(frac, 0.999))
+    xa_, xb_, na_, nb_ = (dxc, dxb, dnc, dnb) if lower_better else (dxb, dxc, dnb, dnc)
+    mixture = log_mixture_rate_ratio if isinstance(log_rho0, float) else log_mixture_per_look
+    p_fail = always_valid_p(mixture(xa_, xb_, na_, nb_, log_rho0, +1))  # type: ignore[arg-type]
+    p_pass = always_valid_p(mixture(xa_, xb_, na_, nb_, log_rho0, -1))  # type: ignore[arg-type]
+    if spec.kind == "error_rate" and lower_better and not margin.relative and margin.value > 0:
+        # a second route to "pass": the candidate's own error rate is below the
+        # absolute margin (so below baseline + margin); alpha split between routes
+        p_single = always_valid_p(log_beta_binomial_below(xc, nc, margin.value))
+        p_pass = np.minimum(1.0, 2.0 * np.minimum(p_pass, p_single))
+        # and a second route to "fail": the ratio test turns the absolute margin into a
+        # ratio of the baseline's estimated rate, which is unbounded when the baseline
+        # has (almost) no errors; confidence sequences on the two rates are not.
+        p_diff = np.minimum(1.0, 2.0 * np.exp(-log_difference_above(xc, nc, xb, nb, margin.value)))
+        p_fail = np.minimum(1.0, 2.0 * np.minimum(p_fail, p_diff))
+    return p_fail, p_pass
 
 
 def latency_track(

@@ -142,3 +142,46 @@ def test_a_v1_run_left_mid_transition_resumes_to_the_end(project: Path) -> None:
     assert on_disk["format"] == rec.FORMAT and on_disk["pending"] is None
     assert [t["seq"] for t in on_disk["transitions"]] == [1, 2, 3]
     assert 'baseline = "v2"' in (project / "mlserve.toml").read_text()
+
+
+SCENARIOS = {
+    # fixture: (policy on top of FAST, Sim arguments) of the test that wrote it with main's code
+    "canary-promoted": ({}, {}),
+    "errors-rolled-back": ({}, {"errors": {"v1": 0.0, "v2": 0.05}}),
+    "latency-rolled-back": ({}, {"latency": {"v1": 0.02, "v2": 0.06}}),
+    "halted-srm": ({}, {"misroute": 0.15}),
+    "held-inconclusive": ({"on_inconclusive": "promote", "max_duration": "20s"}, {"down": True}),
+    "shadow-rolled-back": ({"strategy": "shadow", "shadow_agreement": 0.99}, {"agree": 0.9}),
+    "shadow-canary-promoted": ({"strategy": "shadow+canary", "shadow_agreement": 0.95}, {}),
+    "ab-promoted": ({"strategy": "ab", "ab_duration": "30s"}, {"rate": 1000.0}),
+    "ab-rolled-back": ({"strategy": "ab", "ab_duration": "60s"}, {"rate": 1000.0, "errors": {"v1": 0.0, "v2": 0.05}}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_the_machine_takes_the_old_machine_s_path_look_for_look(project: Path, name: str) -> None:
+    """The same simulated traffic on the same fake clock: every look, verdict, transition and
+    the outcome are what main's machine recorded (the v1-sim fixtures)."""
+    from tests.support.policy import FAST, set_policy
+
+    policy, sim = SCENARIOS[name]
+    set_policy(project, **{**FAST, **policy})
+    clock, router = Clock(), FakeRouter()
+    service.start(load_project(project), "fraud", "v2", clock=clock)
+    res = service.run_to_end(load_project(project), "fraud", opener=opener(Sim(**sim), router), clock=clock,
+                             sleep=clock.sleep)  # fmt: skip
+    new = res.record
+    old = json.loads((FIXTURES / "v1-sim" / name / "state.json").read_text())
+    assert new is not None and new.status == old["status"]
+    assert new.outcome is not None and new.outcome.reason == old["outcome"]["reason"]
+    assert len(new.transitions) == len(old["transitions"])
+    for t, o in zip(new.transitions, old["transitions"], strict=True):
+        assert {k: v for k, v in t.to_dict().items() if k != "at"} == {k: v for k, v in o.items() if k != "at"}
+    assert len(new.steps) == len(old["steps"])
+    for st, o in zip(new.steps, old["steps"], strict=True):
+        assert (st.started_at, st.anchor, st.last_look_at, st.held) == (
+            o["started_at"], o["anchor"], o["last_look_at"], o.get("held", 0),
+        )  # fmt: skip
+        assert [sl.look.to_dict() for sl in st.looks] == o["looks"]
+        assert [sl.verdict for sl in st.looks] == [h["verdict"] for h in o.get("history", [])]
+        assert (st.decision.verdict if st.decision else None) == (o["decision"] or {}).get("verdict")

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mlserve.cli.output import JsonFlag, State, get_state
+from mlserve.status import Status
 
 if TYPE_CHECKING:
     from mlserve.rollout.record import Run
@@ -20,7 +21,12 @@ if TYPE_CHECKING:
 EndpointArg = Annotated[str, typer.Argument(help="Endpoint name (from mlserve.toml).")]
 DurationOpt = Annotated[str | None, typer.Option(help="A duration like '30s', '5m' or '1h'.")]
 
-STATUS_COLOURS = {"promoted": "green", "rolled_back": "red", "halted": "yellow", "inconclusive": "yellow"}
+STATUS_COLOURS = {
+    Status.PROMOTED: "green",
+    Status.ROLLED_BACK: "red",
+    Status.HALTED: "yellow",
+    Status.INCONCLUSIVE: "yellow",
+}
 
 
 def _duration(value: str | None, option: str) -> float | None:
