@@ -229,7 +229,7 @@ def test_candidate_killed_during_canary_rolls_back_and_users_see_nothing(
     state = run.read_state()
     looks_after = len(_looks(run)) - looks_before
     sent, failed, lost, codes = tally(before, after)
-    failing = [m["name"] for m in (state.get("decision") or {}).get("metrics", []) if m.get("verdict") == "fail"]
+    failing = [m.name for m in (state.decision.metrics if state.decision else ()) if m.verdict == "fail"]
     reliability.case(
         "faults",
         "candidate's MLServer killed with -9 during a 50% canary step",

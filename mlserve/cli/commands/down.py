@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from mlserve.cli.output import JsonFlag, get_state
+from mlserve.status import ExitStatus
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +25,7 @@ def register(app: typer.Typer) -> None:
         con = state.out
         result = open_target(project, None, Options(say=con.print)).teardown()
         data = dataclasses.asdict(result)
-        code = 1 if result.leftover else 0
+        code = ExitStatus.ERROR if result.leftover else ExitStatus.OK
         state.emit(data, lambda c: _show(c, data), exit_code=code)
 
 
