@@ -1,4 +1,6 @@
-"""The kubernetes target: render, then apply each layer in order, and remember what was applied.
+"""The kubernetes target: render, then apply each layer in order, and remember what was applied;
+its router (a re-render of the traffic applied with ``kubectl apply --server-side``) and its
+metrics source (the cluster's Prometheus: Istio's or the Seldon executor's series).
 
 Layers, in order: ``cluster`` (Terraform, only when ``cluster = "aws-eks"``),
 ``platform`` (Terraform: Istio, KServe or Seldon, Prometheus, the NVIDIA plugin) and
