@@ -4,8 +4,6 @@ stand-in kubectl on PATH; no cluster exists here)."""
 from __future__ import annotations
 
 import json
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +15,14 @@ from mlserve.rollout import service
 from mlserve.targets import open_environment
 from mlserve.targets.base import Mode, Plan
 from mlserve.targets.kubernetes import KubernetesRouter
+from tests.support.kubectl import recording_kubectl
 from tests.support.policy import FAST, set_policy
 from tests.support.sim import Clock, Sim, opener
 
 
 @pytest.fixture
 def kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A kubectl that appends its argv (one JSON list per line) to a file and succeeds."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    log = tmp_path / "kubectl.jsonl"
-    script = bindir / "kubectl"
-    script.write_text(
-        "#!/usr/bin/env python3\nimport json, sys\n"
-        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
-        "print('applied')\n"
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    return log
+    return recording_kubectl(tmp_path, monkeypatch)
 
 
 def _calls(log: Path) -> list[list[str]]:

@@ -4,8 +4,6 @@ metrics source says it can do, and the kubernetes router keeping other endpoints
 from __future__ import annotations
 
 import json
-import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from mlserve.targets import FACTORIES, open_environment, open_target
 from mlserve.targets.base import Arm, Mode, Plan, Role
 from mlserve.targets.kubernetes import KubernetesMetrics, KubernetesRouter, KubernetesTarget
 from mlserve.targets.local import GatewayRouter, LocalMetrics, LocalTarget
+from tests.support.kubectl import recording_kubectl
 
 
 def test_a_plan_is_arms_and_a_third_arm_needs_no_new_format() -> None:
@@ -84,16 +83,7 @@ def test_the_local_target_refuses_layer_commands_and_the_cluster_refuses_local_l
 
 @pytest.fixture
 def kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    log = tmp_path / "kubectl.jsonl"
-    script = bindir / "kubectl"
-    script.write_text(
-        f"#!/usr/bin/env python3\nimport json, sys\nopen({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    return log
+    return recording_kubectl(tmp_path, monkeypatch)
 
 
 def _routes(folder: Path, endpoint: str) -> dict[str, int]:
