@@ -209,6 +209,24 @@ class Backend(Strict):
     config: dict[Identifier, FreeText] = Field(default_factory=dict)
 
 
+class GatewayRef(Strict):
+    """The Gateway API Gateway that routes an environment's endpoints (router = "gateway-api")."""
+
+    name: DnsLabel = "mlserve"
+    # render the Gateway in the environment's namespace (false: it exists, owned by the platform team)
+    create: bool = True
+    class_name: DnsLabel = "istio"
+    domain: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")] = (
+        "example.com"
+    )
+    # the implementation honours HTTPRoute's RequestMirror filter (Istio, Envoy Gateway do);
+    # false: a shadow step is refused on this router
+    mirror: bool = True
+    # LLM endpoints (runtime = "vllm"): route to one InferencePool per arm, picked by this
+    # endpoint picker Service of the Gateway API Inference Extension (none: plain Services)
+    endpoint_picker: DnsLabel | None = None
+
+
 class Environment(Strict):
     target: Literal["local", "kubernetes"]
     description: FreeText = ""
@@ -232,6 +250,11 @@ class Environment(Strict):
     model_store: ModelUri | None = None
     gpu_operator: bool = False
     backend: Backend | None = None
+    # kubernetes: who moves traffic between arms, and how long its configuration takes to
+    # reach every proxy after a change (part of the settle time after a weight change)
+    router: Literal["istio", "gateway-api"] | None = None
+    gateway: GatewayRef | None = None
+    router_convergence: Duration | None = None
 
     @model_validator(mode="after")
     def _target_fields(self) -> Environment:
@@ -246,6 +269,9 @@ class Environment(Strict):
             "prometheus_url",
             "model_store",
             "backend",
+            "router",
+            "gateway",
+            "router_convergence",
         )
         if self.target == "local":
             bad = [f for f in kube_only if getattr(self, f) is not None]
@@ -262,7 +288,25 @@ class Environment(Strict):
                 raise KeyProblem(missing[0], "is required when target = 'kubernetes'")
             if self.cluster == "aws-eks" and self.region is None:
                 raise KeyProblem("region", "is required when cluster = 'aws-eks'")
+            if self.gateway is not None and self.router != "gateway-api":
+                raise KeyProblem("gateway", "only applies to router = 'gateway-api'")
         return self
+
+    @property
+    def router_kind(self) -> str:
+        return self.router or "istio"
+
+    def scrape_seconds(self) -> float:
+        """The Prometheus scrape interval: as set, else 2s locally and 30s on a cluster
+        (kube-prometheus-stack's default)."""
+        if "scrape_interval" in self.model_fields_set or self.target == "local":
+            return float(self.scrape_interval)
+        return 30.0
+
+    def convergence_seconds(self) -> float:
+        """How long a routing change takes to reach the data plane (default 5s: an Istio or
+        Gateway API controller's push)."""
+        return float(self.router_convergence) if self.router_convergence is not None else 5.0
 
 
 # ---------------------------------------------------------------------------
@@ -442,6 +486,12 @@ class RolloutPolicy(Strict):
     # min_requests per variant and no rollback or halt
     step_min_duration: Duration = 0.0
     step_advance: Literal["evidence", "no_harm"] = "evidence"
+    # GPUs: at most this many GPUs above the stable fleet while the rollout runs (none: no cap);
+    # canary_size "weight" sizes the candidate (and a control) by its traffic share instead of
+    # the full fleet; scale_primary shrinks the primary as it loses traffic
+    max_extra_gpus: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    canary_size: Literal["full", "weight"] = "full"
+    scale_primary: bool = False
     metrics: list[MetricSpec] = Field(default_factory=_default_metrics, min_length=1, max_length=32)
 
     @model_validator(mode="after")

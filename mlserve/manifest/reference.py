@@ -29,7 +29,30 @@ DESCRIPTIONS: dict[str, str] = {
     "environments.NAME.gateway_port": "local: fixed port of the traffic gateway (default: a free port).",
     "environments.NAME.admin_port": "local: fixed port of the gateway's admin API (default: a free port).",
     "environments.NAME.prometheus_port": "local: fixed port of the Prometheus server (default: a free port).",
-    "environments.NAME.scrape_interval": "local: how often Prometheus scrapes the gateway and the model servers.",
+    "environments.NAME.scrape_interval": (
+        "local: how often Prometheus scrapes the gateway and the model servers; kubernetes: the cluster "
+        "Prometheus' scrape interval (default 30s there), part of a rollout's settle time."
+    ),
+    "environments.NAME.router": (
+        "kubernetes: what moves traffic between arms: `istio` (VirtualService, default) or `gateway-api` (HTTPRoute)."
+    ),
+    "environments.NAME.router_convergence": (
+        "kubernetes: how long a routing change takes to reach every proxy (default 5s); with the scrape "
+        "interval, the settle time after a weight change."
+    ),
+    "environments.NAME.gateway": "kubernetes, router = 'gateway-api': the Gateway the HTTPRoutes attach to.",
+    "environments.NAME.gateway.name": "Name of the Gateway (default `mlserve`).",
+    "environments.NAME.gateway.create": "Render the Gateway in the namespace (false: it exists already).",
+    "environments.NAME.gateway.class_name": "gatewayClassName of a rendered Gateway (default `istio`).",
+    "environments.NAME.gateway.domain": "Hostnames are ENDPOINT.NAMESPACE.DOMAIN (default `example.com`).",
+    "environments.NAME.gateway.mirror": (
+        "The implementation honours HTTPRoute RequestMirror (true for Istio and Envoy Gateway); false refuses "
+        "shadow steps."
+    ),
+    "environments.NAME.gateway.endpoint_picker": (
+        "LLM endpoints: route to one InferencePool per arm with this endpoint picker Service (Gateway API "
+        "Inference Extension)."
+    ),
     "environments.NAME.faults": "local: fault injection per endpoint and version, for demos and game days.",
     "environments.NAME.faults.ENDPOINT.VERSION.latency_ms": "Added latency per request, in milliseconds.",
     "environments.NAME.faults.ENDPOINT.VERSION.error_rate": "Share of requests answered with a synthetic 500.",
@@ -105,6 +128,15 @@ DESCRIPTIONS: dict[str, str] = {
     "endpoints.NAME.rollout.step_min_duration": "canary: least time a step lasts before the weight moves on.",
     "endpoints.NAME.rollout.step_advance": "canary: `evidence` (a promote verdict per step) or `no_harm` "
     "(also after `step_min_duration` with `min_requests` and no harm shown).",
+    "endpoints.NAME.rollout.max_extra_gpus": (
+        "GPUs the rollout may hold above the stable fleet (`resources.gpu` x replicas per arm); a plan that "
+        "needs more is refused before traffic moves (default: no cap)."
+    ),
+    "endpoints.NAME.rollout.canary_size": (
+        "`full` (the candidate runs the fleet's replica range) or `weight` (its share of it, at least one "
+        "replica; a control likewise)."
+    ),
+    "endpoints.NAME.rollout.scale_primary": "Shrink the primary's replica range to its share as it loses traffic.",
     "endpoints.NAME.rollout.metrics": "The metrics that gate the rollout (`[[endpoints.NAME.rollout.metrics]]`).",
     "endpoints.NAME.rollout.metrics[].name": "Metric name, unique within the policy.",
     "endpoints.NAME.rollout.metrics[].kind": "`error_rate`, `latency` (a quantile) or a custom `ratio`.",

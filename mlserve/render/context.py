@@ -68,6 +68,7 @@ class NodeGroup:
     min_size: int
     max_size: int
     desired_size: int
+    gpus_per_node: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +114,7 @@ def gpu_node_groups(endpoints: Mapping[str, Endpoint]) -> list[NodeGroup]:
                 min_size=min_size,
                 max_size=max_size,
                 desired_size=min_size,
+                gpus_per_node=per_node,
             )
         )
     return out

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mlserve.capacity import arm_replicas
 from mlserve.errors import ManifestError
 from mlserve.manifest.models import Endpoint, Manifest, Version
 from mlserve.render import engine
@@ -245,6 +246,11 @@ def endpoint_context(
     variants = [_variant(manifest, env_name, name, ep, traffic.baseline, "baseline", serving)]
     if traffic.candidate is not None:
         variants.append(_variant(manifest, env_name, name, ep, traffic.candidate, "candidate", serving))
+    for v in variants:
+        share = traffic.weight(v["version"])
+        if v["role"] == "candidate" and traffic.mode == "shadow":
+            share = traffic.shadow
+        v["min_replicas"], v["max_replicas"] = arm_replicas(ep, v["role"], share)
     host = f"{name}.{namespace}.svc.cluster.local"
     port = KSERVE_PORT if serving == "kserve" else SELDON_PORT
     return {
