@@ -14,11 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mlserve.capacity import GpuPlan
 from mlserve.errors import StateError, UsageError
 from mlserve.project import Project
 from mlserve.rollout.machine import Machine, Ports, Progress, _quiet
 from mlserve.rollout.plans import STRATEGIES, step_plans
-from mlserve.rollout.record import Run
+from mlserve.rollout.record import Run, StepPlan
 from mlserve.rollout.store import RunDir, current_run, holding, new_run_id, set_current
 from mlserve.status import ExitStatus, Status
 from mlserve.targets.base import Environment, Plan
@@ -49,12 +50,19 @@ class RolloutResult:
     exit_code: int
     message: str = ""
     reset: TrafficReset | None = None
+    gpus: GpuPlan | None = None  # rollout start: GPUs per step, where the endpoint has GPUs
 
     def to_dict(self) -> dict[str, Any]:
         if self.reset is not None:
             return self.reset.to_dict()
         r = self.record
         assert r is not None
+        out = self._record_dict(r)
+        if self.gpus is not None:
+            out["gpus"] = self.gpus.to_dict()
+        return out
+
+    def _record_dict(self, r: Run) -> dict[str, Any]:
         return {
             "run_id": r.run_id,
             "run_dir": self.run_dir,
@@ -138,6 +146,7 @@ def start(
     if ivl <= 0 or total <= 0:
         raise UsageError("--interval and --max-duration must be positive")
     plans = step_plans(chosen, policy, ep.baseline, candidate)
+    gpus = _gpu_plan(project, env_name, endpoint, plans)
     run = _new_run_dir(project, endpoint, new_run_id(candidate, now))
     record = Run(
         run_id=run.run_id,
@@ -162,7 +171,19 @@ def start(
         run.event("start", run_id=run.run_id, endpoint=endpoint, baseline=ep.baseline, candidate=candidate,
                   strategy=chosen, env=env_name, plans=[p.traffic.weights for p in plans])  # fmt: skip
         set_current(project.experiments_dir, endpoint, run)
-    return RolloutResult(record, str(run.root), ExitStatus.INCONCLUSIVE, f"rollout {run.run_id} started")
+    return RolloutResult(record, str(run.root), ExitStatus.INCONCLUSIVE, f"rollout {run.run_id} started", gpus=gpus)
+
+
+def _gpu_plan(project: Project, env_name: str, endpoint: str, plans: tuple[StepPlan, ...]) -> GpuPlan | None:
+    """GPUs per step of a GPU endpoint; a plan over the cap or the node group is refused here,
+    before the run exists and before any traffic moves."""
+    from mlserve.capacity import gpu_plan, refuse_if_over, shares
+
+    if project.manifest.endpoints[endpoint].resources.gpu <= 0:
+        return None
+    plan = gpu_plan(project.manifest, env_name, endpoint, [(p.phase, shares(p.traffic.arms)) for p in plans])
+    refuse_if_over(plan)
+    return plan
 
 
 def _check_start(

@@ -63,6 +63,10 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--snapshot", help="--plan: take the baseline error rate, latency spread and rate from it."),
         ] = None,
+        env: Annotated[
+            str | None,
+            typer.Option("--env", "-e", help="--plan: the environment whose GPU node group bounds the steps."),
+        ] = None,
         json_out: JsonFlag = False,
     ) -> None:
         """Decide promote / rollback / continue from metric snapshots, with always-valid statistics.
@@ -94,6 +98,7 @@ def register(app: typer.Typer) -> None:
                 steps=steps,
                 power=power,
                 snapshot=from_snapshot,
+                env=env,
             )
 
 
@@ -275,6 +280,7 @@ def _plan(
     steps: str | None,
     power: float,
     snapshot: Path | None,
+    env: str | None = None,
 ) -> None:
     from mlserve.errors import UsageError
     from mlserve.manifest.analysis import Policies, analysis_spec
@@ -337,7 +343,39 @@ def _plan(
     data = dataclasses.asdict(result)
     data["policy"] = source
     data["assumptions"] = inferred + list(result.assumptions)
+    gpus = _gpus(
+        policies, endpoint or (snap.endpoint if snap else None), env, [float(s["weight"]) for s in data["steps"]]
+    )
+    if gpus is not None:
+        data["gpus"] = gpus.to_dict()
     state.emit(data, lambda con: _show_plan(con, data))
+
+
+def _gpus(policies: Any, endpoint: str | None, env: str | None, weights: list[float]) -> Any:
+    """GPUs per step of a GPU endpoint of mlserve.toml (the same sizing ``rollout start`` uses)."""
+    from mlserve.capacity import ArmShare, gpu_plan
+    from mlserve.errors import UsageError
+
+    manifest = policies.manifest
+    if manifest is None or endpoint not in manifest.endpoints or manifest.endpoints[endpoint].resources.gpu <= 0:
+        return None
+    if env is not None and env not in manifest.environments:
+        raise UsageError(f"--env {env!r}: mlserve.toml defines {', '.join(manifest.environments)}")
+    ep = manifest.endpoints[endpoint]
+    names = [n for n, e in manifest.environments.items() if endpoint in manifest.endpoints_in(n)]
+    env_name = env or next(
+        (n for n in names if manifest.environments[n].cluster == "aws-eks"), names[0] if names else ""
+    )
+    candidate = next((v for v in sorted(ep.versions) if v != ep.baseline), "candidate")
+    steps = []
+    if ep.rollout.strategy in ("shadow", "shadow+canary"):
+        steps.append(("shadow", [ArmShare(ep.baseline, ep.baseline, "primary", 100),
+                                 ArmShare(candidate, candidate, "candidate", 0, ep.rollout.shadow_percent)]))  # fmt: skip
+    for w in weights:
+        share = round(w)
+        steps.append(("canary", [ArmShare(ep.baseline, ep.baseline, "primary", 100 - share),
+                                 ArmShare(candidate, candidate, "candidate", share)]))  # fmt: skip
+    return gpu_plan(manifest, env_name, endpoint, steps)
 
 
 def _dur(seconds: float | None) -> str:
@@ -403,3 +441,15 @@ def _show_plan(con: Console, d: dict[str, Any]) -> None:
         con.print(f"[dim]{escape(m)}[/]")
     for a in d["assumptions"]:
         con.print(f"[dim]- {escape(a)}[/]")
+    g = d.get("gpus")
+    if g:
+        cap = "no cap" if g["cap"] is None else f"cap +{g['cap']}"
+        room = f", node group {g['node_group']} holds {g['node_capacity']}" if g["node_group"] else ""
+        con.print(f"GPUs per step ({g['gpu_per_replica']} per replica, stable {g['stable']}, {cap}{room}):")
+        for s in g["steps"]:
+            arms = ", ".join(f"{a['arm']} {a['gpus']} ({a['replicas']} replicas)" for a in s["arms"])
+            con.print(
+                f"  step {s['step']} ({s['phase']}): {s['gpus']} GPUs, {s['extra']:+d} over stable: {escape(arms)}"
+            )
+        for p in g["problems"]:
+            con.print(f"[yellow]over budget: {escape(p)}[/]")

@@ -277,6 +277,10 @@ def show(con: Console, res: RolloutResult) -> None:
         con.print(escape(r.decision.reason))
     if res.message:
         con.print(escape(res.message))
+    if res.gpus is not None:
+        con.print(f"GPUs per step ({res.gpus.gpu_per_replica} per replica):")
+        for s in res.gpus.steps:
+            con.print(f"  step {s.step} ({escape(s.phase)}): {escape(res.gpus.line(s))}")
     for kind, path in r.reports.items():
         con.print(f"report ({kind}): {escape(path)}")
     con.print(f"run directory: {escape(res.run_dir)}")
