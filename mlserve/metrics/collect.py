@@ -82,6 +82,9 @@ class LookRequest:
     revisions: Mapping[str, str] = field(default_factory=dict)
     custom: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     shadow: bool = False  # the last variant only receives mirrored copies of requests
+    # per variant, what its series are selected by (workload, version, predictor, service,
+    # revision), as the target resolved them; a query set's placeholders are filled from it
+    arms: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 SeriesKey = frozenset[tuple[str, str]]
@@ -184,6 +187,20 @@ def _scalar(query: QueryFn, promql: str, at: float, what: str) -> float:
     return max(0.0, value)
 
 
+def check_one_identity(qs: QuerySet, series: Mapping[SeriesKey, float], promql: str, what: str) -> None:
+    """The series of one arm must name one workload: a selector that matches several (two arms
+    of one version, a renamed Deployment next to the old one) is held, never summed."""
+    if not qs.identity:
+        return
+    seen = sorted({tuple(dict(k).get(label, "") for label in qs.identity) for k in series})
+    if len(seen) > 1:
+        names = "; ".join(", ".join(f"{lab}={val}" for lab, val in zip(qs.identity, s, strict=True)) for s in seen)
+        raise MetricsUnavailable(
+            f"ambiguous series for {what}: {promql} matches {len(seen)} workloads ({names}); "
+            "mlserve does not add up different workloads' series"
+        )
+
+
 @dataclass(frozen=True)
 class Collected:
     """One look (``mlserve.snapshot/v1``, a plain dict) and, where the DCGM exporter is
@@ -211,6 +228,7 @@ def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] |
             namespace=req.namespace,
             revision=req.revisions.get(variant, ""),
             custom=dict(req.custom),
+            arm=req.arms.get(variant),
         )
         what = f"{req.endpoint}/{variant}"
         counts = counter_increase(query, q.requests, q.window, req.started_at, req.at)
@@ -219,6 +237,7 @@ def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] |
                 f"no data for requests of {what}: Prometheus has no series {q.requests} "
                 "(is the target scraped? see the Prometheus targets page)"
             )
+        check_one_identity(qs, counts, q.requests, what)
         pattern = re.compile(qs.error_regex)
         requests = round(sum(counts.values()))
         errors = round(sum(v for k, v in counts.items() if pattern.fullmatch(dict(k).get(qs.error_label, ""))))

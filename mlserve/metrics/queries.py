@@ -20,9 +20,12 @@ break out of a PromQL string. Custom ratio metrics are the user's own PromQL, fi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-PLACEHOLDERS = ("selector", "endpoint", "variant", "namespace", "window", "revision")
+PLACEHOLDERS = (
+    "selector", "endpoint", "variant", "namespace", "window", "revision", "workload", "version", "predictor", "service",
+)  # fmt: skip
 
 
 def fill(template: str, **values: str) -> str:
@@ -47,6 +50,9 @@ class QuerySet:
     latency_sum: str  # histogram sum counter
     le_to_seconds: float  # multiply a bucket's ``le`` (and the sum) by this to get seconds
     gpu_selector: str = ""  # DCGM exporter matchers for the variant's pods, where known
+    # labels whose value names one arm's workload: the series a selector returns must agree
+    # on them, else the look is held as ambiguous (different workloads are never added up)
+    identity: tuple[str, ...] = ()
 
 
 _LOCAL = QuerySet(
@@ -65,12 +71,14 @@ _LOCAL = QuerySet(
 
 _ISTIO = QuerySet(
     name="istio",
-    description="Istio sidecars (istio_requests_total, istio_request_duration_milliseconds)",
-    # The rendered pods carry service.istio.io/canonical-name and canonical-revision, which
-    # Istio reports as destination_canonical_service and destination_canonical_revision.
+    description="Istio sidecars (istio_requests_total, istio_request_duration_milliseconds), per arm workload",
+    # One arm is one Deployment: the destination sidecar reports it as destination_workload
+    # (KServe RawDeployment: ISVC-predictor) and the pod label service.istio.io/canonical-revision
+    # as destination_canonical_revision. reporter="destination" counts each request once (a
+    # gateway or client sidecar reports the same request again with reporter="source").
     selector=(
         'reporter="destination",destination_workload_namespace="{namespace}",'
-        'destination_canonical_service="{endpoint}",destination_canonical_revision="{variant}"'
+        'destination_workload="{workload}",destination_canonical_revision="{version}"'
     ),
     requests="istio_requests_total",
     error_label="response_code",
@@ -78,20 +86,22 @@ _ISTIO = QuerySet(
     buckets="istio_request_duration_milliseconds_bucket",
     latency_sum="istio_request_duration_milliseconds_sum",
     le_to_seconds=0.001,
-    gpu_selector='namespace="{namespace}",pod=~"{endpoint}-{variant}-.*"',
+    gpu_selector='namespace="{namespace}",pod=~"{workload}-[a-z0-9]+-[a-z0-9]+"',
+    identity=("destination_workload", "destination_canonical_revision"),
 )
 
 _SELDON = QuerySet(
     name="seldon",
     description="Seldon Core v1 executor (seldon_api_executor_client_requests_seconds)",
-    selector='namespace="{namespace}",deployment_name="{endpoint}",predictor_name="{variant}"',
+    selector='namespace="{namespace}",deployment_name="{endpoint}",predictor_name="{predictor}"',
     requests="seldon_api_executor_client_requests_seconds_count",
     error_label="code",
     error_regex="5..",
     buckets="seldon_api_executor_client_requests_seconds_bucket",
     latency_sum="seldon_api_executor_client_requests_seconds_sum",
     le_to_seconds=1.0,
-    gpu_selector='namespace="{namespace}",pod=~"{endpoint}-{variant}-.*"',
+    gpu_selector='namespace="{namespace}",pod=~"{endpoint}-{predictor}-.*"',
+    identity=("deployment_name", "predictor_name"),
 )
 
 _KSERVE = QuerySet(
@@ -107,6 +117,7 @@ _KSERVE = QuerySet(
     latency_sum="revision_request_latencies_sum",
     le_to_seconds=0.001,
     gpu_selector='namespace="{namespace}",pod=~"{revision}-deployment-.*"',
+    identity=("revision_name",),
 )
 
 QUERY_SETS: dict[str, QuerySet] = {q.name: q for q in (_LOCAL, _ISTIO, _SELDON, _KSERVE)}
@@ -144,12 +155,20 @@ def variant_queries(
     namespace: str = "",
     revision: str = "",
     custom: dict[str, tuple[str, str]] | None = None,
+    arm: Mapping[str, str] | None = None,
 ) -> VariantQueries:
+    """``arm``: what the target resolved for this arm (workload, version, predictor, service,
+    revision); names it leaves out default to the variant's name."""
+    arm = arm or {}
     values = {
         "endpoint": endpoint,
         "variant": variant,
         "namespace": namespace,
-        "revision": revision or variant,
+        "revision": arm.get("revision") or revision or variant,
+        "workload": arm.get("workload", variant),
+        "version": arm.get("version", variant),
+        "predictor": arm.get("predictor", variant),
+        "service": arm.get("service", endpoint),
         "window": window(seconds),
     }
     selector = "{" + fill(qs.selector, **values) + "}"

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlserve.capacity import arm_replicas
-from mlserve.errors import ManifestError
-from mlserve.manifest.models import Endpoint, Manifest, Version
+from mlserve.errors import ManifestError, UsageError
+from mlserve.manifest.models import Endpoint, GatewayRef, Manifest, Version
 from mlserve.render import engine
 from mlserve.render.context import DEFAULT_GPU_TYPE, GPU_LABEL, GPU_TAINT_KEY, GPU_TYPE_LABEL
 from mlserve.render.traffic import EndpointTraffic
@@ -105,14 +105,24 @@ def render(
     endpoints = manifest.endpoints_in(env_name)
     namespace = env.namespace or ""
     serving = env.serving or "kserve"
+    router = env.router_kind
+    gateway = (env.gateway or GatewayRef()).model_dump()
     eps = [
         endpoint_context(manifest, env_name, name, ep, traffic[name], serving, namespace)
         for name, ep in sorted(endpoints.items())
     ]
+    if router == "gateway-api":
+        for e in eps:
+            gateway_routes(e, serving, gateway, env_name)
     allowed = sorted({ns for e in eps for ns in e["auth"]["namespaces"]} | {namespace})
-    ctx = dict(base, endpoints=eps, namespace=namespace, serving=serving, ingress_namespaces=allowed)
+    ctx = dict(
+        base, endpoints=eps, namespace=namespace, serving=serving, ingress_namespaces=allowed, router=router,
+        gateway=gateway,
+    )  # fmt: skip
     out: dict[str, str] = {}
     out["namespace.yaml"] = engine.render_template(jenv, "kubernetes/namespace.yaml.j2", ctx)
+    if router == "gateway-api" and gateway["create"]:
+        out["namespace.yaml"] += "---\n" + engine.render_template(jenv, "kubernetes/gateway/gateway.yaml.j2", ctx)
     workload = (
         "kubernetes/kserve/inferenceservice.yaml.j2"
         if serving == "kserve"
@@ -127,6 +137,13 @@ def render(
         else:
             docs.append(engine.render_template(jenv, workload, ectx))
         docs.append(engine.render_template(jenv, "kubernetes/istio/router.yaml.j2", ectx))
+        if router == "gateway-api":
+            docs.append(engine.render_template(jenv, "kubernetes/gateway/httproute.yaml.j2", ectx))
+            if e["inference_pools"]:
+                for v in e["variants"]:
+                    docs.append(
+                        engine.render_template(jenv, "kubernetes/gateway/inferencepool.yaml.j2", dict(ectx, v=v))
+                    )
         docs.append(engine.render_template(jenv, "kubernetes/istio/auth.yaml.j2", ectx))
         for v in e["variants"]:
             docs.append(engine.render_template(jenv, "kubernetes/pdb.yaml.j2", dict(ectx, v=v)))
@@ -288,8 +305,48 @@ def endpoint_context(
             "jwks_uri": ep.auth.jwks_uri,
         },
         "sticky_header": ep.rollout.sticky_header,
-        "traffic": traffic_context(traffic, host),
+        "traffic": dict(traffic_context(traffic, host), sticky_cookie=ep.rollout.sticky_cookie),
     }
+
+
+def gateway_routes(e: dict[str, Any], serving: str, gateway: dict[str, Any], env_name: str) -> None:
+    """HTTPRoute backends of one endpoint's arms (router = "gateway-api"), live and stable.
+
+    Each arm is reached through its own Service: KServe RawDeployment's ``ISVC-predictor``
+    (port 80), the Seldon predictor's ``SDEP-PREDICTOR`` (the executor, port 8000), or for an
+    LLM endpoint with an endpoint picker its own InferencePool."""
+    pools = e["runtime"] == "vllm" and bool(gateway.get("endpoint_picker"))
+    e["inference_pools"] = pools
+
+    def backend(v: dict[str, Any], weight: int) -> dict[str, Any]:
+        if pools:
+            return {"kind": "InferencePool", "name": v["name"], "version": v["version"], "weight": weight, "port": 0}
+        if serving == "seldon":
+            return {"kind": "Service", "name": f"{e['name']}-{v['version']}", "version": v["version"],
+                    "weight": weight, "port": SELDON_PORT}  # fmt: skip
+        return {"kind": "Service", "name": f"{v['name']}-predictor", "version": v["version"], "weight": weight,
+                "port": 80}  # fmt: skip
+
+    def routes(t: dict[str, Any], variants: list[dict[str, Any]]) -> dict[str, Any]:
+        out = dict(t)
+        out["backends"] = [backend(v, int(t["weights"].get(v["version"], 0))) for v in variants]
+        live = [b for b in out["backends"] if b["weight"] > 0] or out["backends"][:1]
+        out["live_backends"] = live if len(live) > 0 else []
+        mirror = next((b for b in out["backends"] if b["version"] == t["mirror"]), None)
+        if mirror is not None and not gateway.get("mirror", True):
+            raise UsageError(
+                f"endpoint {e['name']!r}: a shadow step mirrors requests, and environments.{env_name}.gateway.mirror "
+                "is false (the Gateway API implementation does not support HTTPRoute RequestMirror)",
+                hint="use strategy = 'canary' on this environment, or an implementation that mirrors (Istio, Envoy Gateway)",
+            )
+        out["mirror_backend"] = mirror
+        return out
+
+    e["traffic"] = routes(e["traffic"], e["variants"])
+    first = e["variants"][:1]
+    stable = {"mode": "stable", "weights": {first[0]["version"]: 100}, "mirror": None, "mirror_percent": 0,
+              "header_match": False, "variant_header": VARIANT_HEADER, "sticky_cookie": None}  # fmt: skip
+    e["stable_traffic"] = routes(stable, first)
 
 
 def traffic_context(t: EndpointTraffic, host: str) -> dict[str, Any]:
@@ -306,4 +363,5 @@ def traffic_context(t: EndpointTraffic, host: str) -> dict[str, Any]:
         "mirror_percent": t.shadow,
         "header_match": t.mode == "ab" and t.candidate is not None,
         "variant_header": VARIANT_HEADER,
+        "sticky_cookie": None,
     }

@@ -639,7 +639,12 @@ class KubernetesRouter:
         plans = {**self.plans(), endpoint: plan}
         traffic = {ep: to_render(p, EndpointTraffic) for ep, p in plans.items()}
         target = KubernetesTarget(self.project, self.env_name, traffic=traffic, work_root=self.render_root)
-        self.last_applied = target.apply_traffic()
+        try:
+            self.last_applied = target.apply_traffic()
+        except ToolError as exc:
+            from mlserve.targets.kube_router import conflict_or_error
+
+            raise conflict_or_error(exc, f"the traffic of {endpoint} (kubectl apply -k)", target.kube_context) from None
         fsutil.atomic_write_json(self.memory, {ep: p.to_dict() for ep, p in plans.items()})
 
     def current(self, endpoint: str) -> Plan | None:
@@ -678,27 +683,41 @@ def to_render(plan: Plan, cls: Any) -> Any:
 
 class KubernetesMetrics:
     """Looks from the cluster's Prometheus (``prometheus_url``, or ``MLSERVE_PROMETHEUS_URL``
-    for a port-forward): Istio's series for KServe versions behind the Istio router, or the
-    Seldon executor's. Mirrored requests carry the candidate's own workload labels, so a
-    shadow look is an ordinary look; agreement is not counted."""
+    for a port-forward): each arm's own series, selected by the workload that runs it (read
+    from the live objects, :mod:`mlserve.targets.kube_arms`): Istio's sidecar series for
+    KServe, the Seldon executor's for Seldon. Mirrored requests carry the candidate's own
+    workload labels, so a shadow look is an ordinary look; agreement is counted where the
+    stack renders the shadow comparator (:mod:`mlserve.targets.kube_shadow`).
 
-    SETTLE_SECONDS = 15.0  # a cluster Prometheus' usual scrape interval
+    Settle time after a weight change: the router's convergence (``router_convergence``) plus
+    one scrape interval of the cluster's Prometheus (``scrape_interval``) plus half a second."""
 
-    def __init__(self, project: Project, env_name: str, query: QueryFn | None = None) -> None:
+    def __init__(
+        self,
+        project: Project,
+        env_name: str,
+        query: QueryFn | None = None,
+        *,
+        router: Any = None,
+        kubectl: Kubectl | None = None,
+    ) -> None:
         env = project.manifest.environments[env_name]
         self.project = project
         self.env_name = env_name
+        self.env = env
         self.namespace = env.namespace or ""
         source = "seldon" if env.serving == "seldon" else "istio"
         self.capabilities = Capabilities(shadow_agreement=False, background_load=False, query_set=source)
         self._query = query
+        self.router = router
+        self._kubectl = kubectl
+        self._arms: dict[tuple[str, float, tuple[str, ...]], dict[str, dict[str, str]]] = {}
 
     def query(self) -> QueryFn:
         if self._query is None:
             from mlserve.metrics import prometheus_query
 
-            env = self.project.manifest.environments[self.env_name]
-            url = os.environ.get("MLSERVE_PROMETHEUS_URL") or env.prometheus_url
+            url = os.environ.get("MLSERVE_PROMETHEUS_URL") or self.env.prometheus_url
             if not url:
                 raise TargetError(
                     f"environment {self.env_name!r} has no prometheus_url",
@@ -707,17 +726,45 @@ class KubernetesMetrics:
             self._query = prometheus_query(url, timeout=10.0)
         return self._query
 
+    def kubectl(self) -> Kubectl:
+        if self._kubectl is None:
+            context = self.env.kube_context or _cluster_name(self.project, self.env_name)
+            self._kubectl = Kubectl(context, timeout=30)
+        return self._kubectl
+
+    def arms(self, request: LookRequest) -> dict[str, dict[str, str]]:
+        """Each arm's workload, resolved once per step (its objects do not change within one)."""
+        from mlserve.targets import kube_arms
+
+        key = (request.endpoint, request.started_at, tuple(request.variants))
+        if key not in self._arms:
+            plan = self.router.current(request.endpoint) if self.router is not None else None
+            wanted = kube_arms.wanted_arms(request.variants, plan.arms if plan is not None else None)
+            self._arms[key] = kube_arms.resolve(
+                self.kubectl(), serving=self.env.serving or "kserve", router=self.env.router_kind,
+                namespace=self.namespace, endpoint=request.endpoint, wanted=wanted,
+            )  # fmt: skip
+        return self._arms[key]
+
     def look(self, request: LookRequest, previous: Mapping[str, Any] | None) -> Collected:
         from mlserve.metrics import collect_look
 
-        request = replace(request, source=self.capabilities.query_set, namespace=self.namespace, shadow=False)
+        arms = self.arms(request)
+        request = replace(
+            request, source=self.capabilities.query_set, namespace=self.namespace, shadow=False, arms=arms
+        )
         return collect_look(self.query(), request, previous)
 
     def settle_seconds(self) -> float:
-        return self.SETTLE_SECONDS + 0.5
+        return self.env.convergence_seconds() + self.env.scrape_seconds() + 0.5
 
 
 def open_kubernetes(project: Project, env_name: str | None, options: Options) -> Environment:
     name = project.environment(env_name)
     target = KubernetesTarget(project, name, options=options)
-    return Environment(name, target, KubernetesRouter(project, name), KubernetesMetrics(project, name))
+    router: Any = KubernetesRouter(project, name)
+    if project.manifest.environments[name].router_kind == "gateway-api":
+        from mlserve.targets.kube_router import GatewayApiRouter
+
+        router = GatewayApiRouter(project, name)
+    return Environment(name, target, router, KubernetesMetrics(project, name, router=router))

@@ -59,6 +59,19 @@ class Kubectl:
             what=f"apply -k {directory}",
         )
 
+    def kustomize(self, directory: Path) -> str:
+        """The objects ``apply -k`` would send (``kubectl kustomize``; needs no cluster)."""
+        done = run(["kubectl", "kustomize", str(directory)], env=self.env, timeout=self.timeout, check=False)
+        if done.returncode != 0:
+            raise ToolError(f"kubectl kustomize {directory} failed: {done.stderr.strip()[-2000:]}",
+                            stdout=done.stdout, stderr=done.stderr, returncode=done.returncode)  # fmt: skip
+        return done.stdout
+
+    def apply_file(self, path: Path, *, what: str) -> Completed:
+        """Server-side apply of the objects in one file: one request per object (the router
+        applies a route as one object). Conflicts with another field manager fail it."""
+        return self._run(["apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", str(path)], what=what)
+
     def delete(self, directory: Path) -> Completed:
         return self._run(
             ["delete", "--ignore-not-found=true", "--wait=true", "-k", str(directory)],
@@ -73,12 +86,14 @@ class Kubectl:
             timeout=timeout + 30,
         )
 
-    def get_json(self, resource: str, *, namespace: str, request_timeout: float = 5.0) -> dict[str, Any]:
-        done = self._run(
-            ["get", resource, "-n", namespace, "-o", "json", f"--request-timeout={int(request_timeout)}s"],
-            what=f"get {resource} -n {namespace}",
-            timeout=request_timeout + 10,
-        )
+    def get_json(
+        self, resource: str, *, namespace: str, request_timeout: float = 5.0, selector: str | None = None
+    ) -> dict[str, Any]:
+        """One object (``TYPE/NAME``) or a list (``TYPE``, optionally ``-l selector``) as JSON."""
+        args = ["get", resource, "-n", namespace, "-o", "json", f"--request-timeout={int(request_timeout)}s"]
+        if selector:
+            args += ["-l", selector]
+        done = self._run(args, what=f"get {resource} -n {namespace}", timeout=request_timeout + 10)
         try:
             data = json.loads(done.stdout or "{}")
         except ValueError as exc:

@@ -21,15 +21,36 @@ def test_local_selectors() -> None:
 
 def test_istio_selectors_use_destination_reporter_and_milliseconds() -> None:
     qs = QUERY_SETS["istio"]
-    q = variant_queries(qs, endpoint="fraud", variant="v1", seconds=300, namespace="ml-prod")
+    arm = {"workload": "fraud-v1-predictor", "version": "v1"}
+    q = variant_queries(qs, endpoint="fraud", variant="v1", seconds=300, namespace="ml-prod", arm=arm)
     sel = (
         'reporter="destination",destination_workload_namespace="ml-prod",'
-        'destination_canonical_service="fraud",destination_canonical_revision="v1"'
+        'destination_workload="fraud-v1-predictor",destination_canonical_revision="v1"'
     )
     assert q.requests == f"istio_requests_total{{{sel}}}"
     assert q.buckets == f"istio_request_duration_milliseconds_bucket{{{sel}}}"
     assert (qs.error_label, qs.error_regex, qs.le_to_seconds) == ("response_code", "5..", 0.001)
-    assert 'pod=~"fraud-v1-.*"' in q.gpu["gpu_utilization_percent"]
+    assert 'pod=~"fraud-v1-predictor-[a-z0-9]+-[a-z0-9]+"' in q.gpu["gpu_utilization_percent"]
+    assert qs.identity == ("destination_workload", "destination_canonical_revision")
+
+
+def test_two_workloads_behind_one_selector_hold_the_look_naming_the_query() -> None:
+    """A selector that matches two arms' workloads (e.g. a control of the baseline version
+    selected by canonical revision alone) is ambiguous: held, never summed."""
+    from mlserve.metrics.collect import check_one_identity
+
+    qs = QUERY_SETS["istio"]
+    series = {
+        frozenset({("destination_workload", "fraud-v1-predictor"), ("destination_canonical_revision", "v1")}): 90.0,
+        frozenset({("destination_workload", "fraud-v1-control"), ("destination_canonical_revision", "v1")}): 10.0,
+    }
+    with pytest.raises(MetricsUnavailable) as err:
+        check_one_identity(qs, series, 'istio_requests_total{destination_canonical_revision="v1"}', "fraud/v1")
+    msg = err.value.message
+    assert 'istio_requests_total{destination_canonical_revision="v1"}' in msg and "2 workloads" in msg
+    assert "destination_workload=fraud-v1-control" in msg and "does not add up" in msg
+    one = {k: v for k, v in series.items() if ("destination_workload", "fraud-v1-predictor") in k}
+    check_one_identity(qs, one, "q", "fraud/v1")  # one workload, several codes: fine
 
 
 def test_istio_selector_matches_the_rendered_pod_labels() -> None:
@@ -44,6 +65,15 @@ def test_istio_selector_matches_the_rendered_pod_labels() -> None:
 def test_seldon_and_kserve_label_variants() -> None:
     s = variant_queries(QUERY_SETS["seldon"], endpoint="fraud", variant="v2", seconds=60, namespace="ml")
     assert 'deployment_name="fraud",predictor_name="v2"' in s.requests
+    c = variant_queries(
+        QUERY_SETS["seldon"],
+        endpoint="fraud",
+        variant="control",
+        seconds=60,
+        namespace="ml",
+        arm={"predictor": "v1-control"},
+    )
+    assert 'deployment_name="fraud",predictor_name="v1-control"' in c.requests
     assert s.buckets.startswith("seldon_api_executor_client_requests_seconds_bucket{")
     k = variant_queries(
         QUERY_SETS["kserve"],
