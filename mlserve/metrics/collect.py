@@ -210,10 +210,26 @@ class Collected:
     look: dict[str, Any]
     gpu: dict[str, dict[str, float]]
     agreement: dict[str, int] | None = None
+    queries: tuple[str, ...] = ()  # the PromQL this look ran, in order (for the run's events and report)
+
+
+class Recording:
+    """A QueryFn that remembers what it was asked (each distinct query once, in order)."""
+
+    def __init__(self, query: QueryFn) -> None:
+        self.query = query
+        self.asked: list[str] = []
+
+    def __call__(self, promql: str, at: float) -> list[Sample]:
+        if promql not in self.asked:
+            self.asked.append(promql)
+        return self.query(promql, at)
 
 
 def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] | None = None) -> Collected:
     """Query every variant and return one snapshot look."""
+    recording = Recording(query)
+    query = recording
     qs: QuerySet = QUERY_SETS[req.source]
     seconds = max(1.0, req.at - req.started_at)
     variants: dict[str, Any] = {}
@@ -280,4 +296,4 @@ def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] |
         "weights": {v: int(req.weights.get(v, 0)) for v in req.variants},
         "variants": variants,
     }
-    return Collected(look=look, gpu=extras)
+    return Collected(look=look, gpu=extras, queries=tuple(recording.asked))

@@ -112,6 +112,11 @@ def build_data(run: RunView, events: Sequence[Mapping[str, Any]]) -> ReportData:
         histograms=hists,
         gpu=gpu,
         load=run.load.to_dict() if run.load else None,
+        queries=[
+            {"step": int(e.get("step", 0)) + 1, "look": e.get("look"), "queries": list(e["queries"])}
+            for e in events
+            if e.get("event") == "look" and e.get("queries")
+        ],
     )
 
 
@@ -223,6 +228,24 @@ def markdown(d: ReportData) -> str:
             parts.append(str(d.load["markdown"]).strip())
         else:
             parts += ["```json", json.dumps({k: v for k, v in d.load.items() if k != "markdown"}, indent=1), "```"]
+    if d.queries:
+        parts += [
+            "",
+            "## Queries",
+            "",
+            "Each look ran these PromQL queries (at the look's time and at its step's anchor):",
+            "",
+        ]
+        groups: list[tuple[int, list[Any], list[str]]] = []
+        for q in d.queries:
+            if groups and groups[-1][0] == q["step"] and groups[-1][2] == q["queries"]:
+                groups[-1][1].append(q["look"])
+            else:
+                groups.append((q["step"], [q["look"]], q["queries"]))
+        for step, looks, queries in groups:
+            span = f"look {looks[0]}" if len(looks) == 1 else f"looks {looks[0]}-{looks[-1]}"
+            parts.append(f"- step {step}, {span}:")
+            parts += [f"  - `{text}`" for text in queries]
     parts += ["", "## Events", ""]
     for e in d.timeline:
         extra = " ".join(f"{k}={e[k]}" for k in ("step", "look", "verdict", "action", "status") if k in e)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlserve.stats.engine import Result
@@ -72,6 +72,7 @@ class ReportData:
     histograms: dict[str, dict[str, Any]]  # variant -> latency_seconds (cumulative over the run)
     gpu: dict[str, dict[str, float]]
     load: dict[str, Any] | None
+    queries: list[dict[str, Any]] = field(default_factory=list)  # per look: {"step", "look", "queries"}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,4 +86,5 @@ class ReportData:
             "latency_histograms": self.histograms,
             "gpu": self.gpu,
             "load": self.load,
+            "queries": self.queries,
         }

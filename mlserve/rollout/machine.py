@@ -195,7 +195,7 @@ class Machine:
         self.save(record)
         self.event(
             "look", step=step.index, look=len(step.looks) + 1, verdict=decision.verdict,
-            requests=dict(decision.requests), reason=decision.reason,
+            requests=dict(decision.requests), reason=decision.reason, queries=list(seen.queries),
         )  # fmt: skip
         if passed:
             self.event("step_passed", step=step.index, reason=decision.reason)

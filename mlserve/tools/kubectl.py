@@ -8,6 +8,7 @@ lets a person see in ``managedFields`` which fields mlserve owns.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from mlserve.errors import ToolError
 from mlserve.tools import Completed, run
 
 FIELD_MANAGER = "mlserve"
+_NAMESPACE_MISSING = re.compile(r'namespaces "[^"]+" not found')
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,16 @@ class Kubectl:
         return done
 
     def diff(self, directory: Path) -> bool:
-        """True when applying the kustomization would change the cluster (``kubectl diff`` exit 1)."""
-        done = self._run(
-            ["diff", "--server-side", f"--field-manager={FIELD_MANAGER}", "-k", str(directory)],
-            what=f"diff -k {directory}",
-            ok=(0, 1),
-        )
+        """True when applying the kustomization would change the cluster (``kubectl diff`` exit 1).
+
+        On a cluster without the namespace yet, the API server refuses the dry run of the
+        objects inside it (``namespaces "X" not found``): everything is new, so that is a change."""
+        args = ["diff", "--server-side", f"--field-manager={FIELD_MANAGER}", "-k", str(directory)]
+        done = run(self.argv(*args), env=self.env, timeout=self.timeout, check=False)
+        if done.returncode not in (0, 1) and _NAMESPACE_MISSING.search(done.stderr or ""):
+            return True
+        if done.returncode not in (0, 1):
+            self._run(args, what=f"diff -k {directory}", ok=(0, 1))  # raises with the details
         return done.returncode == 1
 
     def apply(self, directory: Path) -> Completed:

@@ -15,6 +15,7 @@ missing series.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
@@ -402,7 +403,8 @@ class Exposition:
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(body)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -434,7 +436,9 @@ class Exposition:
 
 
 @contextmanager
-def prometheus(tmp: Path, scrapes: list[tuple[str, str, str]], *, interval: float = 1.0) -> Iterator[str]:
+def prometheus(
+    tmp: Path, scrapes: list[tuple[str, str, str]], *, interval: float = 1.0, labels: Mapping[str, str] | None = None
+) -> Iterator[str]:
     """A real Prometheus scraping ``(job, host:port, path)`` targets; yields its URL."""
     import socket
 
@@ -456,6 +460,8 @@ def prometheus(tmp: Path, scrapes: list[tuple[str, str, str]], *, interval: floa
             "    static_configs:",
             f"      - targets: ['{address}']",
         ]
+        if labels:
+            lines.append("        labels: {" + ", ".join(f"{k}: '{v}'" for k, v in labels.items()) + "}")
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "prometheus.yml").write_text("\n".join(lines) + "\n")
     proc = spawn(
