@@ -35,11 +35,11 @@ from mlserve.tools.kubectl import Kubectl
 _CONFLICT = re.compile(r'conflicts? with "([^"]+)"(?: using [^:]+)?:\s*(\S+)')
 
 
-class RouteConflict(TargetError):
+class RouteConflict(ToolError):
     """Another field manager changed what the router applies: the rollout stops here."""
 
 
-def conflict_or_error(exc: ToolError, what: str, context: str) -> TargetError:
+def conflict_or_error(exc: ToolError, what: str, context: str) -> ToolError:
     """A clear stop for a server-side apply conflict; other kubectl failures pass through."""
     text = f"{exc.stderr}\n{exc.stdout}\n{exc.message}"
     found = sorted(set(_CONFLICT.findall(text)))

@@ -288,6 +288,7 @@ class FakeCluster:
         self.requests: list[dict[str, Any]] = []  # every mutating request: method, path, manager, kind, name
         self.lock = threading.RLock()
         self.fail_next: list[ApiError] = []  # errors returned by the next mutating requests
+        self.validated: list[tuple[str, str, str]] = []  # (kind, name, how) of every object checked on apply
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.rv = 1
@@ -383,7 +384,9 @@ class FakeCluster:
         if res.namespaced:
             meta.setdefault("namespace", ns)
         try:
-            validate_object(applied)
+            how = validate_object(applied)
+            with self.lock:
+                self.validated.append((res.kind, name, how))
         except InvalidObject as exc:
             raise ApiError(
                 422,
@@ -706,6 +709,13 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
                 return
             if p == "/openapi/v3":
                 self._send(200, _openapi_root(cluster))
+                return
+            if p == "/openapi/v2":  # asked for a kind without a v3 document (no CRD): no schemas
+                # an empty openapi_v2.Document, protobuf-encoded, is zero bytes
+                self.send_response(200)
+                self.send_header("Content-Type", "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             if p.startswith("/openapi/v3/"):
                 rel = p[len("/openapi/v3/") :].split("/")
