@@ -114,10 +114,12 @@ def render(
     if router == "gateway-api":
         for e in eps:
             gateway_routes(e, serving, gateway, env_name)
+    shadowed = [e["name"] for e in eps if e["shadow_logger"]]
+    comparator = comparator_context(shadowed, namespace) if shadowed else None
     allowed = sorted({ns for e in eps for ns in e["auth"]["namespaces"]} | {namespace})
     ctx = dict(
         base, endpoints=eps, namespace=namespace, serving=serving, ingress_namespaces=allowed, router=router,
-        gateway=gateway,
+        gateway=gateway, comparator=comparator,
     )  # fmt: skip
     out: dict[str, str] = {}
     out["namespace.yaml"] = engine.render_template(jenv, "kubernetes/namespace.yaml.j2", ctx)
@@ -149,10 +151,12 @@ def render(
             docs.append(engine.render_template(jenv, "kubernetes/pdb.yaml.j2", dict(ectx, v=v)))
         out[f"endpoints/{e['name']}.yaml"] = "---\n".join(d for d in docs if d.strip())
     out["traffic.yaml"] = engine.render_template(jenv, "kubernetes/traffic.yaml.j2", ctx)
+    resources = ["namespace.yaml", *(f"endpoints/{e['name']}.yaml" for e in eps)]
+    if ctx["comparator"]:
+        out["comparator.yaml"] = engine.render_template(jenv, "kubernetes/shadow/comparator.yaml.j2", ctx)
+        resources.append("comparator.yaml")
     out["kustomization.yaml"] = engine.render_template(
-        jenv,
-        "kubernetes/kustomization.yaml.j2",
-        dict(ctx, resources=["namespace.yaml", *(f"endpoints/{e['name']}.yaml" for e in eps)]),
+        jenv, "kubernetes/kustomization.yaml.j2", dict(ctx, resources=resources)
     )
     return out
 
@@ -305,7 +309,34 @@ def endpoint_context(
             "jwks_uri": ep.auth.jwks_uri,
         },
         "sticky_header": ep.rollout.sticky_header,
+        # payload logging of every arm's answers to the shadow comparator (strategies with a shadow step)
+        "shadow_logger": ep.rollout.strategy in ("shadow", "shadow+canary"),
+        "comparator_url": f"http://{COMPARATOR_SERVICE}.{namespace}.svc.cluster.local",
         "traffic": dict(traffic_context(traffic, host), sticky_cookie=ep.rollout.sticky_cookie),
+    }
+
+
+COMPARATOR_IMAGE = "docker.io/library/python:3.12-slim"
+COMPARATOR_SERVICE = "mlserve-comparator"
+
+
+def comparator_context(endpoints: list[str], namespace: str) -> dict[str, Any]:
+    """The shadow comparator of a namespace: its code (shipped verbatim in a ConfigMap) and limits."""
+    from pathlib import Path
+
+    import mlserve
+
+    root = Path(mlserve.__file__).parent
+    return {
+        "endpoints": endpoints,
+        "image": COMPARATOR_IMAGE,
+        "window": 30,
+        "max_pending": 50000,
+        "url": f"http://{COMPARATOR_SERVICE}.{namespace}.svc.cluster.local",
+        "sources": {
+            "answers.py": (root / "answers.py").read_text(encoding="utf-8"),
+            "comparator.py": (root / "targets" / "comparator.py").read_text(encoding="utf-8"),
+        },
     }
 
 

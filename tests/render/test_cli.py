@@ -19,7 +19,7 @@ def test_render_writes_every_kubernetes_environment(project: Path) -> None:
     result = run_cli("render", "--json", cwd=project)
     assert result.exit_code == 0, result.output
     envs = {e["environment"]: e for e in result.json["result"]["environments"]}
-    assert set(envs) == {"staging", "prod"}
+    assert set(envs) == {"staging", "prod", "edge"}
     assert set(envs["staging"]["layers"]) == {"cluster", "platform", "kubernetes"}
     assert (project / "stacks/staging/terraform/cluster/node_groups.tf").is_file()
     assert (project / "stacks/prod/kubernetes/kustomization.yaml").is_file()
@@ -80,7 +80,8 @@ def test_render_removes_stale_owned_files_only(project: Path) -> None:
     result = run_cli("render", "--env", "staging", "--json", cwd=project)
     assert result.exit_code == 0, result.output
     removed = result.json["result"]["environments"][0]["removed"]
-    assert removed == ["kubernetes/endpoints/summarize.yaml"]
+    # summarize was the only endpoint with a shadow step: its comparator goes with it
+    assert removed == ["kubernetes/comparator.yaml", "kubernetes/endpoints/summarize.yaml"]
     assert not (project / "stacks/staging/kubernetes/endpoints/summarize.yaml").exists()
     assert mine.is_file() and tf_work.is_file() and state.is_file() and empty.is_dir()
     assert run_cli("render", "--env", "staging", "--check", cwd=project).exit_code == 0

@@ -19,7 +19,7 @@ def _flatten(env: str) -> dict[str, str]:
     return {f"{env}/{p}": t for files in render_files(example(), env).values() for p, t in files.items()}
 
 
-@pytest.mark.parametrize("env", ["staging", "prod"])
+@pytest.mark.parametrize("env", ["staging", "prod", "edge"])
 def test_example_stacks_match_golden_files(env: str) -> None:
     rendered = _flatten(env)
     if os.environ.get("MLSERVE_UPDATE_GOLDEN") == "1":
