@@ -105,6 +105,7 @@ def resolve(
         name, version, _role, obj = _pick(found, want, endpoint, query)
         if serving == "seldon":
             out[want.arm] = {
+                "object": name,
                 "version": version,
                 "predictor": name,
                 "workload": f"{endpoint}-{name}-0-model",
@@ -113,7 +114,7 @@ def resolve(
             continue
         meta = obj.get("metadata") or {}
         mode = (meta.get("annotations") or {}).get("serving.kserve.io/deploymentMode", "Serverless")
-        entry = {"version": version, "service": endpoint if router == "istio" else f"{name}-predictor"}
+        entry = {"object": name, "version": version, "service": endpoint if router == "istio" else f"{name}-predictor"}
         if mode == "RawDeployment":
             entry["workload"] = f"{name}-predictor"
         else:

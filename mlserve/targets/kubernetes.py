@@ -707,7 +707,12 @@ class KubernetesMetrics:
         self.env = env
         self.namespace = env.namespace or ""
         source = "seldon" if env.serving == "seldon" else "istio"
-        self.capabilities = Capabilities(shadow_agreement=False, background_load=False, query_set=source)
+        # agreement is counted where the stack renders the shadow comparator (an endpoint with a shadow step)
+        compares = any(
+            ep.rollout.strategy in ("shadow", "shadow+canary")
+            for ep in project.manifest.endpoints_in(env_name).values()
+        )
+        self.capabilities = Capabilities(shadow_agreement=compares, background_load=False, query_set=source)
         self._query = query
         self.router = router
         self._kubectl = kubectl
@@ -750,10 +755,17 @@ class KubernetesMetrics:
         from mlserve.metrics import collect_look
 
         arms = self.arms(request)
+        shadow = request.shadow
         request = replace(
             request, source=self.capabilities.query_set, namespace=self.namespace, shadow=False, arms=arms
         )
-        return collect_look(self.query(), request, previous)
+        seen = collect_look(self.query(), request, previous)
+        if not shadow:
+            return seen
+        from mlserve.targets.kube_shadow import agreement
+
+        counts, queries = agreement(self.query(), self.project.manifest, self.env_name, request, arms)
+        return replace(seen, agreement=counts, queries=(*seen.queries, *queries))
 
     def settle_seconds(self) -> float:
         return self.env.convergence_seconds() + self.env.scrape_seconds() + 0.5

@@ -244,6 +244,7 @@ def _catch_all(rule: Mapping[str, Any]) -> bool:
 class Behaviour:
     error_rate: float = 0.0
     latency: float = 0.02  # seconds, median of a lognormal (sigma 0.3)
+    agree: float = 1.0  # as a shadow: share of answers equal to the primary's
 
 
 @dataclass
@@ -348,6 +349,7 @@ class Exposition:
         by_name = {a.name: a for a in arms}
         n = int(self.rng.poisson(self.rate * dt))
         names = [a for a in live if a in by_name]
+        calls: list[tuple[ArmInfo, ArmInfo, int]] = []
         with self.lock:
             if names and n:
                 p = np.array([live[a] for a in names])
@@ -363,10 +365,13 @@ class Exposition:
                 self.mirrored[a] = self.mirrored.get(a, 0) + k
                 primary = next((by_name[x] for x in names if by_name[x].role in ("baseline", "primary")), None)
                 if self.on_mirrored is not None and primary is not None and k:
-                    self.on_mirrored(primary, by_name[a], k)
+                    calls.append((primary, by_name[a], k))
             for arm in arms:  # a running arm exports its series, with or without traffic
                 for c in self.components:
                     self._arm_series(c, arm)
+        for primary, shadow, k in calls:  # outside the lock: scrapes go on meanwhile
+            assert self.on_mirrored is not None
+            self.on_mirrored(primary, shadow, k)
 
     def text(self, comp: str) -> str:
         _order, _values, types = self.templates[comp]

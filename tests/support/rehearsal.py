@@ -56,6 +56,7 @@ def rehearsal(
     crd_files: list[Path] | None = None,
     rate: float = 400.0,
     deploy: bool = True,
+    comparator: bool = False,
     **env_keys: Any,
 ) -> Iterator[Rehearsal]:
     """Start everything, deploy the environment's kubernetes layer through kubectl, yield."""
@@ -77,8 +78,16 @@ def rehearsal(
     )  # fmt: skip
     port = expo.start()
     scrapes = [(job, f"127.0.0.1:{port}", path) for job, path in expo.targets()]
+    stack = contextlib.ExitStack()
+    if comparator:
+        from tests.support.comparator_feed import Feed, comparator_process
+
+        cport, proc = stack.enter_context(comparator_process(tmp_path))
+        expo.on_mirrored = Feed(cport, e.serving or "kserve", endpoint, versions or {})
+        expo.comparator = proc  # type: ignore[attr-defined]
+        scrapes.append(("mlserve-comparator", f"127.0.0.1:{cport}", "/metrics"))
     try:
-        with prometheus(tmp_path / "prometheus", scrapes, interval=1.0, labels={"namespace": namespace}) as url:
+        with stack, prometheus(tmp_path / "prometheus", scrapes, interval=1.0, labels={"namespace": namespace}) as url:
             monkeypatch.setenv("MLSERVE_PROMETHEUS_URL", url)
             if deploy:
                 target = KubernetesTarget(p, env, ready_timeout=30)

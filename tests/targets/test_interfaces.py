@@ -66,7 +66,8 @@ def test_one_factory_per_target_and_their_capabilities(project: Path) -> None:
     assert isinstance(prod.target, KubernetesTarget) and isinstance(prod.router, KubernetesRouter)
     assert isinstance(prod.metrics, KubernetesMetrics)
     caps = prod.metrics.capabilities
-    assert not caps.shadow_agreement and not caps.background_load and caps.query_set == "seldon"
+    # summarize has a shadow step, so the stack renders the comparator: agreement is counted
+    assert caps.shadow_agreement and not caps.background_load and caps.query_set == "seldon"
     assert open_environment(p, "staging").metrics.capabilities.query_set == "istio"
     # router convergence (default 5s) + the cluster Prometheus scrape interval (default 30s) + 0.5s
     assert prod.metrics.settle_seconds() == 35.5
