@@ -1,0 +1,104 @@
+"""The Gateway API router against the stand-in API server (real kubectl): a weight change is one
+server-side apply of one HTTPRoute; capacity is added before traffic moves to it and removed
+after traffic left it; and each arm's workload is resolved from the live objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlserve.metrics import MetricsUnavailable
+from mlserve.project import load_project
+from mlserve.targets import kube_arms
+from mlserve.targets.base import Mode, Plan
+from mlserve.targets.kube_router import GatewayApiRouter
+from mlserve.tools.kubectl import Kubectl
+from tests.support.apiserver import FakeCluster
+from tests.support.policy import set_policy
+from tests.support.rehearsal import set_env
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
+    c = FakeCluster()
+    c.start()
+    monkeypatch.setenv("KUBECONFIG", str(c.kubeconfig(tmp_path / "kubeconfig", ["acme-edge", "acme-ml-staging"])))
+    monkeypatch.setenv("KUBECACHEDIR", str(tmp_path / "kube-cache"))
+    yield c
+    c.stop()
+
+
+def _applied(c: FakeCluster, since: int) -> list[tuple[str, str]]:
+    return [
+        (str(r["kind"]), str(r["name"])) for r in c.requests[since:] if r.get("method") == "PATCH" and not r["dry_run"]
+    ]
+
+
+def test_weights_move_in_one_request_and_capacity_is_added_first_removed_last(
+    project: Path, cluster: FakeCluster
+) -> None:
+    set_policy(project, "summarize", canary_size="weight", scale_primary=True)
+    router = GatewayApiRouter(load_project(project), "edge")
+    router.apply("summarize", Plan.split(Mode.CANARY, "llama-8b", "llama-8b-q", 25))
+    first = _applied(cluster, 0)
+    route_at = first.index(("HTTPRoute", "summarize"))
+    assert ("InferenceService", "summarize-llama-8b-q") in first[:route_at]  # the new arm exists before traffic
+    assert ("InferencePool", "summarize-llama-8b-q") in first[:route_at]
+    assert sum(k == "HTTPRoute" for k, _ in first) == 1
+    # 50%: the candidate grows (before the route), the primary shrinks (after it)
+    n = len(cluster.requests)
+    router.apply("summarize", Plan.split(Mode.CANARY, "llama-8b", "llama-8b-q", 50))
+    second = _applied(cluster, n)
+    assert second == [
+        ("InferenceService", "summarize-llama-8b-q"),
+        ("HTTPRoute", "summarize"),
+        ("InferenceService", "summarize-llama-8b"),
+    ]
+    isvc = cluster.get("InferenceService", "summarize-llama-8b", "ml-edge")
+    assert isvc is not None and isvc["spec"]["predictor"]["maxReplicas"] == 2
+    refs = cluster.get("HTTPRoute", "summarize", "ml-edge")["spec"]["rules"][-1]["backendRefs"]  # type: ignore[index]
+    assert [(r["name"], r["weight"]) for r in refs] == [("summarize-llama-8b", 50), ("summarize-llama-8b-q", 50)]
+    # the same plan again: nothing changed, one request (the route; applying it twice is harmless)
+    n = len(cluster.requests)
+    router.apply("summarize", Plan.split(Mode.CANARY, "llama-8b", "llama-8b-q", 50))
+    assert _applied(cluster, n) == [("HTTPRoute", "summarize")]
+    assert router.current("summarize") == Plan.split(Mode.CANARY, "llama-8b", "llama-8b-q", 50)
+    owners = cluster.owners("HTTPRoute", "summarize", "ml-edge")
+    assert set(owners) == {"mlserve"} and ("spec", "rules") in owners["mlserve"]
+
+
+def test_arms_resolve_from_live_objects_raw_serverless_and_missing(project: Path, cluster: FakeCluster) -> None:
+    set_env(project, "staging", router="gateway-api")
+    router = GatewayApiRouter(load_project(project), "staging")
+    router.apply("fraud", Plan.split(Mode.CANARY, "v1", "v2", 10))
+    kubectl = Kubectl("acme-ml-staging")
+    wanted = kube_arms.wanted_arms(["v1", "v2"], router.current("fraud").arms)  # type: ignore[union-attr]
+    arms = kube_arms.resolve(kubectl, serving="kserve", router="gateway-api", namespace="ml-staging",
+                             endpoint="fraud", wanted=wanted)  # fmt: skip
+    assert arms["v2"] == {
+        "object": "fraud-v2",
+        "version": "v2",
+        "service": "fraud-v2-predictor",
+        "workload": "fraud-v2-predictor",
+    }
+    # serverless: the revision KServe reports in the status names the series
+    isvc = cluster.get("InferenceService", "fraud-v2", "ml-staging")
+    assert isvc is not None
+    isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] = "Serverless"
+    for k in ("managedFields", "resourceVersion", "uid", "generation", "creationTimestamp"):
+        isvc["metadata"].pop(k, None)
+    isvc.pop("status")
+    res = cluster.resource("serving.kserve.io/v1beta1", "InferenceService")
+    assert res is not None
+    cluster.apply(res, "ml-staging", "fraud-v2", isvc, manager="mlserve")
+    arms = kube_arms.resolve(kubectl, serving="kserve", router="gateway-api", namespace="ml-staging",
+                             endpoint="fraud", wanted=wanted)  # fmt: skip
+    assert arms["v2"]["revision"] == "fraud-v2-predictor-00001"
+    assert arms["v2"]["workload"] == "fraud-v2-predictor-00001-deployment"
+    # an arm whose object is gone holds the look, naming the kubectl query
+    with pytest.raises(
+        MetricsUnavailable, match=r"no workload for arm v3 .* -l mlserve.io/endpoint=fraud lists fraud-v1"
+    ):
+        kube_arms.resolve(kubectl, serving="kserve", router="gateway-api", namespace="ml-staging", endpoint="fraud",
+                          wanted=[kube_arms.Wanted("v3", "v3", "candidate")])  # fmt: skip
