@@ -66,4 +66,12 @@ _.last_applied  # mlserve/targets/kubernetes.py KubernetesRouter
 
 # target factories, named by string in mlserve.targets.FACTORIES (imported on first use)
 open_local  # mlserve/targets/local.py
-open_kubernetes  # mlserve/targets/kubernetes.py
+open_kubernetes  # mlserve/targets/cluster.py
+
+# [environments.NAME.gateway] keys, read by the templates through model_dump()
+_.create  # mlserve/manifest/models.py GatewayRef
+_.class_name
+_.domain
+_.endpoint_picker
+# GpuPlan fields reach rollout start's and analyze --plan's JSON through dataclasses.asdict
+_.node_group  # mlserve/capacity.py GpuPlan

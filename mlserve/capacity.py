@@ -17,13 +17,13 @@ endpoints of that GPU type hold). Pure functions over the manifest's models.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from mlserve.errors import UsageError
-from mlserve.manifest.models import Endpoint, Manifest
+from mlserve.manifest.models import Manifest
+from mlserve.manifest.sizing import arm_replicas
 
 
 @dataclass(frozen=True)
@@ -35,18 +35,6 @@ class ArmShare:
     role: str  # primary | candidate | control (render: baseline is the primary)
     weight: int
     mirror: int = 0
-
-
-def arm_replicas(ep: Endpoint, role: str, share: int) -> tuple[int, int]:
-    """(min, max) replicas of an arm with ``share`` percent of the traffic."""
-    lo, hi = ep.autoscaling.min_replicas, ep.autoscaling.max_replicas
-    policy = ep.rollout
-    primary = role in ("primary", "baseline")
-    scaled = policy.scale_primary if primary else policy.canary_size == "weight"
-    if not scaled or share >= 100:
-        return lo, hi
-    frac = max(0, share) / 100.0
-    return (min(lo, max(1, math.ceil(lo * frac))) if lo else 0), max(1, math.ceil(hi * frac))
 
 
 @dataclass(frozen=True)

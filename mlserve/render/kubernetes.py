@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlserve.capacity import arm_replicas
 from mlserve.errors import ManifestError, UsageError
 from mlserve.manifest.models import Endpoint, GatewayRef, Manifest, Version
+from mlserve.manifest.sizing import arm_replicas
 from mlserve.render import engine
 from mlserve.render.context import DEFAULT_GPU_TYPE, GPU_LABEL, GPU_TAINT_KEY, GPU_TYPE_LABEL
 from mlserve.render.traffic import EndpointTraffic

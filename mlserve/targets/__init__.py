@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # environments.NAME.target -> "module:factory", imported on first use (the CLI starts fast)
 FACTORIES: dict[str, str] = {
     "local": "mlserve.targets.local:open_local",
-    "kubernetes": "mlserve.targets.kubernetes:open_kubernetes",
+    "kubernetes": "mlserve.targets.cluster:open_kubernetes",
 }
 
 

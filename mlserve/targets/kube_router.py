@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -30,33 +29,8 @@ from mlserve import fsutil
 from mlserve.errors import TargetError, ToolError
 from mlserve.project import Project
 from mlserve.targets.base import Plan
+from mlserve.targets.kube_conflict import conflict_or_error
 from mlserve.tools.kubectl import Kubectl
-
-_CONFLICT = re.compile(r'conflicts? with "([^"]+)"(?: using [^:]+)?:\s*(\S+)')
-
-
-class RouteConflict(ToolError):
-    """Another field manager changed what the router applies: the rollout stops here."""
-
-
-def conflict_or_error(exc: ToolError, what: str, context: str) -> ToolError:
-    """A clear stop for a server-side apply conflict; other kubectl failures pass through."""
-    text = f"{exc.stderr}\n{exc.stdout}\n{exc.message}"
-    found = sorted(set(_CONFLICT.findall(text)))
-    if "conflict" not in text.lower() or not found:
-        return exc
-    owners = "; ".join(f"{path} is managed by {manager!r}" for manager, path in found)
-    return RouteConflict(
-        f"{what} was refused by the cluster: {owners}. Someone changed it outside mlserve, so the rollout "
-        "stops here and applies nothing more (the traffic stays as the cluster has it now).",
-        hint=(
-            f"see who changed what: kubectl --context {context} get {what.split()[0]} --show-managed-fields -o yaml; "
-            "undo the change (or remove that manager's fields), then `mlserve rollout run` retries the same step"
-        ),
-        stdout=exc.stdout,
-        stderr=exc.stderr,
-        returncode=exc.returncode,
-    )
 
 
 def _key(doc: Mapping[str, Any]) -> str:
@@ -139,7 +113,8 @@ class GatewayApiRouter:
         if route is None:
             raise TargetError(f"environment {self.env_name!r} rendered no HTTPRoute for endpoint {endpoint!r}")
         known: dict[str, Any] = fsutil.read_json(self.applied_objects) or {}
-        before, after = [], []
+        before: list[dict[str, Any]] = []
+        after: list[dict[str, Any]] = []
         namespace_docs = [d for d in built if d.get("kind") in ("Namespace", "Gateway")]
         for d in [*namespace_docs, *(d for d in docs if d is not route)]:
             seen = known.get(_key(d))

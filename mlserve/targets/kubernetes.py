@@ -31,7 +31,7 @@ from typing import Any
 from mlserve.errors import MlserveError, StateError, TargetError, ToolError, UsageError
 from mlserve.metrics import Collected, LookRequest, QueryFn
 from mlserve.project import Project
-from mlserve.targets.base import Capabilities, Confirm, DeployRequest, Environment, LogFile, Mode, Options, Plan
+from mlserve.targets.base import Capabilities, Confirm, DeployRequest, LogFile, Mode, Options, Plan
 from mlserve.tools import terraform as tfmod
 from mlserve.tools.kubectl import Kubectl
 
@@ -642,7 +642,7 @@ class KubernetesRouter:
         try:
             self.last_applied = target.apply_traffic()
         except ToolError as exc:
-            from mlserve.targets.kube_router import conflict_or_error
+            from mlserve.targets.kube_conflict import conflict_or_error
 
             raise conflict_or_error(exc, f"the traffic of {endpoint} (kubectl apply -k)", target.kube_context) from None
         fsutil.atomic_write_json(self.memory, {ep: p.to_dict() for ep, p in plans.items()})
@@ -769,14 +769,3 @@ class KubernetesMetrics:
 
     def settle_seconds(self) -> float:
         return self.env.convergence_seconds() + self.env.scrape_seconds() + 0.5
-
-
-def open_kubernetes(project: Project, env_name: str | None, options: Options) -> Environment:
-    name = project.environment(env_name)
-    target = KubernetesTarget(project, name, options=options)
-    router: Any = KubernetesRouter(project, name)
-    if project.manifest.environments[name].router_kind == "gateway-api":
-        from mlserve.targets.kube_router import GatewayApiRouter
-
-        router = GatewayApiRouter(project, name)
-    return Environment(name, target, router, KubernetesMetrics(project, name, router=router))

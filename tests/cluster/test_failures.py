@@ -13,7 +13,7 @@ import pytest
 
 from mlserve.project import load_project
 from mlserve.rollout import service
-from mlserve.targets.kube_router import RouteConflict
+from mlserve.targets.kube_conflict import RouteConflict
 from tests.conftest import run_cli
 from tests.support.apiserver import all_crd_files
 from tests.support.exposition import Behaviour

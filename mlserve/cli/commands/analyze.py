@@ -357,7 +357,9 @@ def _gpus(policies: Any, endpoint: str | None, env: str | None, weights: list[fl
     from mlserve.errors import UsageError
 
     manifest = policies.manifest
-    if manifest is None or endpoint not in manifest.endpoints or manifest.endpoints[endpoint].resources.gpu <= 0:
+    if endpoint is None or manifest is None or endpoint not in manifest.endpoints:
+        return None
+    if manifest.endpoints[endpoint].resources.gpu <= 0:
         return None
     if env is not None and env not in manifest.environments:
         raise UsageError(f"--env {env!r}: mlserve.toml defines {', '.join(manifest.environments)}")
