@@ -144,8 +144,8 @@ def refuse_if_over(plan: GpuPlan) -> None:
     if not plan.problems:
         return
     hint = (
-        f'set endpoints.{plan.endpoint}.rollout.canary_size = "weight" and scale_primary = true, '
-        "raise max_extra_gpus, or grow the GPU node group"
+        f'size the arms by their share (endpoints.{plan.endpoint}.rollout.canary_size = "weight", '
+        "scale_primary = true), raise max_extra_gpus, or grow the GPU node group"
     )
     raise UsageError(
         f"the rollout of {plan.endpoint} does not fit its GPUs: " + "; ".join(plan.problems) + " (nothing was changed)",

@@ -449,7 +449,10 @@ def _show_plan(con: Console, d: dict[str, Any]) -> None:
         room = f", node group {g['node_group']} holds {g['node_capacity']}" if g["node_group"] else ""
         con.print(f"GPUs per step ({g['gpu_per_replica']} per replica, stable {g['stable']}, {cap}{room}):")
         for s in g["steps"]:
-            arms = ", ".join(f"{a['arm']} {a['gpus']} ({a['replicas']} replicas)" for a in s["arms"])
+            arms = ", ".join(
+                f"{a['arm']} {a['gpus']} ({a['replicas']} replica{'' if a['replicas'] == 1 else 's'})"
+                for a in s["arms"]
+            )
             con.print(
                 f"  step {s['step']} ({s['phase']}): {s['gpus']} GPUs, {s['extra']:+d} over stable: {escape(arms)}"
             )
