@@ -319,3 +319,44 @@ def holding(run: RunDir) -> Iterator[RunLock]:
         yield lock
     finally:
         lock.release()
+
+
+@dataclass(frozen=True)
+class InProgress:
+    """What another command may know of a rollout that has not ended (read-only)."""
+
+    run_id: str
+    endpoint: str
+    env: str
+    status: str  # running | paused
+    strategy: str
+    baseline: str
+    candidate: str
+    traffic: dict[str, Any]  # the live routing: a rollout traffic plan (baseline, candidate, mode, weights, ...)
+    step: int  # 1-based step the run is in (0: started, no step entered yet)
+    steps: int
+
+
+def rollout_in_progress(experiments: Path, endpoint: str) -> InProgress | None:
+    """The rollout of ``endpoint`` that has not ended (named by ``experiments/ENDPOINT/current``),
+    or None. Deploy and render ask this so that they keep its traffic instead of the manifest's."""
+    try:
+        run = current_run(experiments, endpoint)
+        state = run.read_state() if run is not None else None
+    except StateError:
+        return None
+    if state is None or state.get("status") in TERMINAL:
+        return None
+    traffic = state.get("traffic") or {}  # what it last applied (a pending change is re-applied by its resume)
+    return InProgress(
+        run_id=str(state.get("run_id", "")),
+        endpoint=endpoint,
+        env=str(state.get("env", "")),
+        status=str(state.get("status", "")),
+        strategy=str(state.get("strategy", "")),
+        baseline=str(state.get("baseline", "")),
+        candidate=str(state.get("candidate", "")),
+        traffic=dict(traffic),
+        step=len(state.get("steps") or []),
+        steps=len(state.get("plans") or []),
+    )

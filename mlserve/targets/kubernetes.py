@@ -182,7 +182,8 @@ class KubernetesTarget:
         self.on_line = on_line
         self._say = say
         self.ready_timeout = ready_timeout
-        self.traffic = traffic
+        self.traffic = traffic  # None: the manifest's stable split, or a rollout's live traffic
+        self._told: set[str] = set()
         self.work_root = project.state_dir / "deploy"
 
     def attach(
@@ -235,6 +236,20 @@ class KubernetesTarget:
         if self._say is not None:
             self._say(message)
 
+    def render_traffic(self) -> Mapping[str, Any] | None:
+        """The traffic to render: as given, else the live traffic of rollouts in progress (a
+        deploy during a canary keeps its weights and its candidate), else the stable split."""
+        if self.traffic is not None:
+            return self.traffic
+        from mlserve.targets.live import live_traffic
+
+        live = live_traffic(self.project, self.env_name)
+        for name, item in live.items():
+            if name not in self._told:
+                self._told.add(name)
+                self.say(item.describe())
+        return {name: item.traffic for name, item in live.items()} or None
+
     def manifest_hash(self) -> str:
         return sha256_text(self.project.manifest_path.read_bytes())
 
@@ -242,7 +257,7 @@ class KubernetesTarget:
         """Render into the working folder; layer -> folder and layer -> stack hash."""
         from mlserve.render import render_environment
 
-        result = render_environment(self.project, self.env_name, self.work_root, traffic=self.traffic)
+        result = render_environment(self.project, self.env_name, self.work_root, traffic=self.render_traffic())
         hashes = {}
         for layer, files in result.layers.items():
             hashes[layer] = stack_hash({rel: (result.env_dir / rel).read_text(encoding="utf-8") for rel in files})
@@ -253,7 +268,8 @@ class KubernetesTarget:
         from mlserve.render import render_files
 
         return {
-            layer: stack_hash(files) for layer, files in render_files(self.project, self.env_name, self.traffic).items()
+            layer: stack_hash(files)
+            for layer, files in render_files(self.project, self.env_name, self.render_traffic()).items()
         }
 
     def _terraform(self, layer: str, folder: Path) -> tfmod.Terraform:
