@@ -31,8 +31,8 @@ class LiveTraffic:
         step = f"step {self.step}/{self.steps}" if self.step else "before its first step"
         return (
             f"rollout {self.run_id} of {self.endpoint} is in progress ({self.baseline} -> {self.candidate}, "
-            f"{self.status}, {step}): rendered its live traffic ({t.mode}: {split}{mirror}) instead of the "
-            f"manifest's stable split"
+            f"{self.status}, {step}): kept its live traffic ({t.mode}: {split}{mirror}) and the workloads of "
+            f"{' and '.join(t.versions)} instead of the manifest's stable split"
         )
 
 
