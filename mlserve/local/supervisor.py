@@ -459,7 +459,8 @@ class Supervisor:
         child.status = "starting"
         child.started_at = time.time()
         child.healthy_at = None
-        child.ever_healthy = False
+        # ever_healthy stays: a server restarted after a crash keeps its place in the routes (the
+        # gateway retries its requests elsewhere meanwhile, and counts them against it)
         child.config_applied = spec.config_fingerprint if spec.kind != "gateway" else ""
         child.next_probe = time.monotonic() + 0.1
         self.dirty = True
@@ -643,6 +644,9 @@ class Supervisor:
         if any(r.spec.kind == "gateway" for r in self.retiring):
             return  # a hand-over: the new process read the file at its start; wait until the old is gone
         if self.routes is not None and self.routes.digest == routes.digest:  # the gateway has these
+            if routes.complete != self.routes.complete:  # the same routes, now the planned ones
+                self.routes = routes
+                self.dirty = True
             if routes.complete and gw.status == "healthy" and gw.config_applied != gw.spec.config_fingerprint:
                 gw.config_applied = gw.spec.config_fingerprint
                 self.dirty = True

@@ -21,6 +21,7 @@ DOC_PATH = REPO / "docs" / "reliability.md"
 
 AREAS = [
     ("faults", "Faults on the local target (real processes)"),
+    ("changes", "Changes and crashes without a dropped request (real processes)"),
     ("fuzz", "Fuzzing the readers (hypothesis, through the CLI)"),
     ("gateway", "Hostile clients at the gateway"),
     ("render", "Template injection into rendered stacks"),
