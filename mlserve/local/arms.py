@@ -24,12 +24,11 @@ leaves the deployment as it was. ``mlserve down`` forgets the arms.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mlserve.errors import StateError, TargetError, UsageError
-from mlserve.local.converge import restore, signal_supervisor, wait
+from mlserve.local.converge import Say, _quiet, restore, signal_supervisor, wait
 from mlserve.local.desired import PROTOCOL, refresh, with_model, without_model, write
 from mlserve.local.plan import _Ports, plan_model, process_name
 from mlserve.local.state import LocalPaths, ProcessSpec, atomic_write_json, pid_alive, read_json
@@ -37,12 +36,6 @@ from mlserve.project import Project
 
 ARMS_FORMAT = "mlserve.local.arms/v1"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-Say = Callable[[str], None]
-
-
-def _quiet(_msg: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)

@@ -4,19 +4,41 @@ measurements, process ids, and scrape gaps read back from the local Prometheus."
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import shutil
 import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from mlserve.project import load_project
+
+
+@contextlib.contextmanager
+def deployed_copy(source: Path, root: Path, env: str = "local") -> Iterator[Path]:
+    """A copy of the project ``source`` at ``root``, deployed; brought down afterwards."""
+    from tests.conftest import run_cli
+
+    shutil.copytree(source, root)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NO_COLOR", "1")
+    mp.setenv("COLUMNS", "200")
+    try:
+        res = run_cli("deploy", "--env", env, cwd=root)
+        assert res.exit_code == 0, res.output
+        yield root
+    finally:
+        run_cli("down", cwd=root)
+        mp.undo()
 
 
 def state(root: Path) -> dict[str, Any]:

@@ -10,7 +10,6 @@ measurements (gateway and supervisor killed with -9) are in test_local_faults.py
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from mlserve.project import load_project
 from mlserve.targets.local import LocalTarget
 from tests.conftest import run_cli
-from tests.local.nodrop import ThreadLoad, desired, locust, pid, scrape_gaps, scraped
+from tests.local.nodrop import ThreadLoad, deployed_copy, desired, locust, pid, scrape_gaps, scraped
 from tests.reliability.conftest import Recorder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
@@ -31,19 +30,9 @@ SCRAPE = 1.0  # the example's scrape_interval
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory, scaffolded: Path) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("nodrop") / "acme-ml"
-    shutil.copytree(scaffolded, root)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NO_COLOR", "1")
-    mp.setenv("COLUMNS", "200")
-    try:
-        res = run_cli("deploy", "--env", "local", cwd=root)
-        assert res.exit_code == 0, res.output
+    with deployed_copy(scaffolded, tmp_path_factory.mktemp("nodrop") / "acme-ml") as root:
         LocalTarget(load_project(root), "local").set_traffic("fraud", {"v1": 50, "v2": 50})
         yield root
-    finally:
-        run_cli("down", cwd=root)
-        mp.undo()
 
 
 def _body(root: Path) -> str:
