@@ -324,8 +324,9 @@ class Gateway:
     # -- state file ------------------------------------------------------------
 
     def _restore(self) -> dict[str, TrafficState]:
-        """Traffic from the state file, endpoint by endpoint; an entry that no longer fits the
-        config (a version was removed) falls back to the config's initial traffic."""
+        """Traffic from the state file, endpoint by endpoint, carried over to the config's arms
+        as a reload would (an arm that is gone gives its weight to the baseline); an entry that
+        is broken falls back to the config's initial traffic."""
         saved = load_traffic_file(self.config.state_file)
         if saved is None:
             return {}
@@ -335,7 +336,8 @@ class Gateway:
             if ep is None:
                 continue
             try:
-                restored[name] = traffic.validated(ep.versions, f"{self.config.state_file}: endpoints.{name}")
+                moved = traffic.carried_over(list(ep.versions), ep.baseline)
+                restored[name] = moved.validated(ep.versions, f"{self.config.state_file}: endpoints.{name}")
             except GatewayConfigError as exc:
                 log.warning("ignoring saved traffic of %s: %s", name, exc)
         return restored

@@ -226,3 +226,17 @@ def test_listening_sockets_hand_over_between_processes_without_a_failed_request(
     assert health["pid"] == pid2
     data.close()
     admin_sock.close()
+
+
+def test_a_restart_with_fewer_arms_carries_the_saved_weights_over(procs: Procs, tmp_path: Path) -> None:
+    a, b, c = procs.upstream(), procs.upstream(), procs.upstream()
+    cfg = gateway_config(tmp_path, {"fraud": endpoint({"v1": a, "v2": b, "v3": c}, {"v1": 100})})
+    gw = start_gateway(procs, cfg)
+    with gw.admin() as admin:
+        admin.set_traffic("fraud", {"v1": 60, "v2": 30, "v3": 10})
+    procs.stop(gw.proc)
+    _rewrite(gw, lambda cf: cf["endpoints"]["fraud"]["versions"].pop("v3"))
+    again = start_gateway(procs, cfg)
+    with again.admin() as admin:
+        weights = dict(admin.state(probe=False).endpoints["fraud"].traffic.weights)
+    assert weights == {"v1": 70, "v2": 30}  # as a reload would have carried them, not reset to 100/0
