@@ -368,8 +368,8 @@ class Supervisor:
             back = self._take_back(name, spec)
             if back is not None:  # a deploy was undone: the instance it replaced serves again
                 del self.children[name]
-                self.retire(child, "undone", "draining")
                 self.children[name] = back
+                self.retire(child, "undone", "draining" if child.spec.kind == "model" else "stopping")
                 continue
             new = Child(spec=spec)
             self.children[name] = new
@@ -378,7 +378,8 @@ class Supervisor:
                 self.start_child(new)
             else:
                 self.retire(child, "changed", "stopping")
-                new.waits_for, new.status = child, "waiting"
+                # it may itself still wait for an older instance that holds the same ports
+                new.waits_for, new.status = (child if child.alive() else child.waits_for), "waiting"
         for name, spec in specs.items():
             if name not in self.children:
                 self.children[name] = Child(spec=spec)
