@@ -31,7 +31,8 @@ from mlserve.errors import StateError, TargetError, UsageError
 from mlserve.local.converge import Say, _quiet, restore, signal_supervisor, wait
 from mlserve.local.desired import PROTOCOL, refresh, with_model, without_model, write
 from mlserve.local.plan import _Ports, plan_model, process_name
-from mlserve.local.state import LocalPaths, ProcessSpec, atomic_write_json, pid_alive, read_json
+from mlserve import fsutil
+from mlserve.local.state import LocalPaths, ProcessSpec, pid_alive, read_json
 from mlserve.project import Project
 
 ARMS_FORMAT = "mlserve.local.arms/v1"
@@ -59,7 +60,7 @@ def load_arms(paths: LocalPaths) -> list[dict[str, str]]:
 
 
 def _save_arms(paths: LocalPaths, arms: list[dict[str, str]]) -> None:
-    atomic_write_json(paths.arms, {"format": ARMS_FORMAT, "arms": arms})
+    fsutil.atomic_write_json(paths.arms, {"format": ARMS_FORMAT, "arms": arms})
 
 
 def _running(paths: LocalPaths, env_name: str) -> dict[str, Any]:

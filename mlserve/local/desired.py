@@ -23,8 +23,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mlserve import fsutil
 from mlserve.local.prometheus import ScrapeTarget, render_config
-from mlserve.local.state import LocalPaths, ProcessSpec, atomic_write_json, atomic_write_text
+from mlserve.local.state import LocalPaths, ProcessSpec
 
 PROTOCOL = 2
 GATEWAY_JOB = "mlserve-gateway"
@@ -68,8 +69,8 @@ def write(paths: LocalPaths, doc: dict[str, Any], files: dict[str, str]) -> None
                 continue
         except OSError:
             pass
-        atomic_write_text(p, text)
-    atomic_write_json(paths.desired, doc, mode=0o600)
+        fsutil.atomic_write_text(p, text)
+    fsutil.atomic_write_json(paths.desired, doc, mode=0o600)
 
 
 def with_model(doc: dict[str, Any], spec: ProcessSpec, runtime: str) -> dict[str, Any]:

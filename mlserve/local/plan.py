@@ -5,14 +5,16 @@ kept from the previous deploy so that an unchanged process is not restarted, fre
 for a changed model server so that it can start beside the one it replaces), every
 generated file (MLServer settings, prometheus.yml), GPU pinning, the desired gateway
 config, and per process a fingerprint that changes exactly when that process must be
-restarted and a config fingerprint that changes when it only needs to reload.
+restarted and a config fingerprint that changes when it only needs to reload. It decides
+and installs nothing: what must exist first (the seldon runtime's virtual environment) is
+prepared by ``provision``, and ``checked_endpoints`` fails fast on what would stop a
+deploy before either runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -105,6 +107,42 @@ class _Ports:
         return port
 
 
+@dataclass(frozen=True)
+class Provisioned:
+    """What must exist before a plan can name it: the seldon runtime's isolated python."""
+
+    seldon_python: str | None = None
+
+
+def checked_endpoints(project: Project, env_name: str) -> dict[str, Endpoint]:
+    """The environment's endpoints, once every precondition of a deploy holds (fast checks:
+    raise before anything is installed or started)."""
+    env = project.manifest.environments[env_name]
+    if env.target != "local":
+        raise UsageError(f"environment {env_name!r} has target = {env.target!r}, not 'local'")
+    endpoints = project.manifest.endpoints_in(env_name)
+    if not endpoints:
+        raise UsageError(f"environments.{env_name}.endpoints: no endpoint to deploy")
+    for ep_name, ep in endpoints.items():
+        check_runtime(ep_name, ep)
+    prometheus_binary()
+    return endpoints
+
+
+def provision(project: Project, env_name: str, paths: LocalPaths, say: Callable[[str], None]) -> Provisioned:
+    """Prepare what the plan's processes need (slow, may install packages): for the seldon
+    runtime, one isolated virtual environment for every seldon version."""
+    endpoints = checked_endpoints(project, env_name)
+    seldon = [(e, v, ver) for e, ep in endpoints.items() if ep.runtime == "seldon" for v, ver in ep.versions.items()]
+    if not seldon:
+        return Provisioned()
+    from mlserve.local.seldon_env import provision_seldon
+    from mlserve.local.servers import resolve_model_path
+
+    dirs = [resolve_model_path(project.root, e, v, ver) for e, v, ver in seldon]
+    return Provisioned(seldon_python=provision_seldon(project.root, dirs, paths.seldon_venv, say))
+
+
 def plan_model(
     project: Project,
     paths: LocalPaths,
@@ -178,89 +216,115 @@ def build_plan(
     *,
     previous: dict[str, Any] | None,
     running_ports: set[int],
-    say: Callable[[str], None] = lambda _msg: None,
+    provisioned: Provisioned = Provisioned(),
     gpus: list[int] | None = None,
     extra_arms: list[dict[str, str]] | None = None,
 ) -> Plan:
-    """Everything deploy needs to hand to the supervisor; raises before anything starts.
+    """Everything deploy needs to hand to the supervisor: decisions only (ports, files,
+    fingerprints), nothing installed or started; raises before anything starts.
 
     ``extra_arms`` (``{"endpoint", "name", "version"}``): model servers started through
     :mod:`mlserve.local.arms` that a deploy keeps running.
     """
-    from mlserve.local.gateway_config import EndpointConfig, Fault, GatewayConfig, TrafficState
-
-    manifest = project.manifest
-    env = manifest.environments[env_name]
-    if env.target != "local":
-        raise UsageError(f"environment {env_name!r} has target = {env.target!r}, not 'local'")
-    endpoints = manifest.endpoints_in(env_name)
-    if not endpoints:
-        raise UsageError(f"environments.{env_name}.endpoints: no endpoint to deploy")
-    for ep_name, ep in endpoints.items():
-        check_runtime(ep_name, ep)
-    prom_bin = prometheus_binary()  # fail before anything starts
-
-    prev_ports: dict[str, dict[str, int]] = {}
-    if previous:
-        for proc in previous.get("processes", []):
-            if isinstance(proc, dict) and isinstance(proc.get("ports"), dict):
-                prev_ports[str(proc.get("name"))] = {str(k): int(v) for k, v in proc["ports"].items()}
-    ports = _Ports(prev_ports, running_ports)
-    logs = paths.logs_dir
-
+    endpoints = checked_endpoints(project, env_name)
+    ports = _Ports(_previous_ports(previous), running_ports)
     # GPUs: one plan for all versions that ask for them.
     demands = {
         process_name(e, v): ep.resources.gpu for e, ep in endpoints.items() for v in ep.versions if ep.resources.gpu
     }
     gpu_plan = gpu_mod.assign(demands, gpu_mod.list_gpus() if gpus is None and demands else (gpus or []))
+    models = _model_processes(project, paths, endpoints, ports, gpu_plan, provisioned, previous, extra_arms or [])
+    gateway = _gateway_process(project, env_name, paths, endpoints, ports, models)
+    prom = _prometheus_process(project, env_name, paths, ports, models, gateway)
+    processes = [*models.processes, gateway.process, prom.process]
+    procs: list[dict[str, Any]] = [dict(p.__dict__) for p in processes]
+    files = {**models.files, **refresh({"processes": procs, "gateway": gateway.config, "scrape": prom.config})}
+    fps = {p["name"]: p["config_fingerprint"] for p in procs}  # prometheus.yml and gateway config
+    return Plan(
+        env_name=env_name,
+        processes=[replace(p, config_fingerprint=fps.get(p.name, p.config_fingerprint)) for p in processes],
+        files=files,
+        gateway_url=f"http://127.0.0.1:{gateway.process.port}",
+        admin_url=f"http://127.0.0.1:{gateway.process.ports['admin']}",
+        prometheus_url=f"http://127.0.0.1:{prom.process.port}",
+        notes=list(gpu_plan.notes),
+        warnings=list(gpu_plan.warnings),
+        gateway=gateway.config,
+        scrape=prom.config,
+    )
 
-    # Seldon: the isolated environment, prepared once for every seldon version.
-    seldon_python: str | None = None
-    seldon_versions = [
-        (e, v, ver) for e, ep in endpoints.items() if ep.runtime == "seldon" for v, ver in ep.versions.items()
-    ]
-    if seldon_versions:
-        from mlserve.local.seldon_env import ensure_venv, requirements_for
-        from mlserve.local.servers import resolve_model_path
 
-        dirs = [resolve_model_path(project.root, e, v, ver) for e, v, ver in seldon_versions]
-        # MLSERVE_SELDON_VENV shares one environment between projects (and test runs).
-        venv = Path(os.environ.get("MLSERVE_SELDON_VENV") or paths.seldon_venv)
-        seldon_python = ensure_venv(venv, requirements_for([d for d in dirs if d.is_dir()]), say)
+@dataclass(frozen=True)
+class _Part:
+    processes: list[ProcessSpec]
+    files: dict[str, str] = field(default_factory=dict)
+    upstreams: dict[str, dict[str, str]] = field(default_factory=dict)
+    scrape: list[ScrapeTarget] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)  # the gateway's config, or what prometheus.yml is made of
 
+    @property
+    def process(self) -> ProcessSpec:
+        return self.processes[0]
+
+
+def _previous_ports(previous: dict[str, Any] | None) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for proc in (previous or {}).get("processes", []):
+        if isinstance(proc, dict) and isinstance(proc.get("ports"), dict):
+            out[str(proc.get("name"))] = {str(k): int(v) for k, v in proc["ports"].items()}
+    return out
+
+
+def _model_processes(
+    project: Project,
+    paths: LocalPaths,
+    endpoints: dict[str, Endpoint],
+    ports: _Ports,
+    gpu_plan: Any,
+    provisioned: Provisioned,
+    previous: dict[str, Any] | None,
+    extra_arms: list[dict[str, str]],
+) -> _Part:
     processes: list[ProcessSpec] = []
     files: dict[str, str] = {}
-    upstreams: dict[str, dict[str, str]] = {}
+    upstreams: dict[str, dict[str, str]] = {ep_name: {} for ep_name in endpoints}
     scrape: list[ScrapeTarget] = []
     prev_specs = {str(p.get("name")): p for p in (previous or {}).get("processes", []) if isinstance(p, dict)}
     wanted: list[tuple[str, str, str | None]] = [(e, v, None) for e, ep in endpoints.items() for v in ep.versions]
-    wanted += [(a["endpoint"], a["version"], a["name"]) for a in extra_arms or [] if a["endpoint"] in endpoints]
+    wanted += [(a["endpoint"], a["version"], a["name"]) for a in extra_arms if a["endpoint"] in endpoints]
     for ep_name, v_name, arm in wanted:
         ep = endpoints[ep_name]
-        name = process_name(ep_name, arm or v_name)
         spec, spec_files = plan_model(
             project, paths, ports, ep_name, ep, v_name, arm=arm,
             env_vars=gpu_plan.env_for(process_name(ep_name, v_name)),
-            seldon_python=seldon_python, previous=prev_specs.get(name),
+            seldon_python=provisioned.seldon_python, previous=prev_specs.get(process_name(ep_name, arm or v_name)),
         )  # fmt: skip
         processes.append(spec)
         files.update(spec_files)
-        upstreams.setdefault(ep_name, {})[spec.route] = f"http://127.0.0.1:{spec.port}"
+        upstreams[ep_name][spec.route] = f"http://127.0.0.1:{spec.port}"
         target = model_target(spec, ep.runtime)
         if target is not None:
             scrape.append(target)
+    return _Part(processes, files, upstreams, scrape)
 
-    # The gateway: initial traffic is 100% to each baseline, mode split. A running gateway
-    # keeps its live weights across reloads and restarts (the traffic state file).
+
+def _gateway_process(
+    project: Project, env_name: str, paths: LocalPaths, endpoints: dict[str, Endpoint], ports: _Ports, models: _Part
+) -> _Part:
+    """Initial traffic is 100% to each baseline, mode split. A running gateway keeps its live
+    weights across reloads and restarts (the traffic state file)."""
+    from mlserve.local.gateway_config import EndpointConfig, Fault, GatewayConfig, TrafficState
+
+    env = project.manifest.environments[env_name]
     gw_port = ports.take(GATEWAY, "http", env.gateway_port, f"environments.{env_name}.gateway_port")
     admin_port = ports.take(GATEWAY, "admin", env.admin_port, f"environments.{env_name}.admin_port")
     gw_endpoints = {}
     for ep_name, ep in endpoints.items():
         faults = {v: Fault.from_manifest(f) for v, f in env.faults.get(ep_name, {}).items()}
         gw_endpoints[ep_name] = EndpointConfig(
-            versions=upstreams[ep_name],
+            versions=models.upstreams[ep_name],
             baseline=ep.baseline,
-            traffic=TrafficState(weights={ep.baseline: 100}).validated(list(upstreams[ep_name])),
+            traffic=TrafficState(weights={ep.baseline: 100}).validated(list(models.upstreams[ep_name])),
             sticky_header=ep.rollout.sticky_header,
             sticky_cookie=ep.rollout.sticky_cookie,
             faults=faults,
@@ -283,70 +347,62 @@ def build_plan(
             shadow_max_inflight=lim.shadow_max_inflight,
         )
     gw_argv = [sys.executable, "-m", "mlserve.local.gateway", "--config", str(paths.gateway_config)]
-    processes.append(
-        ProcessSpec(
-            name=GATEWAY,
-            kind="gateway",
-            argv=gw_argv,
-            env={"PYTHONUNBUFFERED": "1"},
-            cwd=str(project.root),
-            port=gw_port,
-            log_path=str(logs / "gateway.log"),
-            health_url=f"http://127.0.0.1:{gw_port}/v2/health/live",
-            # Routes, faults and limits are reloaded in place (config_fingerprint); only a new
-            # listening address or new gateway code needs a new process.
-            fingerprint=fingerprint(gw_argv, gw_port, admin_port, _gateway_code_stamp()),
-            metrics_url=f"http://127.0.0.1:{gw_port}/metrics",
-            ports={"http": gw_port, "admin": admin_port},
-            start_timeout=60.0,
-            listen=["http", "admin"],
-            ready_file=str(paths.gateway_ready),
-        )
+    process = ProcessSpec(
+        name=GATEWAY,
+        kind="gateway",
+        argv=gw_argv,
+        env={"PYTHONUNBUFFERED": "1"},
+        cwd=str(project.root),
+        port=gw_port,
+        log_path=str(paths.logs_dir / "gateway.log"),
+        health_url=f"http://127.0.0.1:{gw_port}/v2/health/live",
+        # Routes, faults and limits are reloaded in place (config_fingerprint); only a new
+        # listening address or new gateway code needs a new process.
+        fingerprint=fingerprint(gw_argv, gw_port, admin_port, _gateway_code_stamp()),
+        metrics_url=f"http://127.0.0.1:{gw_port}/metrics",
+        ports={"http": gw_port, "admin": admin_port},
+        start_timeout=60.0,
+        listen=["http", "admin"],
+        ready_file=str(paths.gateway_ready),
     )
-    scrape.insert(0, ScrapeTarget(job=GATEWAY_JOB, address=f"127.0.0.1:{gw_port}", metrics_path="/metrics", labels={}))
+    # gateway.json is written by the supervisor (from desired.json), when it applies the change
+    return _Part([process], config=gw_config.to_dict())
 
+
+def _prometheus_process(
+    project: Project, env_name: str, paths: LocalPaths, ports: _Ports, models: _Part, gateway: _Part
+) -> _Part:
+    env = project.manifest.environments[env_name]
+    gw_port = gateway.process.port
+    scrape = [
+        ScrapeTarget(job=GATEWAY_JOB, address=f"127.0.0.1:{gw_port}", metrics_path="/metrics", labels={}),
+        *models.scrape,
+    ]
     prom_port = ports.take(PROMETHEUS, "http", env.prometheus_port, f"environments.{env_name}.prometheus_port")
     prom_argv = prometheus_argv(
-        prom_bin, config=str(paths.prometheus_config), data_dir=str(paths.prometheus_data), port=prom_port
+        prometheus_binary(), config=str(paths.prometheus_config), data_dir=str(paths.prometheus_data), port=prom_port
     )
-    processes.append(
-        ProcessSpec(
-            name=PROMETHEUS,
-            kind="prometheus",
-            argv=prom_argv,
-            env={},
-            cwd=str(project.root),
-            port=prom_port,
-            log_path=str(logs / "prometheus.log"),
-            health_url=f"http://127.0.0.1:{prom_port}/-/ready",
-            fingerprint=fingerprint(prom_argv),  # its scrape config is reloaded in place
-            ports={"http": prom_port},
-            start_timeout=60.0,
-            reload_url=reload_url(prom_port),
-        )
+    process = ProcessSpec(
+        name=PROMETHEUS,
+        kind="prometheus",
+        argv=prom_argv,
+        env={},
+        cwd=str(project.root),
+        port=prom_port,
+        log_path=str(paths.logs_dir / "prometheus.log"),
+        health_url=f"http://127.0.0.1:{prom_port}/-/ready",
+        fingerprint=fingerprint(prom_argv),  # its scrape config is reloaded in place
+        ports={"http": prom_port},
+        start_timeout=60.0,
+        reload_url=reload_url(prom_port),
     )
     scrape_doc = {
-        "project": manifest.project.name,
+        "project": project.manifest.project.name,
         "interval": env.scrape_interval,
         "config_file": str(paths.prometheus_config),
         "targets": [t.to_dict() for t in scrape],
     }
-    procs: list[dict[str, Any]] = [dict(p.__dict__) for p in processes]
-    files.update(refresh({"processes": procs, "gateway": gw_config.to_dict(), "scrape": scrape_doc}))
-    fps = {p["name"]: p["config_fingerprint"] for p in procs}  # prometheus.yml and gateway config
-    processes = [replace(p, config_fingerprint=fps.get(p.name, p.config_fingerprint)) for p in processes]
-    return Plan(
-        env_name=env_name,
-        processes=processes,
-        files=files,
-        gateway_url=f"http://127.0.0.1:{gw_port}",
-        admin_url=f"http://127.0.0.1:{admin_port}",
-        prometheus_url=f"http://127.0.0.1:{prom_port}",
-        notes=list(gpu_plan.notes),
-        warnings=list(gpu_plan.warnings),
-        gateway=gw_config.to_dict(),
-        scrape=scrape_doc,
-    )
+    return _Part([process], config=scrape_doc)
 
 
 GATEWAY_CODE = ("gateway.py", "gateway_config.py", "routing.py", "upstream.py", "http_timeouts.py")

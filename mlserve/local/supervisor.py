@@ -48,12 +48,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlserve import fsutil
 from mlserve.local.routes import ArmServer, Routes, effective
 from mlserve.local.state import (
     STATE_FORMAT,
     LocalPaths,
     ProcessSpec,
-    atomic_write_json,
     pid_alive,
     process_start_time,
     read_json,
@@ -271,7 +271,7 @@ class Supervisor:
 
     def write_state(self) -> None:
         routes = self.routes
-        atomic_write_json(
+        fsutil.atomic_write_json(
             self.paths.state,
             {
                 "format": STATE_FORMAT,
@@ -633,7 +633,7 @@ class Supervisor:
         routes = self._effective_routes()
         if routes is None:
             return
-        atomic_write_json(self.paths.gateway_config, routes.config)
+        fsutil.atomic_write_json(self.paths.gateway_config, routes.config)
         self.routes = routes
 
     def _push_routes(self, now: float) -> None:
@@ -654,7 +654,7 @@ class Supervisor:
             return
         if gw.status != "healthy" or now < self.routes_retry:
             return  # a gateway (re)starting reads the file the supervisor writes before it starts it
-        atomic_write_json(self.paths.gateway_config, routes.config)
+        fsutil.atomic_write_json(self.paths.gateway_config, routes.config)
         try:
             answer = self._admin("POST", "/admin/reload")
         except RuntimeError as exc:

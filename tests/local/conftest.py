@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.deploy import deployed_project
+
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory, scaffolded: Path) -> Iterator[Path]:
     """The example project deployed once per module (MLServer start-up costs seconds of CPU)."""
-    from tests.local.nodrop import deployed_copy
-
-    with deployed_copy(scaffolded, tmp_path_factory.mktemp("local") / "acme-ml") as root:
+    with deployed_project(tmp_path_factory, scaffolded, "local") as root:
         yield root
