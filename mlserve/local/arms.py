@@ -7,13 +7,15 @@ candidate's share of traffic, compared against the candidate). The calls::
     from mlserve.local.arms import start_arm, stop_arm
 
     arm = start_arm(project, "local", "fraud", "control", "v1")   # ready and routed, weight 0
-    target.set_traffic("fraud", {"v1": 80, "control": 10, "v2": 10})
+    local_target.set_traffic("fraud", {"v1": 80, "control": 10, "v2": 10})
     ...
-    target.set_traffic("fraud", {"v1": 100})                      # its weight back first
+    local_target.set_traffic("fraud", {"v1": 100})                # its weight back first
     stop_arm(project, "local", "fraud", "control")                 # drained, then stopped
 
 ``start_arm`` returns once the new server passed its readiness checks and the gateway routes
-the arm ``name`` to it (with weight 0: traffic is the caller's to move). ``stop_arm`` takes the
+the arm ``name`` to it (with weight 0: traffic is the caller's to move; the gateway's weights
+are keyed by arm name, so ``LocalTarget.set_traffic`` moves it, while the rollout's
+``GatewayRouter`` still sends plans by version and refuses two arms of one version). ``stop_arm`` takes the
 arm out of the route table, waits until no request of the gateway holds it, then stops the
 server; a weight the arm still had goes to the endpoint's baseline. Metrics carry the arm as
 their ``variant`` label. Both run under the deploy lock and go through the supervisor like a
@@ -29,13 +31,11 @@ from typing import Any
 
 from mlserve.errors import StateError, TargetError, UsageError
 from mlserve.local.converge import Say, _quiet, restore, signal_supervisor, wait
-from mlserve.local.desired import PROTOCOL, refresh, with_model, without_model, write
+from mlserve.local.desired import PROTOCOL, load_arms, refresh, save_arms, with_model, without_model, write
 from mlserve.local.plan import _Ports, plan_model, process_name
-from mlserve import fsutil
 from mlserve.local.state import LocalPaths, ProcessSpec, pid_alive, read_json
 from mlserve.project import Project
 
-ARMS_FORMAT = "mlserve.local.arms/v1"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -47,20 +47,6 @@ class Arm:
     url: str  # http://127.0.0.1:PORT
     process: str  # the supervisor's name for it: ENDPOINT/NAME
     pid: int | None
-
-
-def load_arms(paths: LocalPaths) -> list[dict[str, str]]:
-    data = read_json(paths.arms) or {}
-    arms = data.get("arms") or []
-    return [
-        {"endpoint": str(a["endpoint"]), "name": str(a["name"]), "version": str(a["version"])}
-        for a in arms
-        if isinstance(a, dict) and {"endpoint", "name", "version"} <= set(a)
-    ]
-
-
-def _save_arms(paths: LocalPaths, arms: list[dict[str, str]]) -> None:
-    fsutil.atomic_write_json(paths.arms, {"format": ARMS_FORMAT, "arms": arms})
 
 
 def _running(paths: LocalPaths, env_name: str) -> dict[str, Any]:
@@ -155,12 +141,12 @@ def start_arm(
         doc = _next(with_model(desired, spec, ep.runtime))
         files.update(refresh(doc))
         arms = [a for a in load_arms(paths) if (a["endpoint"], a["name"]) != (endpoint, name)]
-        _save_arms(paths, [*arms, {"endpoint": endpoint, "name": name, "version": version}])
+        save_arms(paths, [*arms, {"endpoint": endpoint, "name": name, "version": version}])
         say(f"{spec.name}: starting a server of {endpoint}/{version} (port {spec.port})")
         try:
             _apply(paths, desired, doc, files, say, timeout)
         except TargetError:
-            _save_arms(paths, arms)
+            save_arms(paths, arms)
             raise
         return _arm(doc, read_json(paths.state) or {}, spec.name)
 
@@ -182,7 +168,7 @@ def stop_arm(
         files = refresh(doc)
         say(f"{proc}: draining and stopping it")
         _apply(paths, desired, doc, files, say, timeout)
-        _save_arms(paths, [a for a in load_arms(paths) if (a["endpoint"], a["name"]) != (endpoint, name)])
+        save_arms(paths, [a for a in load_arms(paths) if (a["endpoint"], a["name"]) != (endpoint, name)])
 
 
 def list_arms(project: Project) -> list[Arm]:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mlserve import fsutil
 from mlserve.errors import TargetError
 from mlserve.local.desired import refresh, write
 from mlserve.local.state import LocalPaths, ProcessSpec, pid_alive, read_json
@@ -55,7 +56,6 @@ def wait(
 
     Status changes are reported through ``say``, except "healthy" for the ``quiet`` ones
     (processes this change leaves running as they were)."""
-    from mlserve.local.lifecycle import log_tail
     from mlserve.local.supervisor import lock_held
 
     limit = timeout if timeout is not None else max(p.start_timeout for p in specs.values()) + 30.0
@@ -105,7 +105,7 @@ def wait(
                 spec = specs[pending[0]]
                 raise TargetError(
                     f"not healthy after {limit:.0f}s: {', '.join(pending)}\n"
-                    f"last lines of {spec.log_path}:\n{log_tail(spec.log_path)}",
+                    f"last lines of {spec.log_path}:\n{fsutil.tail(Path(spec.log_path))}",
                     hint="`mlserve status` shows what runs; `mlserve down` stops everything",
                 )
             left = ", ".join(f"{r.get('name')} ({r.get('phase')})" for r in state.get("retiring") or [])

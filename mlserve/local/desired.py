@@ -25,9 +25,10 @@ from typing import Any
 
 from mlserve import fsutil
 from mlserve.local.prometheus import ScrapeTarget, render_config
-from mlserve.local.state import LocalPaths, ProcessSpec
+from mlserve.local.state import LocalPaths, ProcessSpec, read_json
 
 PROTOCOL = 2
+ARMS_FORMAT = "mlserve.local.arms/v1"
 GATEWAY_JOB = "mlserve-gateway"
 MODEL_JOB = "mlserve-model-servers"
 
@@ -110,3 +111,18 @@ def without_model(doc: dict[str, Any], name: str) -> dict[str, Any]:
 def _first_non_model(doc: dict[str, Any]) -> int:
     procs = doc["processes"]
     return next((i for i, p in enumerate(procs) if p.get("kind") != "model"), len(procs))
+
+
+def load_arms(paths: LocalPaths) -> list[dict[str, str]]:
+    """The extra arms (:mod:`mlserve.local.arms`) a deploy keeps: ``.mlserve/local/arms.json``."""
+    data = read_json(paths.arms) or {}
+    arms = data.get("arms") or []
+    return [
+        {"endpoint": str(a["endpoint"]), "name": str(a["name"]), "version": str(a["version"])}
+        for a in arms
+        if isinstance(a, dict) and {"endpoint", "name", "version"} <= set(a)
+    ]
+
+
+def save_arms(paths: LocalPaths, arms: list[dict[str, str]]) -> None:
+    fsutil.atomic_write_json(paths.arms, {"format": ARMS_FORMAT, "arms": arms})

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from mlserve import fsutil
 from mlserve.errors import StateError, TargetError, UsageError
 from mlserve.local.converge import prune_server_dirs
 from mlserve.local.desired import PROTOCOL as SUPERVISOR_PROTOCOL
+from mlserve.local.desired import load_arms
 from mlserve.local.desired import write as write_desired
 from mlserve.local.plan import (
     GATEWAY,
@@ -226,13 +227,24 @@ def _exclusive(paths: LocalPaths, what: str) -> Iterator[None]:
         os.close(fd)
 
 
-def deploy(project: Project, env_name: str, *, say: Say = _quiet, timeout: float | None = None) -> DeployResult:
+def deploy(
+    project: Project,
+    env_name: str,
+    *,
+    say: Say = _quiet,
+    timeout: float | None = None,
+    rollouts: Sequence[KeptRollout] = (),
+) -> DeployResult:
+    """``rollouts``: rollouts in progress, whose traffic and arms the deploy keeps (and whose
+    versions it refuses to remove)."""
     paths = paths_for(project)
     with _exclusive(paths, "deploy"):
-        return _deploy(project, env_name, paths, say, timeout)
+        return _deploy(project, env_name, paths, say, timeout, rollouts)
 
 
-def _deploy(project: Project, env_name: str, paths: LocalPaths, say: Say, timeout: float | None) -> DeployResult:
+def _deploy(
+    project: Project, env_name: str, paths: LocalPaths, say: Say, timeout: float | None, kept: Sequence[KeptRollout]
+) -> DeployResult:
     t0 = time.monotonic()
     paths.logs_dir.mkdir(parents=True, exist_ok=True)
     previous = read_json(paths.desired)
@@ -248,7 +260,7 @@ def _deploy(project: Project, env_name: str, paths: LocalPaths, say: Say, timeou
         say(f"replacing the running environment {previous.get('env')!r} with {env_name!r}")
     prev_specs = {p["name"]: p for p in (previous or {}).get("processes", []) if isinstance(p, dict)}
     running_ports = {int(port) for name in alive for port in (prev_specs.get(name, {}).get("ports") or {}).values()}
-    rollouts = rollouts_in_progress(project, env_name)
+    rollouts = _check_rollouts(project, env_name, kept)
 
     ensure_token(paths)
     checked_endpoints(project, env_name)  # fail fast, before anything is installed
@@ -278,7 +290,7 @@ def _deploy(project: Project, env_name: str, paths: LocalPaths, say: Say, timeou
     all_healthy = all(alive[n].get("status") == "healthy" for n in unchanged)
     if sup_alive and not started and not restarted and not stopped and not reloaded and all_healthy:
         say(f"nothing changed: {len(unchanged)} processes already running and healthy; nothing started")
-        return _result(plan, paths, False, [], [], [], unchanged, t0, rollouts=_kept(project, paths, rollouts))
+        return _result(plan, paths, False, [], [], [], unchanged, t0, rollouts=_kept(paths, rollouts))
 
     for name in restarted:
         how = (
@@ -309,7 +321,7 @@ def _deploy(project: Project, env_name: str, paths: LocalPaths, say: Say, timeou
     prune_server_dirs(paths, doc)
     return _result(
         plan, paths, True, started, restarted, stopped, unchanged, t0,
-        reloaded=reloaded, rollouts=_kept(project, paths, rollouts),
+        reloaded=reloaded, rollouts=_kept(paths, rollouts),
     )  # fmt: skip
 
 
@@ -342,28 +354,44 @@ def _undo(
     )
 
 
-def rollouts_in_progress(project: Project, env_name: str) -> dict[str, Any]:
-    """Rollouts of this environment's endpoints that have not ended (read-only)."""
-    from mlserve.rollout.store import rollout_in_progress
+@dataclass(frozen=True)
+class KeptRollout:
+    """A rollout in progress on one of the environment's endpoints, which a deploy keeps: its
+    weights and arms stay as the rollout set them. The caller reads it from the run record
+    (the local runtime knows nothing of rollouts)."""
 
+    endpoint: str
+    run_id: str
+    status: str
+    baseline: str
+    candidate: str
+    step: int  # steps entered so far (0: no traffic moved yet)
+    steps: int
+    weights: dict[str, int]  # what the rollout last set, per arm
+
+
+def _check_rollouts(project: Project, env_name: str, rollouts: Sequence[KeptRollout]) -> dict[str, KeptRollout]:
+    """The rollouts of this environment's endpoints; a deploy that would remove a version one
+    of them uses is refused (exit 1) before anything changes."""
     found = {}
-    for name in project.manifest.endpoints_in(env_name):
-        live = rollout_in_progress(project.experiments_dir, name)
-        if live is None or live.env != env_name:
+    endpoints = project.manifest.endpoints_in(env_name)
+    for live in rollouts:
+        if live.endpoint not in endpoints:
             continue
-        versions = project.manifest.endpoints[name].versions
+        versions = endpoints[live.endpoint].versions
         for role, version in (("baseline", live.baseline), ("candidate", live.candidate)):
             if version not in versions:
                 raise StateError(
-                    f"endpoints.{name}.versions.{version}: rollout {live.run_id} of {name} is in progress with "
-                    f"{version} as its {role}; deploy would remove it",
-                    hint=f"finish it (`mlserve rollout run {name}`) or end it (`mlserve rollout abort {name}`) first",
+                    f"endpoints.{live.endpoint}.versions.{version}: rollout {live.run_id} of {live.endpoint} is in "
+                    f"progress with {version} as its {role}; deploy would remove it",
+                    hint=f"finish it (`mlserve rollout run {live.endpoint}`) or end it "
+                    f"(`mlserve rollout abort {live.endpoint}`) first",
                 )
-        found[name] = live
+        found[live.endpoint] = live
     return found
 
 
-def _kept(project: Project, paths: LocalPaths, rollouts: dict[str, Any]) -> list[dict[str, Any]]:
+def _kept(paths: LocalPaths, rollouts: dict[str, KeptRollout]) -> list[dict[str, Any]]:
     """What a deploy kept of each rollout in progress: the gateway's live weights, its arms."""
     if not rollouts:
         return []
@@ -376,7 +404,6 @@ def _kept(project: Project, paths: LocalPaths, rollouts: dict[str, Any]) -> list
             weights = {k: dict(v.traffic.weights) for k, v in c.state(probe=False).endpoints.items()}
     out = []
     for name, live in rollouts.items():
-        arms = sorted(weights.get(name, {}))
         out.append(
             {
                 "endpoint": name,
@@ -386,9 +413,9 @@ def _kept(project: Project, paths: LocalPaths, rollouts: dict[str, Any]) -> list
                 "candidate": live.candidate,
                 "step": live.step,
                 "steps": live.steps,
-                "rollout_weights": dict(live.traffic.get("weights") or {}),
+                "rollout_weights": dict(live.weights),
                 "gateway_weights": weights.get(name, {}),
-                "arms": arms,
+                "arms": sorted(weights.get(name, {})),
             }
         )
     return out
@@ -396,8 +423,6 @@ def _kept(project: Project, paths: LocalPaths, rollouts: dict[str, Any]) -> list
 
 def read_arms(paths: LocalPaths, project: Project, env_name: str, say: Say) -> list[dict[str, str]]:
     """Extra arms started through :mod:`mlserve.local.arms` that this deploy keeps."""
-    from mlserve.local.arms import load_arms
-
     kept = []
     for arm in load_arms(paths):
         ep = project.manifest.endpoints.get(arm["endpoint"])

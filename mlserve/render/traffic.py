@@ -103,29 +103,3 @@ def _check(name: str, ep: Endpoint, t: EndpointTraffic) -> None:
             raise UsageError(f"{where}: weights name version(s) that are not running: {', '.join(bad)}")
         if any(w < 0 or w > 100 for w in t.weights.values()) or sum(t.weights.values()) != 100:
             raise UsageError(f"{where}: weights must be between 0 and 100 and sum to 100 (got {dict(t.weights)})")
-
-
-def from_plan(plan: Mapping[str, object]) -> EndpointTraffic:
-    """A rollout's live traffic plan (``baseline``, ``candidate``, ``mode`` stable | canary | ab |
-    shadow, ``weights``, ``shadow_percent``) as a render state.
-
-    A rollout that has not moved traffic yet (its plan is still ``stable``) keeps its candidate
-    rendered at weight 0, so that a deploy made then creates the candidate's workload and waits
-    for it to be ready before any request is routed to it.
-    """
-    baseline = str(plan["baseline"])
-    candidate = plan.get("candidate")
-    weights = {str(k): int(v) for k, v in dict(plan.get("weights") or {}).items()}  # type: ignore[call-overload]
-    mode = str(plan.get("mode", "stable"))
-    if candidate is None:
-        return EndpointTraffic(baseline=baseline, weights={baseline: 100})
-    cand = str(candidate)
-    if mode == "shadow":
-        percent = int(plan.get("shadow_percent", 0))  # type: ignore[call-overload]
-        return EndpointTraffic(baseline, cand, "shadow", {baseline: 100, cand: 0}, percent)
-    if mode == "stable":
-        return EndpointTraffic(baseline, cand, "canary", {baseline: 100, cand: 0})
-    return EndpointTraffic(
-        baseline, cand, mode,  # type: ignore[arg-type]
-        {baseline: weights.get(baseline, 0), cand: weights.get(cand, 0)},
-    )  # fmt: skip

@@ -39,6 +39,7 @@ from mlserve.timefmt import parse_utc, utc
 
 if TYPE_CHECKING:
     from mlserve.rollout.record import Run
+    from mlserve.targets.base import LiveRollout
 
 
 def _write(path: Path, data: Any) -> None:
@@ -315,42 +316,27 @@ def holding(run: RunDir) -> Iterator[RunLock]:
         lock.release()
 
 
-@dataclass(frozen=True)
-class InProgress:
-    """What another command may know of a rollout that has not ended (read-only)."""
-
-    run_id: str
-    endpoint: str
-    env: str
-    status: str  # running | paused
-    strategy: str
-    baseline: str
-    candidate: str
-    traffic: dict[str, Any]  # the live routing: a rollout traffic plan (baseline, candidate, mode, weights, ...)
-    step: int  # 1-based step the run is in (0: started, no step entered yet)
-    steps: int
-
-
-def rollout_in_progress(experiments: Path, endpoint: str) -> InProgress | None:
+def rollout_in_progress(experiments: Path, endpoint: str) -> LiveRollout | None:
     """The rollout of ``endpoint`` that has not ended (named by ``experiments/ENDPOINT/current``),
-    or None. Deploy and render ask this so that they keep its traffic instead of the manifest's."""
+    or None; read-only. Deploy and render are given it (``rollout.service.live_rollouts``) so
+    that they keep its traffic instead of the manifest's stable split."""
+    from mlserve.targets.base import LiveRollout
+
     try:
         run = current_run(experiments, endpoint)
-        state = run.read_state() if run is not None else None
+        record = run.read_state() if run is not None else None
     except StateError:
         return None
-    if state is None or state.get("status") in TERMINAL:
+    if record is None or record.status.terminal:
         return None
-    traffic = state.get("traffic") or {}  # what it last applied (a pending change is re-applied by its resume)
-    return InProgress(
-        run_id=str(state.get("run_id", "")),
+    return LiveRollout(
         endpoint=endpoint,
-        env=str(state.get("env", "")),
-        status=str(state.get("status", "")),
-        strategy=str(state.get("strategy", "")),
-        baseline=str(state.get("baseline", "")),
-        candidate=str(state.get("candidate", "")),
-        traffic=dict(traffic),
-        step=len(state.get("steps") or []),
-        steps=len(state.get("plans") or []),
+        run_id=record.run_id,
+        env=record.env,
+        status=str(record.status),
+        baseline=record.baseline,
+        candidate=record.candidate,
+        step=len(record.steps),
+        steps=len(record.plans),
+        plan=record.traffic,  # what it last applied (a pending change is re-applied by its resume)
     )

@@ -31,7 +31,8 @@ from typing import Any
 from mlserve.errors import MlserveError, StateError, TargetError, ToolError, UsageError
 from mlserve.metrics import Collected, LookRequest, QueryFn
 from mlserve.project import Project
-from mlserve.targets.base import Capabilities, Confirm, DeployRequest, Environment, LogFile, Mode, Options, Plan
+from mlserve.targets.base import Capabilities, Confirm, DeployRequest, Environment, LogFile, Options, Plan
+from mlserve.targets.live import live_traffic, to_render
 from mlserve.tools import terraform as tfmod
 from mlserve.tools.kubectl import Kubectl
 
@@ -185,6 +186,7 @@ class KubernetesTarget:
         self._say = options.say
         self.ready_timeout = ready_timeout
         self.traffic = traffic  # None: the manifest's stable split, or a rollout's live traffic
+        self.rollouts = options.rollouts  # rollouts in progress (their traffic is rendered, not the stable split)
         self._told: set[str] = set()
         self.work_root = work_root or project.state_dir / "deploy"
 
@@ -256,9 +258,7 @@ class KubernetesTarget:
         deploy during a canary keeps its weights and its candidate), else the stable split."""
         if self.traffic is not None:
             return self.traffic
-        from mlserve.targets.live import live_traffic
-
-        live = live_traffic(self.project, self.env_name)
+        live = live_traffic(self.project, self.env_name, self.rollouts)
         for name, item in live.items():
             if name not in self._told:
                 self._told.add(name)
@@ -671,25 +671,6 @@ def _cluster_name(project: Project, env_name: str) -> str:
     from mlserve.render.context import cluster_name
 
     return str(cluster_name(project.manifest, env_name))
-
-
-def to_render(plan: Plan, cls: Any) -> Any:
-    """A traffic plan as the renderer's EndpointTraffic (one version per arm)."""
-    baseline, candidate = plan.baseline, plan.candidate
-    if plan.mode is Mode.STABLE or candidate is None:
-        return cls(baseline=baseline, weights={baseline: 100})
-    if plan.mode is Mode.SHADOW:
-        return cls(
-            baseline=baseline, candidate=candidate, mode="shadow", weights={baseline: 100, candidate: 0},
-            shadow=plan.mirror_percent,
-        )  # fmt: skip
-    versions = plan.versions
-    return cls(
-        baseline=baseline,
-        candidate=candidate,
-        mode=str(plan.mode),
-        weights={baseline: int(versions.get(baseline, 0)), candidate: int(versions[candidate])},
-    )
 
 
 class KubernetesMetrics:

@@ -11,11 +11,12 @@ import pytest
 import yaml
 
 from mlserve.project import load_project
-from mlserve.rollout import machine
+from mlserve.rollout import service
+from mlserve.status import Status
 from tests.conftest import run_cli
 from tests.deploy.conftest import FakeKubectl
-from tests.rollout.helpers import FAST, set_policy
-from tests.rollout.sim import Clock, Sim
+from tests.support.policy import FAST, set_policy
+from tests.support.sim import Clock, Sim, opener
 
 
 def _objects(folder: Path, name: str = "fraud") -> dict[str, list[dict[str, Any]]]:
@@ -38,14 +39,15 @@ def _seldon_weights(folder: Path) -> dict[str, int]:
 
 
 @pytest.fixture
-def canary_at_25(project: Path, fake_kubectl: FakeKubectl, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A real rollout of fraud v1 -> v2 on prod (Seldon), driven to its first step (v2 25%)."""
+def canary_at_25(project: Path, fake_kubectl: FakeKubectl) -> Path:
+    """A real rollout of fraud v1 -> v2 on prod (Seldon), driven to its first step (v2 25%)
+    through the kubernetes router (looks simulated)."""
     set_policy(project, **FAST)
-    monkeypatch.setattr(machine, "take_look", Sim())
     clock = Clock()
-    machine.start(load_project(project), "fraud", "v2", env="prod", clock=clock)
-    res = machine.step(load_project(project), "fraud", clock=clock)
-    assert res.state["status"] == "running" and res.state["traffic"]["weights"] == {"v1": 75, "v2": 25}
+    service.start(load_project(project), "fraud", "v2", env="prod", clock=clock)
+    res = service.step(load_project(project), "fraud", opener=opener(Sim()), clock=clock)
+    assert res.record is not None
+    assert res.record.status is Status.RUNNING and res.record.traffic.weights == {"v1": 75, "v2": 25}
     return project
 
 
@@ -100,7 +102,7 @@ def test_after_the_rollout_ends_render_is_the_stable_split_again(canary_at_25: P
 def test_a_started_rollout_renders_its_candidate_at_weight_0(project: Path, fake_kubectl: FakeKubectl) -> None:
     """Deploying right after `rollout start` creates the candidate's workload (and waits until
     it is Ready) before the first step gives it any traffic."""
-    machine.start(load_project(project), "fraud", "v2", env="staging", clock=Clock())
+    service.start(load_project(project), "fraud", "v2", env="staging", clock=Clock())
     res = run_cli("render", "--env", "staging", cwd=project)
     assert res.exit_code == 0, res.output
     folder = project / "stacks/staging/kubernetes"

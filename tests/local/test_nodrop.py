@@ -22,7 +22,8 @@ from mlserve.local.state import pid_alive
 from mlserve.project import load_project
 from mlserve.targets.local import LocalTarget
 from tests.conftest import run_cli
-from tests.local.nodrop import ThreadLoad, desired, locust, pid, scrape_gaps, scraped, state
+from tests.support.load import Load
+from tests.support.nodrop import desired, locust, pid, scrape_gaps, scraped, state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
 
@@ -84,8 +85,8 @@ def _target(root: Path) -> LocalTarget:
     return LocalTarget(load_project(root), "dev")
 
 
-def _load(root: Path) -> ThreadLoad:
-    return ThreadLoad(desired(root)["gateway_url"], "echo", BODY).start()
+def _load(root: Path) -> Load:
+    return Load(desired(root)["gateway_url"], [BODY], endpoint="echo", cap_seconds=300.0, backoff=0.01)
 
 
 def _pinned(root: Path, version: str) -> float:
@@ -140,7 +141,7 @@ def test_a_changed_version_starts_beside_the_old_one_and_takes_over(echo: Path) 
     assert res.json["result"]["restarted"] == ["echo/b"]
     assert pid(root, "gateway") == gateway and pid(root, "echo/b") != old_b and not pid_alive(old_b)
     events = load.since(t0)
-    assert len(events) > 50 and set(load.codes(events)) == {"200"}, load.codes(events)
+    assert len(events) > 50 and set(load.outcomes(events)) == {"200"}, load.outcomes(events)
     assert _pinned(root, "b") == 5.0
     # the new server was healthy before the old one was told to stop
     log = (root / ".mlserve/logs/supervisor.log").read_text().splitlines()
@@ -170,7 +171,7 @@ def test_a_version_that_fails_to_start_leaves_the_running_ones_untouched(echo: P
     assert "d" not in _target(root).traffic().endpoints["echo"].versions
     assert _pinned(root, "b") == 5.0
     events = load.since(t0)
-    assert len(events) > 50 and set(load.codes(events)) == {"200"}, load.codes(events)
+    assert len(events) > 50 and set(load.outcomes(events)) == {"200"}, load.outcomes(events)
     again = _deploy(root, manifest({"a": "1", "b": "5"}))
     assert again.exit_code == 0 and again.json["result"]["changed"] is False, again.output
 
@@ -210,7 +211,7 @@ def test_an_extra_arm_is_routed_once_ready_kept_by_deploy_and_drained_before_it_
     assert pid(root, "gateway") == gateway
     events = load.since(t0)
     served = {e.outcome for e in events}
-    assert len(events) > 50 and served == {"200"}, load.codes(events)
+    assert len(events) > 50 and served == {"200"}, load.outcomes(events)
     metrics = httpx.get(f"{desired(root)['gateway_url']}/metrics", trust_env=False).text
     assert 'variant="control"' in metrics  # the arm's requests are counted under its name
 
@@ -259,5 +260,5 @@ def test_new_gateway_code_hands_the_sockets_over_without_a_failure(echo: Path, m
     assert pid(root, "gateway") != old and not pid_alive(old) and pid(root, "prometheus") == prom
     assert desired(root)["gateway_url"] == url
     events = load.since(t0)
-    assert len(events) > 50 and set(load.codes(events)) == {"200"}, load.codes(events)
+    assert len(events) > 50 and set(load.outcomes(events)) == {"200"}, load.outcomes(events)
     assert state(root)["retiring"] == []

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,10 @@ from mlserve.project import load_project
 from mlserve.rollout.store import RunDir
 from mlserve.targets.local import LocalTarget
 from tests.conftest import run_cli
-from tests.local.nodrop import Event, outage
 from tests.reliability.conftest import Recorder
 from tests.support.deploy import deployed_project
 from tests.support.load import Load
+from tests.support.nodrop import outage
 from tests.support.policy import set_policy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
@@ -304,7 +304,7 @@ def test_gateway_killed_mid_rollout_is_restored_by_deploy_and_the_rollout_contin
     assert res.exit_code == 0, res.output
     assert new_pid != old_pid
     assert weights_restored == weights_before
-    assert lost <= clean.load.threads_n and not any("ConnectError" in k for k in codes), codes
+    assert lost <= clean.load.n_threads and not any("ConnectError" in k for k in codes), codes
     assert code == 0 and state.status == "promoted", (tmp_path / "run.log").read_text()[-3000:]
 
 
@@ -364,7 +364,7 @@ def test_gateway_killed_with_9_under_load_answers_again_at_once(clean: Deploymen
     )
     assert all(a != b for a, b, _ in kills) and refused == 0, kills
     assert max(backs) < 5.0, backs
-    assert all(o.failed == 0 and o.lost <= clean.load.threads_n for _, _, o in kills), kills
+    assert all(o.failed == 0 and o.lost <= clean.load.n_threads for _, _, o in kills), kills
     assert weights == {"v1": 50, "v2": 50}
 
 
@@ -415,7 +415,7 @@ def test_supervisor_killed_with_9_changes_nothing_clients_see_and_is_adopted(
     assert res.exit_code == 0 and res.json["result"]["started"] == [] and res.json["result"]["restarted"] == []
     assert after == before and new_sup != sup["pid"]
     assert took_over >= 2, "both listeners of the adopted gateway"
-    assert not any("ConnectError" in k for k in crash.outcomes) and crash.lost <= clean.load.threads_n, crash
+    assert not any("ConnectError" in k for k in crash.outcomes) and crash.lost <= clean.load.n_threads, crash
 
 
 # ---------------------------------------------------------------------------

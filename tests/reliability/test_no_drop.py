@@ -20,8 +20,9 @@ import pytest
 from mlserve.project import load_project
 from mlserve.targets.local import LocalTarget
 from tests.conftest import run_cli
-from tests.local.nodrop import ThreadLoad, deployed_copy, desired, locust, pid, scrape_gaps, scraped
 from tests.reliability.conftest import Recorder
+from tests.support.deploy import deployed_project
+from tests.support.nodrop import desired, locust, pid, scrape_gaps, scraped
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
 
@@ -30,17 +31,9 @@ SCRAPE = 1.0  # the example's scrape_interval
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory, scaffolded: Path) -> Iterator[Path]:
-    with deployed_copy(scaffolded, tmp_path_factory.mktemp("nodrop") / "acme-ml") as root:
+    with deployed_project(tmp_path_factory, scaffolded, "nodrop") as root:
         LocalTarget(load_project(root), "local").set_traffic("fraud", {"v1": 50, "v2": 50})
         yield root
-
-
-def _body(root: Path) -> str:
-    return (root / "payloads/fraud.jsonl").read_text().splitlines()[0]
-
-
-def _load(root: Path) -> ThreadLoad:
-    return ThreadLoad(desired(root)["gateway_url"], "fraud", _body(root)).start()
 
 
 # ---------------------------------------------------------------------------

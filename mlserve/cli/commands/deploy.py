@@ -35,13 +35,17 @@ def register(app: typer.Typer) -> None:
         state = get_state(ctx, json_out)
         from mlserve.cli.commands.plan import LayerProgress, deploy_layered
         from mlserve.project import load_project
+        from mlserve.rollout.service import live_rollouts
         from mlserve.targets import open_target
         from mlserve.targets.base import DeployRequest, Options
 
         project = load_project(state.project_dir)
         progress = LayerProgress(state.out, state.console(stderr=True))
-        options = Options(say=progress.say, on_line=progress.line, plugin_dir=plugin_dir)
-        target = open_target(project, project.environment(env), options)
+        name = project.environment(env)
+        # rollouts in progress keep their traffic and arms (the target is told, never resets them)
+        rollouts = live_rollouts(project, name)
+        options = Options(say=progress.say, on_line=progress.line, plugin_dir=plugin_dir, rollouts=rollouts)
+        target = open_target(project, name, options)
         if target.layered:
             deploy_layered(state, cast("LayeredTarget", target), progress, layer=layer, yes=yes, timeout=timeout)
             return

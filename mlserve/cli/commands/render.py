@@ -32,13 +32,14 @@ def register(app: typer.Typer) -> None:
         state = get_state(ctx, json_out)
         from mlserve.project import load_project
         from mlserve.render import check_environments, environments_to_render, render_environment
+        from mlserve.rollout.service import live_rollouts
         from mlserve.targets.live import live_traffic
 
         project = load_project(state.project_dir)
         names = environments_to_render(project, env, all_envs)
         out_dir = out if out is None or out.is_absolute() else Path.cwd() / out
         # A rollout in progress: its live traffic is rendered, not the manifest's stable split.
-        live = {n: live_traffic(project, n) for n in names}
+        live = {n: live_traffic(project, n, live_rollouts(project, n)) for n in names}
         traffic = {n: {ep: item.traffic for ep, item in found.items()} for n, found in live.items() if found}
         notes = [item.describe() for found in live.values() for item in found.values()]
         if check:

@@ -1,44 +1,23 @@
 """Helpers of the no-drop tests: a locust load kept on an endpoint (``mlserve loadtest``'s own
-background load: real locust in a child process), a timestamped thread load for outage
-measurements, process ids, and scrape gaps read back from the local Prometheus."""
+background load: real locust in a child process), what clients saw of an outage (from the
+timestamped answers of :class:`tests.support.load.Load`), process ids, and scrape gaps read
+back from the local Prometheus."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
-import shutil
-import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from mlserve.project import load_project
-
-
-@contextlib.contextmanager
-def deployed_copy(source: Path, root: Path, env: str = "local") -> Iterator[Path]:
-    """A copy of the project ``source`` at ``root``, deployed; brought down afterwards."""
-    from tests.conftest import run_cli
-
-    shutil.copytree(source, root)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NO_COLOR", "1")
-    mp.setenv("COLUMNS", "200")
-    try:
-        res = run_cli("deploy", "--env", env, cwd=root)
-        assert res.exit_code == 0, res.output
-        yield root
-    finally:
-        run_cli("down", cwd=root)
-        mp.undo()
+from tests.support.load import Event
 
 
 def state(root: Path) -> dict[str, Any]:
@@ -70,65 +49,6 @@ def locust(root: Path, endpoint: str, *, users: int = 4, duration: float = 300.0
             break
         time.sleep(0.2)
     return load
-
-
-@dataclass
-class Event:
-    start: float
-    end: float
-    outcome: str  # "200", another status, or "no answer (ExceptionName)"
-
-
-@dataclass
-class ThreadLoad:
-    """Clients posting to the gateway with keep-alive connections; every answer is kept with
-    its time, so an outage can be measured (not only counted)."""
-
-    url: str
-    endpoint: str
-    body: str
-    threads: int = 4
-    events: list[Event] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _workers: list[threading.Thread] = field(default_factory=list)
-
-    def start(self) -> ThreadLoad:
-        self._workers = [threading.Thread(target=self._work, daemon=True) for _ in range(self.threads)]
-        for t in self._workers:
-            t.start()
-        return self
-
-    def _work(self) -> None:
-        cap = time.monotonic() + 300
-        with httpx.Client(timeout=10, trust_env=False) as client:
-            while not self._stop.is_set() and time.monotonic() < cap:
-                t0 = time.monotonic()
-                try:
-                    r = client.post(
-                        f"{self.url}/v2/models/{self.endpoint}/infer",
-                        content=self.body,
-                        headers={"content-type": "application/json"},
-                    )
-                    outcome = str(r.status_code)
-                except httpx.HTTPError as exc:
-                    outcome = f"no answer ({type(exc).__name__})"
-                with self._lock:
-                    self.events.append(Event(t0, time.monotonic(), outcome))
-                if outcome != "200":
-                    time.sleep(0.01)
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._workers:
-            t.join(15)
-
-    def since(self, t: float) -> list[Event]:
-        with self._lock:
-            return [e for e in self.events if e.end >= t]
-
-    def codes(self, events: list[Event]) -> Counter[str]:
-        return Counter(e.outcome for e in events)
 
 
 def scrape_gaps(prom_url: str, job: str, since_unix: float) -> tuple[int, float, list[str]]:
