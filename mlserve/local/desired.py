@@ -4,7 +4,8 @@
 the arms API (:mod:`mlserve.local.arms`) adds or removes one model server in the running
 one. Both then call :func:`refresh`, so that what depends on the process list (the scrape
 configuration, the config fingerprints that tell the supervisor to reload rather than
-restart) is computed in one place, and :func:`write` it for the supervisor.
+restart) is computed in one place, and :func:`write` it for the supervisor. The extra arms
+a deploy keeps are listed beside it (``.mlserve/local/arms.json``, :func:`load_arms`).
 
 Document (``format`` = ``mlserve.local.desired/v1``, ``protocol`` 2)::
 
