@@ -307,6 +307,74 @@ def _latency_track(
     return _Track(spec, present, _spread(p_fail, present, 1.0), _spread(p_pass, present, 1.0), summary)
 
 
+def _interval_track(
+    spec: MetricSpec,
+    present: NDArray[np.bool_],
+    arrays: tuple[Array, ...],
+    le: Array | None,
+    alpha_fail: float,
+    alpha: float,
+    policy: RolloutPolicy,
+    unit: str,
+) -> _Track:
+    """``test_unit = "interval"``: the metric's evidence from the interval tests of
+    ``mlserve.stats.betting`` (one bet per look, valid under dependence within a look).
+    ``arrays`` are the cumulative (x_b, n_b, x_c, n_c) of a count metric, or the
+    cumulative (base, cand) histograms of a latency metric with bounds ``le``."""
+    from mlserve.stats import betting as bt
+
+    idx = np.flatnonzero(present)
+    horizon = max(1.0, math.ceil(float(policy.max_duration) / float(policy.interval)))
+    bet = bt.Betting(horizon=horizon)
+    margin = spec.margin
+    if le is None:
+        xb_cum, nb_cum, xc_cum, nc_cum = (np.asarray(a, dtype=float) for a in arrays)
+        dxc, dnc, dxb, dnb = (_increments(a[idx]) for a in (xc_cum, nc_cum, xb_cum, nb_cum))
+        lower = spec.better == "lower"
+        ev = bt.count_evidence(dxc, dnc, dxb, dnb, margin.value, margin.relative, lower, alpha_fail, alpha, bet)
+
+        def summary(j: int) -> tuple[float | None, float | None, float | None, tuple[float, float] | None, str, str]:
+            upto = int(np.searchsorted(idx, j, side="right"))
+            if not upto:
+                return None, None, None, None, unit, ""
+            last = idx[upto - 1]
+            b_rate = xb_cum[last] / nb_cum[last] if nb_cum[last] > 0 else None
+            c_rate = xc_cum[last] / nc_cum[last] if nc_cum[last] > 0 else None
+            est = c_rate / b_rate - 1.0 if (b_rate and c_rate is not None) else None
+            lo, hi = bt.ratio_interval(dxc[:upto], dnc[:upto], dxb[:upto], dnb[:upto], alpha, bet)
+            ci = (lo - 1.0 if math.isfinite(lo) else -1.0, hi - 1.0 if math.isfinite(hi) else math.inf)
+            return b_rate, c_rate, est, ci, unit, "interval test: one bet per look"
+
+        return _Track(spec, present, _spread(ev.p_fail, present, 1.0), _spread(ev.p_pass, present, 1.0), summary)
+
+    base_cum, cand_cum = (np.asarray(a, dtype=float)[idx] for a in arrays)
+    q = float(spec.quantile or 0.99)
+    tail = bt.tail_evidence(cand_cum, base_cum, le, q, margin.value, margin.relative, alpha_fail, alpha, bet)
+
+    def tail_summary(j: int) -> tuple[float | None, float | None, float | None, tuple[float, float] | None, str, str]:
+        upto = int(np.searchsorted(idx, j, side="right"))
+        if not upto:
+            return None, None, None, None, "s", "no latency data for both variants yet"
+        defined = np.flatnonzero(tail.defined[:upto])
+        if not defined.size:
+            return None, None, None, None, "s", "no control latency from an earlier look yet"
+        pos = int(defined[-1])
+        b = float(tail.boundary[pos])
+        q_res = float(tail.resolved_q[pos])
+        c_q = lat.quantile(cand_cum[upto - 1], le, q_res)
+        est = c_q / b - 1.0 if math.isfinite(c_q) and b > 0 else None
+        grid, fail, ok = bt.factor_sequence(cand_cum[:upto], base_cum[:upto], le, q, alpha, bet)
+        found = bt.invert(grid - 1.0, fail[:, -1], ok[:, -1], alpha)
+        thr = float(tail.threshold[pos])
+        res = lat.resolution(le, thr)
+        note = f"p{q_res * 100:.4g} compared (the control's bound nearest p{q * 100:g} before this look is {b:g}s)"
+        if math.isfinite(res) and margin.relative and res > 1 + margin.value + 1e-9:
+            note += f"; buckets near {thr:g}s are {res:.2g}x wide, coarser than the {margin} margin"
+        return b, _nan_none(c_q), est, found, "s", note + "; interval test: one bet per look"
+
+    return _Track(spec, present, _spread(tail.p_fail, present, 1.0), _spread(tail.p_pass, present, 1.0), tail_summary)
+
+
 def _nan_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
@@ -342,8 +410,14 @@ def analyze(
     share = w_c / np.where(w_b + w_c > 0, w_b + w_c, 1.0)
     regime = np.round(share, 4)
     tracks: list[_Track] = []
+    interval = policy.test_unit == "interval"
+    family_weight = sum(CRITICAL_WEIGHT if m.critical else 1.0 for m in policy.metrics)
     for spec in policy.metrics:
-        if spec.kind == "error_rate":
+        level = alpha * (CRITICAL_WEIGHT if spec.critical else 1.0) / family_weight  # Holm's first step
+        if spec.kind == "error_rate" and interval:
+            counts = (err_b, req_b, err_c, req_c)
+            tracks.append(_interval_track(spec, traffic, counts, None, level, alpha, policy, "errors/request"))
+        elif spec.kind == "error_rate":
             tracks.append(_count_track(spec, traffic, err_b, req_b, err_c, req_c, regime, alpha, "errors/request"))
         elif spec.kind == "ratio":
             has = np.array(
@@ -354,7 +428,11 @@ def analyze(
             num_c = np.array([c.custom[spec.name].numerator if spec.name in c.custom else 0.0 for c in vc])
             den_c = np.array([c.custom[spec.name].denominator if spec.name in c.custom else 0.0 for c in vc])
             present = has & (den_b > 0) & (den_c > 0)
-            tracks.append(_count_track(spec, present, num_b, den_b, num_c, den_c, regime, alpha, "per unit"))
+            if interval:
+                counts = (num_b, den_b, num_c, den_c)
+                tracks.append(_interval_track(spec, present, counts, None, level, alpha, policy, "per unit"))
+            else:
+                tracks.append(_count_track(spec, present, num_b, den_b, num_c, den_c, regime, alpha, "per unit"))
         else:
             has = np.array([b.latency is not None and c.latency is not None for b, c in zip(vb, vc, strict=True)])
             present = has & traffic
@@ -366,7 +444,11 @@ def analyze(
             nb_ = len(le)
             base_cum = np.array([b.latency.counts if b.latency is not None else (0,) * nb_ for b in vb], dtype=float)
             cand_cum = np.array([c.latency.counts if c.latency is not None else (0,) * nb_ for c in vc], dtype=float)
-            tracks.append(_latency_track(spec, present, base_cum, cand_cum, le, regime, alpha))
+            if interval:
+                hists = (base_cum, cand_cum)
+                tracks.append(_interval_track(spec, present, hists, le, level, alpha, policy, "s"))
+            else:
+                tracks.append(_latency_track(spec, present, base_cum, cand_cum, le, regime, alpha))
 
     present = np.array([t.present for t in tracks])  # (m, K)
     p_fail = np.array([t.p_fail for t in tracks])
