@@ -61,7 +61,7 @@ class DependentScenario:
     wave_noise: float = 0.1  # AR(1) noise of the factor between intervals, log scale
     rate_drift: float = 0.2  # AR(1) log-scale drift of the request rate between intervals
     # per-arm stalls
-    stall_rate: float = 0.1  # onsets per second, per arm
+    stall_rate: float = 0.03  # onsets per second, per arm: one stall every ~33 s per process
     stall_min_s: float = 0.05
     stall_max_s: float = 0.5
     # per-arm error bursts
