@@ -155,20 +155,19 @@ def log_capital_both(
     return both[0], both[1]
 
 
-_TABLE_LOW, _TABLE_STEP = -60.0, 0.02
+_TABLE_LOW, _TABLE_STEP = -60.0, 0.005
 
 
 @functools.lru_cache(maxsize=1)
 def _delta_table() -> Array:
-    """``phi(d) / Phi(d)`` at ``d = Phi^-1(p)`` on a uniform grid of ``log p`` from -60 to 0
-    (it only picks stakes, so a table is as valid as the exact function; below the grid
-    the capital is spent and the stake stays at the table's end)."""
+    """``phi(d) / Phi(d)`` at ``d = Phi^-1(p)`` on a uniform grid of ``log p`` from -60 to 0,
+    read at the nearest point below (it only picks stakes, so a table is as valid as the
+    exact function; below the grid the capital is spent and the stake stays at its end)."""
     from scipy.special import ndtri_exp
 
-    logp = np.arange(_TABLE_LOW, 0.0 + _TABLE_STEP / 2, _TABLE_STEP)
+    logp = np.arange(_TABLE_LOW, _TABLE_STEP / 2, _TABLE_STEP)
     d = ndtri_exp(np.minimum(logp, math.log1p(-1e-12)))
-    ratio = np.exp(-0.5 * d * d - 0.5 * math.log(2.0 * math.pi) - logp)
-    ratio = np.append(ratio, ratio[-1])  # so that the last cell interpolates to itself
+    ratio: Array = np.exp(-0.5 * d * d - 0.5 * math.log(2.0 * math.pi) - logp)
     ratio.flags.writeable = False
     return ratio
 
@@ -184,19 +183,18 @@ def _deadline(a: Array, level: Array, horizon: float) -> Array:
     the capital, ``phi(d) / (sqrt(r) Phi(d))``: small when far ahead, bold when behind.
     Past the horizon it keeps the one-look-to-go stake."""
     table = _delta_table()
-    top = float(table.shape[0] - 2)
+    top = table.shape[0] - 1
     k = a.shape[-1]
     out = np.empty(a.shape)
     log_level = np.broadcast_to(np.log(level), (*a.shape[:-1], 1))[..., 0]
     logp = log_level.copy()  # log(level) + log(capital so far)
     ln2 = math.log(2.0)
+    inv = 1.0 / _TABLE_STEP
+    # -2 / sqrt(looks to go) folded into the increments once
+    scaled = a * (-2.0 / np.sqrt(np.maximum(horizon - np.arange(k), 1.0)))
     for i in range(k):
-        u = np.minimum(np.maximum((logp - _TABLE_LOW) * (1.0 / _TABLE_STEP), 0.0), top)
-        j = u.astype(np.intp)
-        lo = table[j]
-        ratio = lo + (u - j) * (table[j + 1] - lo)
-        x = ratio * a[..., i] * (-2.0 / math.sqrt(max(horizon - i, 1.0)))
-        logp = logp + (ln2 - np.logaddexp(0.0, x))
+        j = np.minimum(np.maximum(logp * inv - _TABLE_LOW * inv, 0.0), top).astype(np.intp)
+        logp = logp + (ln2 - np.logaddexp(0.0, table[j] * scaled[..., i]))
         out[..., i] = logp
     out -= log_level[..., None]
     return out
@@ -286,7 +284,7 @@ def _locate(le: Array, t: Array) -> tuple[NDArray[np.intp], Array, NDArray[np.bo
     lo_edge = np.where(j > 0, finite[np.maximum(j - 1, 0)], 0.0)
     hi_edge = finite[jj]
     width = np.where(hi_edge > lo_edge, hi_edge - lo_edge, 1.0)
-    frac = np.clip((t - lo_edge) / width, 0.0, 1.0)
+    frac = np.minimum(np.maximum((t - lo_edge) / width, 0.0), 1.0)
     return j, frac, j >= nf
 
 
@@ -410,6 +408,15 @@ def running_max(log_k: Array) -> Array:
     return out
 
 
+def _for_sequences(betting: Betting | None) -> Betting:
+    """Confidence sequences use the constant stake at the same horizon: any predictable
+    stake gives a valid sequence, and the constant one is a cumulative sum over looks, cheap
+    for a whole family of nulls. (So the reported interval need not agree to the look with
+    the deadline test's decision.)"""
+    bet = betting or Betting()
+    return Betting(horizon=bet.horizon, strategy="constant", kappa=bet.kappa)
+
+
 RATIO_GRID: Array = np.exp(np.linspace(-3.0, 3.0, 121))
 FACTOR_GRID: Array = np.exp(np.linspace(-1.0, 1.6, 105))
 
@@ -422,7 +429,7 @@ def ratio_sequence(
     capital per grid value (G, K); ``invert`` a column for the interval at that look."""
     grid = RATIO_GRID
     y, var = count_increments(xc, nc, xb, nb, ratio=grid[:, None])
-    fail, ok = log_capital_both(y, var, alpha / 2.0, alpha / 2.0, betting)
+    fail, ok = log_capital_both(y, var, alpha / 2.0, alpha / 2.0, _for_sequences(betting))
     return grid, running_max(fail), running_max(ok)
 
 
@@ -448,7 +455,7 @@ def factor_sequence(
     maxima of log capital per factor (G, K); ``invert`` a column."""
     grid = FACTOR_GRID
     inc = tail_increments(cand_cum, base_cum, le, q, grid)
-    fail, ok = log_capital_both(inc.y, inc.variance, alpha / 2.0, alpha / 2.0, betting)
+    fail, ok = log_capital_both(inc.y, inc.variance, alpha / 2.0, alpha / 2.0, _for_sequences(betting))
     return grid, running_max(fail), running_max(ok)
 
 

@@ -330,3 +330,21 @@ TESTS: dict[str, Callable[..., object]] = {
     "beta_binomial_point": log_beta_binomial_point,
     "difference_above": log_difference_above,
 }
+
+
+def _register_interval_tests() -> None:
+    """The interval tests (``test_unit = "interval"``) live in betting.py."""
+    from mlserve.stats import betting
+
+    TESTS.update(
+        {
+            "interval_capital": betting.log_capital,
+            "interval_count_evidence": betting.count_evidence,
+            "interval_tail_evidence": betting.tail_evidence,
+            "interval_ratio_sequence": betting.ratio_sequence,
+            "interval_factor_sequence": betting.factor_sequence,
+        }
+    )
+
+
+_register_interval_tests()
