@@ -484,6 +484,24 @@ def plot(results: dict[tuple[str, float, str], list[Outcome]], path: Path) -> No
     plt.close(fig)
 
 
+def speed_lines(speed: dict[str, tuple[float, float, int]]) -> list[str]:
+    lines = []
+    load = os.getloadavg()[0]
+    for unit, (secs, cpu, rc) in speed.items():
+        verdict = (
+            "met"
+            if secs < 10 and rc == 0
+            else ("met in CPU time, not in wall time under this load" if cpu < 10 and rc == 0 else "not met")
+        )
+        lines.append(
+            f'- Replay speed, `test_unit = "{unit}"`: `mlserve analyze --replay DIR --policy FILE --json` on '
+            f"1,000 snapshots of {LOOKS} looks (12 buckets) took {secs:.1f} s wall, {cpu:.1f} s CPU, including "
+            f"start-up (exit {rc}; 1-minute load average {load:.1f} on {os.cpu_count()} cores after measuring); "
+            f"goal < 10 s: **{verdict}**."
+        )
+    return lines
+
+
 def report(
     results: dict[tuple[str, float, str], list[Outcome]], reps: int, speed: dict[str, tuple[float, float, int]] | None
 ) -> str:
@@ -574,19 +592,7 @@ def report(
     fp = rate(bad, "promote")
     lines.append(f"- False promotion <= 5%: {fmt_pct(fp)}: **{'met' if fp <= 0.05 else 'not met'}**.")
     if speed is not None:
-        load = os.getloadavg()[0]
-        for unit, (secs, cpu, rc) in speed.items():
-            verdict = (
-                "met"
-                if secs < 10 and rc == 0
-                else ("met in CPU time, not in wall time under this load" if cpu < 10 and rc == 0 else "not met")
-            )
-            lines.append(
-                f'- Replay speed, `test_unit = "{unit}"`: `mlserve analyze --replay DIR --policy FILE --json` on '
-                f"1,000 snapshots of {LOOKS} looks (12 buckets) took {secs:.1f} s wall, {cpu:.1f} s CPU, including "
-                f"start-up (exit {rc}; 1-minute load average {load:.1f} on {os.cpu_count()} cores after measuring); "
-                f"goal < 10 s: **{verdict}**."
-            )
+        lines.extend(speed_lines(speed))
     lines.append("\n![decision quality](img/decision_quality.png)\n")
     return "\n".join(lines)
 
@@ -909,7 +915,7 @@ def main(argv: list[str] | None = None) -> int:
         hor, cli = run_horizon(h_reps, args.seed + 2, replay=True)
         body += report_horizon(hor, cli, h_reps)
     if speed and not results:
-        body += "\n" + "\n".join(report({}, 0, speed).splitlines()[-len(speed) :]) + "\n"
+        body += "\n" + "\n".join(speed_lines(speed)) + "\n"
     body += f"\n_All parts took {time.perf_counter() - t0:.0f} s._\n"
     print(body)
     if not args.no_write and parts >= {"grid", "dependent", "horizon", "speed"}:
