@@ -27,12 +27,13 @@ reaches ``1/alpha`` with probability at most ``alpha``: testing by betting (Shaf
 Waudby-Smith and Ramdas 2023), here on the sign of a symmetric increment, which needs no
 bound on the range of ``y`` and no variance. mlserve bets ``psi_i(y) = tanh(lam_i * y)``:
 ``1 + tanh(x) = e^x / cosh(x)`` is the exact sign-flip likelihood ratio, never worse than
-de la Pena's self-normalised ``exp(x - x^2/2)``. The stake is tuned to the planned horizon,
-``lam_i = kappa * sqrt(2 log(1/alpha) / (T s_i^2))`` (T the planned number of looks,
-``s_i^2`` a predictable estimate of the increments' variance), Howard et al.'s (2021) choice
-of the mixture scale for a target sample size, in its plug-in form. One interval can at
-most double the capital, so a single burst can never roll a candidate back on its own:
-at ``alpha = 0.05`` it takes five intervals at least.
+de la Pena's self-normalised ``exp(x - x^2/2)``. The stake ``lam_i`` is tuned to the
+planned horizon of T looks (``Betting``): by default it replicates a fixed-horizon test
+that decides after T looks (the "deadline" strategy), or it is the constant
+``kappa * sqrt(2 log(1/alpha) / T) / s_i`` (Howard et al.'s 2021 mixture scale for a
+target sample size, in plug-in form), with ``s_i^2`` a predictable estimate of the
+increments' variance. One interval can at most double the capital, so a single burst can
+never roll a candidate back on its own: at ``alpha = 0.05`` it takes five intervals at least.
 
 **Confidence sequences.** The same capital for a family of nulls (a rate ratio, or the
 factor by which the candidate's latency threshold is shifted) is inverted: the values that
@@ -55,12 +56,14 @@ from numpy.typing import NDArray
 Array = NDArray[np.float64]
 
 # Stake multiplier of the constant strategy: kappa = 1 makes its linear boundary tightest
-# at exactly T looks; a little more catches a real regression earlier
-# (benchmarks/decision_quality.py measured 1.3 as the best share caught within T looks).
+# at exactly T looks; a little more catches a real regression earlier (1.3 caught the most
+# 2x error regressions within T looks of 1.0-2.0, simulated on the streams of
+# benchmarks/decision_quality.py part 3).
 DEFAULT_KAPPA = 1.3
 DEFAULT_HORIZON = 60  # looks: the default policy's max_duration / interval
 # The deadline strategy aims to reach 1 / (TARGET * alpha) by the horizon: aiming past
-# 1 / alpha lets it stop early when the evidence is clear (measured best near 1/2).
+# 1 / alpha lets it stop early when the evidence is clear (simulated on the same streams,
+# targets 0.3 to 0.6 caught about the same share, 1.0 several points less).
 DEFAULT_TARGET = 0.5
 
 
@@ -80,10 +83,6 @@ class Betting:
     strategy: Literal["deadline", "constant"] = "deadline"
     kappa: float = DEFAULT_KAPPA
     target: float = DEFAULT_TARGET
-
-    def stake(self, alpha: float) -> float:
-        """The constant strategy's stake per unit of standardised increment, kappa = 1."""
-        return math.sqrt(2.0 * math.log(1.0 / alpha) / max(float(self.horizon), 1.0))
 
 
 def _log1p_tanh(x: Array) -> Array:
@@ -267,13 +266,10 @@ def _below(cum: Array, le: Array, t: Array, width: int | None = None) -> Array:
     first bucket starts at 0; above the last finite bound the whole +Inf bucket counts as
     slower. With ``width``, ``cum`` holds two histograms side by side (K, 2B) and the
     answer is (2, G, K), one per histogram."""
-    if width is not None:
-        first = _below(cum[:, :width], le[:width], t)
-        j, frac, beyond = _locate(le[:width], t)
-        second = _gather(cum[:, width:], j, frac, beyond)
-        return np.stack([first, second])
-    j, frac, beyond = _locate(le, t)
-    return _gather(cum, j, frac, beyond)
+    if width is None:
+        return _gather(cum, *_locate(le, t))
+    where = _locate(le[:width], t)
+    return np.stack([_gather(cum[:, :width], *where), _gather(cum[:, width:], *where)])
 
 
 def _locate(le: Array, t: Array) -> tuple[NDArray[np.intp], Array, NDArray[np.bool_]]:
