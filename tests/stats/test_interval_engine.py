@@ -162,3 +162,34 @@ def test_policy_key_through_the_cli(tmp_path: Path) -> None:
     assert res.exit_code == 2
     text = res.stdout + res.stderr
     assert "test_unit" in text and "Traceback" not in text
+
+
+def test_ratio_metric_higher_is_better_per_interval() -> None:
+    from mlserve.stats.snapshot import Ratio
+
+    rng = np.random.default_rng(14)
+    base = simulate(Scenario(looks=20, rps=50, latency=False), rng)
+    looks: list[Look] = []
+    conv_b = conv_c = 0
+    for look in base.looks:
+        vb, vc = look.variants["v1"], look.variants["v2"]
+        prev_b = looks[-1].variants["v1"].requests if looks else 0
+        prev_c = looks[-1].variants["v2"].requests if looks else 0
+        conv_b += int(rng.binomial(vb.requests - prev_b, 0.10))
+        conv_c += int(rng.binomial(vc.requests - prev_c, 0.05))  # the candidate converts half as well
+        variants = {
+            "v1": dataclasses.replace(vb, custom={"conversions": Ratio(conv_b, vb.requests)}),
+            "v2": dataclasses.replace(vc, custom={"conversions": Ratio(conv_c, vc.requests)}),
+        }
+        looks.append(Look(look.at, look.weights, variants))
+    snap = dataclasses.replace(base, looks=tuple(looks))
+    policy = RolloutPolicy(
+        test_unit="interval",
+        metrics=[MetricSpec(name="conversions", kind="ratio", direction="higher", margin=Margin(0.1, True))],
+    )
+    v = analyze(snap, policy)
+    assert v.verdict == "rollback"
+    m = v.metrics[0]
+    assert m.estimate is not None and m.estimate < -0.3
+    lo, hi = m.ci
+    assert lo is not None and hi is not None and lo < m.estimate < hi < 0.0
