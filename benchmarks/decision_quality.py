@@ -622,7 +622,7 @@ DEP_JUDGES: tuple[tuple[str, RolloutPolicy, bool], ...] = (
 
 
 def _verdict(snap: Snapshot, policy: RolloutPolicy) -> tuple[str, int]:
-    v = analyze(snap, policy)
+    v = analyze(snap, analysis_spec(policy))
     look = v.decided_at_look if v.decided_at_look is not None else len(snap.looks)
     return (v.verdict if v.decided_at_look is not None else "none"), look
 

@@ -146,11 +146,10 @@ def log_capital_both(
     y: Array, variance: Array, alpha_up: float, alpha_down: float, betting: Betting | None = None
 ) -> tuple[Array, Array]:
     """The capitals betting that ``y`` is positive (at level ``alpha_up``) and negative
-    (``alpha_down``), in one pass."""
-    bet = betting or Betting()
-    a = standardise(y, variance)
-    levels = np.array([alpha_up, alpha_down]).reshape((2,) + (1,) * a.ndim)
-    both = _strategy(np.stack([a, -a]), levels, bet)
+    (``alpha_down``), in one pass: ``log_capital`` on ``y`` and ``-y`` stacked."""
+    y, var = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(variance, dtype=float))
+    levels = np.array([alpha_up, alpha_down]).reshape((2,) + (1,) * y.ndim)
+    both = log_capital(np.stack([y, -y]), np.stack([var, var]), levels, 1, betting)
     return both[0], both[1]
 
 

@@ -287,9 +287,32 @@ def test_standardise_without_variance_is_no_bet() -> None:
     assert np.array_equal(standardise(np.array([1.0, -2.0]), np.array([0.0, 4.0])), np.array([0.0, -1.0]))
 
 
-def test_interval_tests_are_registered_by_name() -> None:
-    from mlserve.stats.sequential import TESTS
+def test_the_interval_unit_is_registered_and_bets_with_these_tests() -> None:
+    """``test_unit = "interval"`` is an entry of the evidence units the engine dispatches
+    through; its tracks are exactly ``count_evidence`` and ``tail_evidence`` on the looks'
+    increments, at Holm's first-step share of alpha and the spec's horizon."""
+    from mlserve.stats.evidence import UNITS, Counts, Histograms, PerInterval
+    from mlserve.stats.spec import AnalysisSpec, Margin, MetricSpec
 
-    assert TESTS["interval_capital"] is log_capital
-    assert TESTS["interval_count_evidence"] is count_evidence
-    assert TESTS["interval_tail_evidence"] is tail_evidence
+    errors = MetricSpec("error_rate", "error_rate", Margin(0.002, relative=False), critical=True)
+    p99 = MetricSpec("latency_p99", "latency", Margin(0.1, relative=True), quantile=0.99)
+    spec = AnalysisSpec(metrics=(errors, p99), alpha=0.05, test_unit="interval", horizon=20)
+    unit = UNITS["interval"](spec)
+    assert isinstance(unit, PerInterval) and unit.betting == Betting(horizon=20)
+    assert unit.level(errors) == pytest.approx(0.04) and unit.level(p99) == pytest.approx(0.01)
+
+    rng = np.random.default_rng(5)
+    n = np.full(20, 2000.0)
+    xb, xc = rng.binomial(2000, 0.01, 20).astype(float), rng.binomial(2000, 0.02, 20).astype(float)
+    present = np.ones(20, dtype=bool)
+    counts = Counts(np.cumsum(xb), np.cumsum(n), np.cumsum(xc), np.cumsum(n), "errors/request")
+    track = unit.counts(errors, present, counts, np.ones(20))
+    ev = count_evidence(xc, n, xb, n, 0.002, False, True, 0.04, 0.05, Betting(horizon=20))
+    assert np.array_equal(track.p_fail, ev.p_fail) and np.array_equal(track.p_pass, ev.p_pass)
+    assert track.p_fail[-1] <= 0.05
+
+    le, base, cand = _histograms(12, looks=20, shift=0.5)
+    lat_track = unit.latency(p99, present, Histograms(base, cand, le), np.ones(20))
+    tail = tail_evidence(cand, base, le, 0.99, 0.1, True, 0.01, 0.05, Betting(horizon=20))
+    assert np.array_equal(lat_track.p_fail, tail.p_fail) and np.array_equal(lat_track.p_pass, tail.p_pass)
+    assert "interval test" in lat_track.summary(19)[5]

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from mlserve.manifest.analysis import analysis_spec
 from mlserve.manifest.models import MetricSpec, RolloutPolicy
 from mlserve.manifest.units import Margin
-from mlserve.stats.engine import analyze
+from mlserve.stats import engine
 from mlserve.stats.simulate import Scenario, geometric_buckets, simulate
-from mlserve.stats.snapshot import Look, VariantStats
+from mlserve.stats.snapshot import Look, Snapshot, VariantStats
 from mlserve.stats.streams import DependentScenario, simulate_dependent
 from tests.conftest import run_cli
 
@@ -30,6 +31,11 @@ ZERO = DEP_POLICY.model_copy(
         ]
     }
 )
+
+
+def analyze(snap: Snapshot, policy: RolloutPolicy) -> engine.Analysis:
+    """The engine on the spec the manifest builds from a policy, as a rollout and a replay run it."""
+    return engine.analyze(snap, analysis_spec(policy))
 
 
 def _bound(reps: int, alpha: float) -> int:
@@ -193,3 +199,64 @@ def test_ratio_metric_higher_is_better_per_interval() -> None:
     assert m.estimate is not None and m.estimate < -0.3
     lo, hi = m.ci
     assert lo is not None and hi is not None and lo < m.estimate < hi < 0.0
+
+
+def test_the_test_units_agree_with_the_manifest_and_the_spec() -> None:
+    """The manifest accepts exactly the units the engine can dispatch to, like the kinds."""
+    import typing
+
+    from mlserve.stats import evidence, spec
+
+    manifest_units = typing.get_args(RolloutPolicy.model_fields["test_unit"].annotation)
+    assert set(manifest_units) == set(typing.get_args(spec.TestUnit)) == set(evidence.UNITS) == {"request", "interval"}
+
+
+def test_the_spec_carries_the_unit_and_the_horizon() -> None:
+    from mlserve.stats.betting import Betting
+    from mlserve.stats.evidence import PerInterval, PerRequest, evidence_for
+
+    default = analysis_spec(RolloutPolicy())
+    assert default.test_unit == "request" and default.horizon == 60.0  # 3600 s / 60 s
+    assert evidence_for(default) == PerRequest(0.05)
+    spec = analysis_spec(RolloutPolicy(test_unit="interval", interval=7, max_duration=100))
+    assert (spec.test_unit, spec.horizon) == ("interval", 15.0)  # ceil(100 / 7)
+    unit = evidence_for(spec)
+    assert isinstance(unit, PerInterval) and unit.betting == Betting(horizon=15.0)
+    assert unit.family_weight == 5.0  # the default family: critical error rate (4) and p99 (1)
+
+
+def test_an_unknown_test_unit_is_a_clear_error() -> None:
+    from mlserve.errors import UsageError
+
+    spec = dataclasses.replace(analysis_spec(RolloutPolicy()), test_unit="scrape")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=r"test_unit 'scrape' is not known \(known: interval, request\)"):
+        engine.analyze(simulate(Scenario(looks=2), np.random.default_rng(1)), spec)
+
+
+def test_the_engine_hands_the_specs_unit_to_every_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per interval is a choice of the spec, not of the engine: each kind is given the
+    spec's unit and builds its evidence on it."""
+    from mlserve.stats import evidence, kinds
+
+    seen: list[tuple[str, str]] = []
+    for name, kind in list(kinds.KINDS.items()):
+
+        class Recording:
+            def __init__(self, inner: kinds.MetricKind) -> None:
+                self.inner = inner
+                self.name, self.unit, self.shadow = inner.name, inner.unit, inner.shadow
+
+            def track(self, spec: object, data: object, unit: evidence.Evidence) -> evidence.Track:
+                seen.append((spec.name, unit.name))  # type: ignore[attr-defined]
+                return self.inner.track(spec, data, unit)  # type: ignore[arg-type]
+
+            def better(self, spec: object) -> str:
+                return self.inner.better(spec)  # type: ignore[arg-type]
+
+        monkeypatch.setitem(kinds.KINDS, name, Recording(kind))
+    snap = simulate(Scenario(looks=6), np.random.default_rng(3))
+    analyze(snap, RolloutPolicy())
+    analyze(snap, INTERVAL)
+    assert seen == [
+        ("error_rate", "request"), ("latency_p99", "request"), ("error_rate", "interval"), ("latency_p99", "interval")
+    ]  # fmt: skip
