@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "mlserve.cli.commands.down",
     "mlserve.cli.commands.logs",
     "mlserve.cli.commands.loadtest",
+    "mlserve.cli.commands.batch",
     "mlserve.cli.commands.render",
     "mlserve.cli.commands.plan",
     "mlserve.cli.commands.destroy",
