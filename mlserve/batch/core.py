@@ -57,6 +57,7 @@ class BatchOptions:
     features: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     keep: tuple[str, ...] = ()
+    labels: str | None = None  # a label column (compare): excluded from the features, kept
     outputs: tuple[str, ...] = ()
     batch_size: int = 1024
     chunk_size: int = 8192
@@ -190,7 +191,7 @@ def plan_batch(project: Any, options: BatchOptions, say: Callable[[str], None] =
         in_path,
         in_fmt,
         tensor,
-        ColumnOptions(id_column=o.id_column, features=o.features, exclude=o.exclude, keep=o.keep),
+        ColumnOptions(id_column=o.id_column, features=o.features, exclude=o.exclude, keep=o.keep, labels=o.labels),
         o.chunk_size,
         o.endpoint,
     )

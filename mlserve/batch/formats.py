@@ -18,7 +18,7 @@ import io
 import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -178,6 +178,7 @@ class ColumnOptions:
     features: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     keep: tuple[str, ...] = ()
+    labels: str | None = None  # compare's label column: never a feature, always kept
 
 
 @dataclass
@@ -416,6 +417,16 @@ def choose_columns(
     """The id, feature and kept columns; a mismatch with the declared input is a usage error,
     found here once rather than as a bad row on every line."""
     known = ", ".join(names) or "none"
+    if options.labels is not None:
+        if options.labels not in names:
+            raise UsageError(
+                f"{path}: --labels names column {options.labels!r}, which the input lacks (columns: {known})"
+            )
+        options = replace(
+            options,
+            exclude=tuple(dict.fromkeys([*options.exclude, options.labels])),
+            keep=tuple(dict.fromkeys([*options.keep, options.labels])),
+        )
     for opt, wanted in (("--features", options.features or ()), ("--keep", options.keep)):
         missing = [c for c in wanted if c not in names]
         if missing:
