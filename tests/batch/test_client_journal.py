@@ -112,7 +112,7 @@ def test_retries_5xx_dropped_connections_and_timeouts(server: tuple[str, Script]
 
 
 def test_rows_the_endpoint_refuses_are_found_by_halving(server: tuple[str, Script]) -> None:
-    url, script = server
+    url, _ = server
     rows = [[float(i), 1.0] for i in range(16)]
     rows[5] = [666.0, 0.0]
     rows[11] = [1.0, 666.0]
