@@ -172,3 +172,19 @@ def test_compare_gate_passes_and_fails_with_reports(deployed: Path, tmp_path: Pa
     assert junit.count("<failure") == 2 and 'failures="2"' in junit
     page = (tmp_path / "bad" / "report.html").read_text()
     assert "FAILED" in page and "Where they disagree" in page
+
+
+def test_the_ci_templates_compare_step_runs_as_written(deployed: Path) -> None:
+    import shlex
+
+    import yaml
+
+    workflow = yaml.safe_load((deployed / ".github/workflows/mlserve.yml").read_text())
+    steps = [s.get("run", "") for s in workflow["jobs"]["check"]["steps"]]
+    script = next(s for s in steps if "mlserve compare" in s)
+    line = script[script.index("mlserve compare") :].replace("\\\n", " ").splitlines()[0]
+    gitlab = yaml.safe_load((deployed / ".gitlab-ci.yml").read_text())
+    assert any(" ".join(shlex.split(line)) == " ".join(shlex.split(c)) for c in gitlab["compare"]["script"])
+    res = run_cli("--json", *shlex.split(line)[1:], cwd=deployed)
+    assert res.exit_code == 0, res.output
+    assert (deployed / "compare" / "junit.xml").is_file() and res.json["result"]["passed"] is True
