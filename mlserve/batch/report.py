@@ -24,6 +24,15 @@ def _f(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
+def short(v: Any) -> str:
+    """A cell of the disagreement sample: floats to 4 significant digits, lists too."""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(short(x) for x in v) + "]"
+    return str(v)
+
+
 def metric_rows(r: dict[str, Any]) -> list[list[str]]:
     rows = []
     for m in r["metrics"]:
@@ -105,7 +114,7 @@ def html_page(r: dict[str, Any]) -> str:
         keys += [k for k in d if k not in keys]
     dis_head = "".join(f"<th>{esc(k)}</th>" for k in keys)
     dis_rows = "".join(
-        "<tr>" + "".join(f"<td>{esc(json.dumps(d.get(k)))}</td>" for k in keys) + "</tr>" for d in r["disagreements"]
+        "<tr>" + "".join(f"<td>{esc(short(d.get(k)))}</td>" for k in keys) + "</tr>" for d in r["disagreements"]
     )
     notes = "".join(f"<li>{esc(n)}</li>" for n in r["notes"])
     interval = a["interval"]

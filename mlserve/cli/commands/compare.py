@@ -187,11 +187,11 @@ def show(con: Console, r: dict[str, Any]) -> None:
             f"{x['failed_rows']:,}",
         )
     con.print(lat)
+    from mlserve.batch.report import short
+
     for d in r["disagreements"][:5]:
-        con.print(
-            f"  disagree: row {d['row']} id {escape(str(d['id']))}: "
-            + escape(", ".join(f"{k} {v}" for k, v in d.items() if k not in ("row", "id")))
-        )
+        rest = ", ".join(f"{k} {short(v)}" for k, v in d.items() if k not in ("row", "id"))
+        con.print(f"  disagree: row {d['row']} id {escape(str(d['id']))}: {escape(rest)}")
     for n in r["notes"]:
         con.print(f"[yellow]note[/] {escape(n)}")
     for g in r["gate"]:
