@@ -86,7 +86,8 @@ def peak_rss(root: Path, inp: Path, out: Path) -> tuple[float, float, int]:
     kib, seconds, rc = sh(argv, root).stdout.split()
     if rc != "0":
         raise RuntimeError(f"batch for the memory run exited {rc}")
-    rows = sum(1 for _ in open(out, "rb"))
+    with open(out, "rb") as fh:
+        rows = sum(1 for _ in fh)
     return int(kib) / 1024, float(seconds), rows
 
 
@@ -206,7 +207,8 @@ def main() -> None:
         results["loadtest_sb"] = loadtest(root, args.loadtest_seconds)
         same_sb = (tmp / "out-sb.jsonl").read_bytes() == (tmp / "out.jsonl").read_bytes()
     finally:
-        sh([*MLSERVE, "down"], root, check=False) if (root / "mlserve.toml").exists() else None
+        if (root / "mlserve.toml").exists():
+            sh([*MLSERVE, "down"], root, check=False)
     load_after = uptime()
     shutil.rmtree(tmp, ignore_errors=True)
 
