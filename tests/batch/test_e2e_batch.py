@@ -97,7 +97,6 @@ def test_100k_rows_killed_at_half_and_resumed_equal_an_uninterrupted_run(
 
 
 def test_ray_engine_resumes_the_same_job_with_the_same_output(deployed: Path, rows: Path, full_run: Path) -> None:
-    pytest.importorskip("ray", reason="make venv installs mlserve[ray]; CI never skips this")
     out, state = rows.parent / "ray.jsonl", rows.parent / "state-ray"
     argv = _argv(deployed, rows, out, state, "--concurrency", "1", "--batch-size", "250")
     done = _kill_at_half(argv, state)
