@@ -347,7 +347,10 @@ def run_batch(plan: BatchPlan, progress: Callable[[Progress], None] = lambda _p:
                 asyncio.run(_local_engine(plan, pending, commit))
         _check_schemas(entries)
         parts = [plan.job.part(c.index) for c in layout.chunks]
-        assemble(plan.output_format, Path(plan.options.output), parts)
+        out_path = Path(plan.options.output)
+        for stale in out_path.parent.glob(f".{out_path.name}.*.tmp"):  # an assembly cut short by a kill
+            stale.unlink(missing_ok=True)
+        assemble(plan.output_format, out_path, parts)
         failed = sum(int(e["failed"]) for e in entries.values())
         sample = _write_errors(plan, failed)
         seconds = time.perf_counter() - t0

@@ -87,6 +87,8 @@ class Job:
                 # A different or unreadable job under this name: start it afresh.
                 self._reset()
         atomic_write_json(self.dir / JOB_FILE, {"format": JOB_FORMAT, "identity": self.identity})
+        for stale in self.parts.glob(".*.tmp"):  # a kill between a part's write and its rename
+            stale.unlink(missing_ok=True)
         return self._finished()
 
     def _reset(self) -> None:

@@ -187,3 +187,31 @@ def test_the_ci_templates_compare_step_runs_as_written(deployed: Path) -> None:
     res = run_cli("--json", *shlex.split(line)[1:], cwd=deployed)
     assert res.exit_code == 0, res.output
     assert (deployed / "compare" / "junit.xml").is_file() and res.json["result"]["passed"] is True
+
+
+@pytest.mark.slow
+def test_killed_again_and_again_at_random_moments_it_still_ends_identical(
+    deployed: Path, rows: Path, full_run: Path
+) -> None:
+    """SIGKILL at seeded random moments (start-up, scan, scoring, assembly), resuming each time."""
+    import random
+
+    rng = random.Random(20261123)
+    out, state = rows.parent / "random.jsonl", rows.parent / "state-random"
+    argv = _argv(deployed, rows, out, state, "--concurrency", "1", "--batch-size", "250")
+    env = {**os.environ, "NO_COLOR": "1"}
+    kills = 0
+    for _ in range(10):
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        time.sleep(rng.uniform(0.3, 2.5))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=30)
+        if out.exists():
+            break
+    assert kills >= 3, kills
+    if not out.exists():
+        _run(argv)
+    assert out.read_bytes() == full_run.read_bytes()
+    assert not list(out.parent.glob(".random.jsonl.*.tmp"))
