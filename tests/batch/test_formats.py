@@ -166,3 +166,25 @@ def test_assemble_each_format_in_order(tmp_path: Path, fmt: str) -> None:
         assert rows[1] == {"id": "r01", "predict": 1, "proba": [0.25, 0.75]}
     else:
         assert float(rows[1]["proba_1"]) == 0.75 and int(rows[1]["predict"]) == 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    data=hs.binary(max_size=400)
+    | hs.text(alphabet='{}[]",:0123456789.eE-+ \nabcnul\r\x00', max_size=300).map(str.encode),
+    fmt=hs.sampled_from(["jsonl", "csv"]),
+)
+def test_hostile_bytes_give_a_usage_error_or_every_row_accounted_for(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes, fmt: str
+) -> None:
+    """Whatever the file holds, the readers never raise anything but a usage error, and every
+    row they count is either scored or listed as bad."""
+    path = tmp_path_factory.mktemp("h") / f"in.{fmt}"
+    path.write_bytes(data)
+    try:
+        layout = scan(path, fmt, InputTensor("input-0", "FP32", (1,)), ColumnOptions(), 3, "e")
+    except UsageError:
+        return
+    good, bad = _rows_of(layout, InputTensor("input-0", "FP32", (1,)))
+    assert len(good) + len(bad) == layout.rows
+    assert all(isinstance(b["reason"], str) and b["reason"] for b in bad)
