@@ -32,7 +32,8 @@ import numpy as np
 from mlserve.batch import agreement as st
 from mlserve.batch.core import BatchOptions, BatchSummary, Progress, plan_batch, run_batch
 from mlserve.batch.formats import ROW_ID, read_output
-from mlserve.errors import EXIT_OK, EXIT_REJECTED, UsageError
+from mlserve.errors import UsageError
+from mlserve.status import ExitStatus
 
 COMPARE_FORMAT = "mlserve.compare/v1"
 METRICS = {"accuracy": "classification", "auc": "classification", "log_loss": "classification", "rmse": "regression"}
@@ -96,8 +97,8 @@ class CompareResult:
         return all(g.passed for g in self.gate)
 
     @property
-    def exit_code(self) -> int:
-        return EXIT_OK if self.passed else EXIT_REJECTED
+    def exit_code(self) -> ExitStatus:
+        return ExitStatus.OK if self.passed else ExitStatus.REJECTED
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"format": COMPARE_FORMAT}
@@ -105,7 +106,7 @@ class CompareResult:
             v = getattr(self, k)
             out[k] = [g.to_dict() for g in v] if k == "gate" else v
         out["passed"] = self.passed
-        out["exit_code"] = self.exit_code
+        out["exit_code"] = int(self.exit_code)
         return finite(out)
 
 

@@ -32,7 +32,8 @@ from mlserve.batch.formats import (
 )
 from mlserve.batch.journal import ChunkResult, Job, job_key
 from mlserve.batch.rows import InputTensor
-from mlserve.errors import EXIT_ERROR, EXIT_OK, UsageError
+from mlserve.errors import UsageError
+from mlserve.status import ExitStatus
 
 ENGINES = ("local", "ray")
 SUMMARY_FORMAT = "mlserve.batch-summary/v1"
@@ -123,13 +124,13 @@ class BatchSummary:
     failures_sample: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def exit_code(self) -> int:
-        return EXIT_OK if self.failed == 0 else EXIT_ERROR
+    def exit_code(self) -> ExitStatus:
+        return ExitStatus.OK if self.failed == 0 else ExitStatus.ERROR
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"format": SUMMARY_FORMAT}
         out.update({k: getattr(self, k) for k in self.__dataclass_fields__})
-        out["exit_code"] = self.exit_code
+        out["exit_code"] = int(self.exit_code)
         return out
 
 
