@@ -4,8 +4,9 @@
 job's identity) before a request is sent; ``run_batch`` scores the chunks the journal
 does not list as finished, with the local engine (asyncio, bounded concurrency) or
 Ray Data (:mod:`mlserve.batch.ray_engine`), commits each chunk as it finishes, then
-streams the part files into the output in input order. Both engines share the chunk,
-part and journal code, so a job started on one can be resumed on the other.
+streams the part files into the output in input order. Both engines share the chunk
+(:mod:`mlserve.batch.chunks`), part and journal code, so a job started on one can be
+resumed on the other.
 """
 
 from __future__ import annotations
@@ -18,18 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlserve.batch.client import ClientSettings, Outcome, V2Client
-from mlserve.batch.formats import (
-    ROW_ID,
-    ChunkRows,
-    ColumnOptions,
-    Layout,
-    assemble,
-    dumps,
-    format_of,
-    read_chunk,
-    scan,
-)
+from mlserve.batch.chunks import score_chunk
+from mlserve.batch.client import ClientSettings, V2Client
+from mlserve.batch.formats import ColumnOptions, Layout, assemble, dumps, format_of, scan
 from mlserve.batch.journal import ChunkResult, Job, job_key
 from mlserve.batch.rows import InputTensor
 from mlserve.errors import UsageError
@@ -215,59 +207,6 @@ def plan_batch(project: Any, options: BatchOptions, say: Callable[[str], None] =
     state_dir = Path(o.state_dir) if o.state_dir else project.state_dir / "batch"
     job = Job(state_dir / job_key(identity)[:20], identity)
     return BatchPlan(o, env_name, version, layout, settings, out_fmt, errors_path, job, scan_seconds)
-
-
-# ---------------------------------------------------------------------------
-# A scored chunk -> its part files
-# ---------------------------------------------------------------------------
-
-
-def chunk_result(rows: ChunkRows, outcome: Outcome, out_id: str, row_numbers: bool) -> ChunkResult:
-    """Result lines in input order, and every failed row (bad input or refused) with its reason."""
-    lines = []
-    bad = list(rows.bad)
-    reserved = {out_id, *rows.kept[0]} if rows.kept else {out_id}
-    if row_numbers:
-        reserved.add(ROW_ID)
-    for j, pred in enumerate(outcome.predictions):
-        if pred is None:
-            bad.append(
-                {
-                    "line": rows.lines[j],
-                    "row": rows.rows[j],
-                    "id": rows.ids[j],
-                    "reason": outcome.rejected.get(j, "no prediction"),
-                }
-            )
-            continue
-        rec: dict[str, Any] = {out_id: rows.ids[j]}
-        if row_numbers and out_id != ROW_ID:
-            rec[ROW_ID] = rows.rows[j]
-        rec.update(rows.kept[j])
-        for name, value in pred.items():
-            rec[f"{name}_prediction" if name in reserved else name] = value
-        lines.append(dumps(rec))
-    bad.sort(key=lambda b: b["row"])
-    results = b"".join(x + b"\n" for x in lines)
-    errors = b"".join(dumps(b) + b"\n" for b in bad)
-    entry = {
-        "rows": rows.spec.rows,
-        "scored": len(lines),
-        "failed": len(bad),
-        "requests": len(outcome.latencies),
-        "retries": outcome.retries,
-        "latencies": [round(x, 6) for x in outcome.latencies],
-        "schema": outcome.schema,
-    }
-    return ChunkResult(rows.spec.index, results, errors, entry)
-
-
-async def score_chunk(
-    client: V2Client, layout: Layout, spec: Any, tensor: InputTensor, row_numbers: bool
-) -> ChunkResult:
-    rows = await asyncio.to_thread(read_chunk, layout, spec, tensor)
-    outcome = await client.score(rows.values)
-    return await asyncio.to_thread(chunk_result, rows, outcome, layout.columns.out_id, row_numbers)
 
 
 async def _local_engine(plan: BatchPlan, pending: Sequence[Any], commit: Callable[[ChunkResult], None]) -> None:

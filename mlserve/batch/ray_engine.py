@@ -56,7 +56,7 @@ class ChunkScorer:
         self.client = self.loop.run_until_complete(_client(V2Client, self.settings))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        from mlserve.batch.core import score_chunk
+        from mlserve.batch.chunks import score_chunk
         from mlserve.batch.formats import ChunkSpec
 
         out: dict[str, list[Any]] = {"index": [], "results": [], "errors": [], "entry": []}
