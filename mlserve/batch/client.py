@@ -20,6 +20,7 @@ from typing import Any
 from mlserve.batch.formats import dumps, loads
 from mlserve.batch.rows import InputTensor, flatten
 from mlserve.errors import TargetError
+from mlserve.targets.base import Pin
 
 VARIANT_HEADER = "x-mlserve-variant"
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -43,7 +44,7 @@ class ClientSettings:
     url: str  # the endpoint's base URL (a gateway or an ingress)
     endpoint: str
     version: str
-    pin: str  # "path": /v2/models/E/versions/V/infer (mlserve's gateway); "header": x-mlserve-variant
+    pin: Pin  # PATH: /v2/models/E/versions/V/infer (mlserve's gateway); HEADER: x-mlserve-variant
     tensor: InputTensor
     outputs: tuple[str, ...] = ()  # V2 outputs to ask for; () = the server's default
     batch_size: int = 1024
@@ -58,7 +59,7 @@ class ClientSettings:
             "url": self.url,
             "endpoint": self.endpoint,
             "version": self.version,
-            "pin": self.pin,
+            "pin": str(self.pin),
             "tensor": {"name": self.tensor.name, "datatype": self.tensor.datatype, "row_shape": self.tensor.row_shape},
             "outputs": list(self.outputs),
             "batch_size": self.batch_size,
@@ -76,7 +77,7 @@ class ClientSettings:
             url=d["url"],
             endpoint=d["endpoint"],
             version=d["version"],
-            pin=d["pin"],
+            pin=Pin(d["pin"]),
             tensor=InputTensor(t["name"], t["datatype"], tuple(t["row_shape"])),
             outputs=tuple(d["outputs"]),
             batch_size=int(d["batch_size"]),
@@ -90,7 +91,7 @@ class ClientSettings:
     @property
     def infer_url(self) -> str:
         base = self.url.rstrip("/")
-        if self.pin == "path":
+        if self.pin is Pin.PATH:
             return f"{base}/v2/models/{self.endpoint}/versions/{self.version}/infer"
         return f"{base}/v2/models/{self.endpoint}/infer"
 
@@ -163,7 +164,7 @@ class V2Client:
         self.http = httpx.AsyncClient(timeout=settings.timeout, limits=limits, trust_env=False)
         self.sem = asyncio.Semaphore(settings.concurrency)
         self.headers = {"content-type": "application/json"}
-        if settings.pin == "header":
+        if settings.pin is Pin.HEADER:
             self.headers[VARIANT_HEADER] = settings.version
 
     async def close(self) -> None:

@@ -23,6 +23,7 @@ from mlserve.batch.client import ClientSettings, EndpointUnavailable, V2Client
 from mlserve.batch.journal import ChunkResult, Job
 from mlserve.batch.rows import InputTensor
 from mlserve.errors import StateError
+from mlserve.targets.base import Pin
 
 T2 = InputTensor("input-0", "FP32", (2,))
 
@@ -87,7 +88,7 @@ def server() -> Iterator[tuple[str, Script]]:
 def _settings(url: str, **kw: Any) -> ClientSettings:
     base = {"batch_size": 4, "concurrency": 2, "timeout": 0.5, "retries": 4}
     base.update(kw)
-    return ClientSettings(url=url, endpoint="e", version="v1", pin="path", tensor=T2, backoff=0.01, **base)
+    return ClientSettings(url=url, endpoint="e", version="v1", pin=Pin.PATH, tensor=T2, backoff=0.01, **base)
 
 
 def _score(settings: ClientSettings, rows: list[list[float]]) -> Any:
