@@ -181,18 +181,6 @@ def delong(y: np.ndarray, score_base: np.ndarray, score_cand: np.ndarray, confid
     )
 
 
-def delong_variance(y: np.ndarray, score: np.ndarray) -> float:
-    """DeLong's variance of one AUC (for tests and planning)."""
-    y = np.asarray(y).astype(bool)
-    s = np.asarray(score, float)
-    pos, neg = int(y.sum()), int((~y).sum())
-    xs, ys = s[y], s[~y]
-    tx, ty, tz = _midranks(xs), _midranks(ys), _midranks(np.concatenate([xs, ys]))
-    v10 = (tz[:pos] - tx) / neg
-    v01 = 1.0 - (tz[pos:] - ty) / pos
-    return float(np.var(v10, ddof=1) / pos + np.var(v01, ddof=1) / neg)
-
-
 def _two_sided_normal(estimate: float, se: float) -> float:
     from scipy.stats import norm
 

@@ -69,12 +69,16 @@ def test_newcombe_paired_interval_is_narrower_than_independent_wilson_and_covers
     assert float(np.mean(widths)) < independent
 
 
-def _brute_delong_variance(y: np.ndarray, s: np.ndarray) -> float:
-    """DeLong's structural components straight from the definition (O(m n))."""
-    pos, neg = s[y == 1], s[y == 0]
-    psi = (pos[:, None] > neg[None, :]).astype(float) + 0.5 * (pos[:, None] == neg[None, :])
-    v10, v01 = psi.mean(axis=1), psi.mean(axis=0)
-    return float(np.var(v10, ddof=1) / pos.size + np.var(v01, ddof=1) / neg.size)
+def _brute_delong_paired_variance(y: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> float:
+    """Var(AUC2 - AUC1) from DeLong's structural components straight from the definition (O(m n))."""
+    v10, v01 = [], []
+    for s in (s1, s2):
+        pos, neg = s[y == 1], s[y == 0]
+        psi = (pos[:, None] > neg[None, :]).astype(float) + 0.5 * (pos[:, None] == neg[None, :])
+        v10.append(psi.mean(axis=1))
+        v01.append(psi.mean(axis=0))
+    cov = np.cov(np.vstack(v10)) / len(v10[0]) + np.cov(np.vstack(v01)) / len(v01[0])
+    return float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
 
 
 def test_delong_auc_is_sklearns_and_variance_is_the_definition() -> None:
@@ -85,8 +89,10 @@ def test_delong_auc_is_sklearns_and_variance_is_the_definition() -> None:
     d = st.delong(y, s1, s2)
     assert d.baseline == pytest.approx(roc_auc_score(y, s1), abs=1e-12)
     assert d.candidate == pytest.approx(roc_auc_score(y, s2), abs=1e-12)
-    assert st.delong_variance(y, s1) == pytest.approx(_brute_delong_variance(y, s1), rel=1e-10)
-    assert st.delong_variance(y, s2) == pytest.approx(_brute_delong_variance(y, s2), rel=1e-10)
+    se = (d.difference.high - d.difference.low) / (2 * st.z_value(0.95))
+    assert se**2 == pytest.approx(_brute_delong_paired_variance(y, s1, s2), rel=1e-10)
+    one = st.delong(y, s1, s1)  # a version against itself: no difference, no variance
+    assert one.difference.estimate == 0 and one.difference.high - one.difference.low == pytest.approx(0, abs=1e-12)
 
 
 def test_delong_paired_se_agrees_with_a_paired_bootstrap() -> None:
