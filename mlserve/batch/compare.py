@@ -29,11 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from mlserve import format as fmt
 from mlserve.batch import agreement as st
 from mlserve.batch.core import BatchOptions, BatchSummary, Progress, plan_batch, run_batch
 from mlserve.batch.formats import ROW_ID, read_output
 from mlserve.errors import UsageError
 from mlserve.status import ExitStatus
+from mlserve.timefmt import utc
 
 COMPARE_FORMAT = "mlserve.compare/v1"
 METRICS = {"accuracy": "classification", "auc": "classification", "log_loss": "classification", "rmse": "regression"}
@@ -227,7 +229,7 @@ def run_compare(
             errors=out_dir / f"errors-{version}.jsonl",
         )
         plan = plan_batch(project, opts)
-        say(f"scoring {plan.layout.rows:,} rows with {b.endpoint}/{version}")
+        say(f"scoring {fmt.count(plan.layout.rows)} rows with {b.endpoint}/{version}")
         summaries[version] = run_batch(plan, functools.partial(progress, version))
     merged = _merge(paths[o.baseline], paths[o.candidate])
     result = _analyse(o, merged, summaries, out_dir, env_name)
@@ -379,7 +381,7 @@ def _analyse(
     if any(failed.values()):
         notes.append(
             "rows that failed in either version are left out of the comparison: "
-            + ", ".join(f"{v} {c:,}" for v, c in failed.items())
+            + ", ".join(f"{v} {fmt.count(c)}" for v, c in failed.items())
         )
     return CompareResult(
         endpoint=b.endpoint,
@@ -401,7 +403,7 @@ def _analyse(
         notes=notes,
         files={},
         confidence=o.confidence,
-        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created=utc(fraction=False),
     )
 
 
@@ -427,7 +429,7 @@ def _label_metrics(
             unusable[name] = reason
         return out, unusable, notes
     if int((~keep).sum()):
-        notes.append(f"{int((~keep).sum()):,} row(s) without a usable label left out of the metrics")
+        notes.append(f"{fmt.count(int((~keep).sum()))} row(s) without a usable label left out of the metrics")
     y = np.array([x for x, k in zip(nums, keep, strict=True) if k], float)
     if task == "classification":
         ya = np.array([_num(x) if _num(x) is not None else math.nan for x in ca], float)[keep]
@@ -499,8 +501,8 @@ def _gate(
                 o.max_disagreement,
                 observed,
                 ok,
-                f"{agreement['disagree']:,} of {agreement['rows']:,} rows disagree ({observed:.3%}); "
-                f"at most {o.max_disagreement:.3%} allowed",
+                f"{fmt.count(agreement['disagree'])} of {fmt.count(agreement['rows'])} rows disagree "
+                f"({fmt.share(observed, 3)}); at most {fmt.share(o.max_disagreement, 3)} allowed",
             )
         )
     by_name = {d.metric: d for d in metrics}
@@ -521,8 +523,9 @@ def _gate(
                 threshold,
                 imp.low,
                 ok,
-                f"{name} {d.baseline:.4f} -> {d.candidate:.4f}; improvement {imp.estimate:+.4f} "
-                f"[{imp.low:+.4f}, {imp.high:+.4f}] at {o.confidence:.0%}; its lower bound must be >= {threshold:+g}",
+                f"{name} {fmt.fixed(d.baseline)} -> {fmt.fixed(d.candidate)}; improvement "
+                f"{fmt.fixed(imp.estimate, sign=True)} {fmt.interval((imp.low, imp.high), 'difference')} at "
+                f"{fmt.share(o.confidence, 0)}; its lower bound must be >= {fmt.fixed(threshold, sign=True)}",
             )
         )
     return checks

@@ -13,24 +13,38 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from mlserve import format as fmt
 from mlserve.fsutil import atomic_write_text
 
 
-def _f(x: Any, digits: int = 4) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.{digits}f}"
-    return str(x)
+def latency_ms(ms: Any) -> str:
+    """A request latency kept in milliseconds (a summary's ``latency_ms``), as ``72.4ms``."""
+    return fmt.value(ms / 1000, "s") if isinstance(ms, int | float) and not isinstance(ms, bool) else "-"
+
+
+def _f(x: Any) -> str:
+    return fmt.fixed(x) if isinstance(x, float) else "-" if x is None else str(x)
 
 
 def short(v: Any) -> str:
     """A cell of the disagreement sample: floats to 4 significant digits, lists too."""
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return fmt.value(v)
     if isinstance(v, list):
         return "[" + ", ".join(short(x) for x in v) + "]"
     return str(v)
+
+
+def metric_cells(m: dict[str, Any]) -> list[str]:
+    """baseline, candidate, difference, interval and p of one metric (terminal and reports)."""
+    d = m["difference"]
+    return [
+        fmt.fixed(m["baseline"]),
+        fmt.fixed(m["candidate"]),
+        fmt.fixed(d["estimate"], sign=True),
+        fmt.interval((d["low"], d["high"]), "difference"),
+        fmt.p_value(m["p_value"]),
+    ]
 
 
 def metric_rows(r: dict[str, Any]) -> list[list[str]]:
@@ -39,18 +53,7 @@ def metric_rows(r: dict[str, Any]) -> list[list[str]]:
         if "unavailable" in m:
             rows.append([m["metric"], "-", "-", "-", "-", "-", m["unavailable"]])
             continue
-        d = m["difference"]
-        rows.append(
-            [
-                m["metric"],
-                _f(m["baseline"]),
-                _f(m["candidate"]),
-                f"{d['estimate']:+.4f}",
-                f"[{d['low']:+.4f}, {d['high']:+.4f}]",
-                "-" if m["p_value"] is None else f"{m['p_value']:.3g}",
-                m["method"],
-            ]
-        )
+        rows.append([m["metric"], *metric_cells(m), m["method"]])
     return rows
 
 
@@ -80,7 +83,9 @@ def junit(r: dict[str, Any]) -> str:
     else:
         a = r["agreement"]
         case = ET.SubElement(suite, "testcase", classname=f"compare.{r['endpoint']}", name="agreement")
-        ET.SubElement(case, "system-out").text = f"{a['agreement']:.4%} of {a['rows']:,} rows agree ({a['rule']})"
+        ET.SubElement(
+            case, "system-out"
+        ).text = f"{fmt.share(a['agreement'], 4)} of {fmt.count(a['rows'])} rows agree ({a['rule']})"
         for row in metric_rows(r):
             case = ET.SubElement(suite, "testcase", classname=f"compare.{r['endpoint']}", name=row[0])
             ET.SubElement(case, "system-out").text = "; ".join(
@@ -104,9 +109,9 @@ def html_page(r: dict[str, Any]) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in METRIC_HEAD)
     mrows = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in metric_rows(r))
     lat = "".join(
-        f"<tr><td>{esc(v)}</td><td>{x['rows_per_second']:,.0f}</td><td>{x['requests']:,}</td>"
-        + "".join(f"<td>{esc(_f((x['latency_ms'] or {}).get(q), 1))}</td>" for q in ("p50", "p95", "p99"))
-        + f"<td>{x['failed_rows']:,}</td></tr>"
+        f"<tr><td>{esc(v)}</td><td>{fmt.rate(x['rows_per_second'])}</td><td>{fmt.count(x['requests'])}</td>"
+        + "".join(f"<td>{esc(latency_ms((x['latency_ms'] or {}).get(q)))}</td>" for q in ("p50", "p95", "p99"))
+        + f"<td>{fmt.count(x['failed_rows'])}</td></tr>"
         for v, x in r["latency"].items()
     )
     keys: list[str] = []
@@ -126,15 +131,15 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #d0d7de;pa
 </head><body>
 <h1>Offline comparison of {esc(r["endpoint"])}: {esc(r["baseline"])} vs {esc(r["candidate"])}</h1>
 <p class="verdict">{esc(verdict)}</p>
-<p>{r["compared"]:,} of {r["rows"]:,} rows of {esc(r["input"])} scored by both versions ({esc(r["task"])},
-output {esc(r["prediction"])}); environment {esc(r["env"])}; intervals at {r["confidence"]:.0%}.</p>
+<p>{fmt.count(r["compared"])} of {fmt.count(r["rows"])} rows of {esc(r["input"])} scored by both versions ({esc(r["task"])},
+output {esc(r["prediction"])}); environment {esc(r["env"])}; intervals at {fmt.share(r["confidence"], 0)}.</p>
 <h2>Agreement</h2>
-<p>{a["agreement"]:.4%} agree ({a["agree"]:,} rows; {esc(a["rule"])}), interval [{interval["low"]:.4%}, {interval["high"]:.4%}];
-{a["disagree"]:,} rows disagree.</p>
+<p>{fmt.share(a["agreement"], 4)} agree ({fmt.count(a["agree"])} rows; {esc(a["rule"])}), interval [{fmt.share(interval["low"], 4)}, {fmt.share(interval["high"], 4)}];
+{fmt.count(a["disagree"])} rows disagree.</p>
 <h2>Gate</h2><table><tr><th>check</th><th>result</th><th>observed</th><th>threshold</th><th>detail</th></tr>{gate_rows}</table>
 <h2>Metrics (candidate - baseline)</h2><table><tr>{head}</tr>{mrows}</table>
-<h2>Latency per version</h2><table><tr><th>version</th><th>rows/s</th><th>requests</th><th>p50 ms</th><th>p95 ms</th>
-<th>p99 ms</th><th>failed rows</th></tr>{lat}</table>
+<h2>Latency per version</h2><table><tr><th>version</th><th>rows/s</th><th>requests</th><th>p50</th><th>p95</th>
+<th>p99</th><th>failed rows</th></tr>{lat}</table>
 <h2>Where they disagree (a sample)</h2><table><tr>{dis_head}</tr>{dis_rows}</table>
 <ul>{notes}</ul>
 </body></html>

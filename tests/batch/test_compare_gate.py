@@ -106,3 +106,39 @@ def test_min_delta_parsing() -> None:
     for bad in ("accuracy", "f1=0.1", "auc=high", "auc=nan"):
         with pytest.raises(UsageError):
             parse_min_delta([bad])
+
+
+def test_the_terminal_and_the_reports_write_numbers_in_the_shared_formats(tmp_path: Path) -> None:
+    """mlserve/format.py's ways: fixed decimals for metrics, signed differences and their
+    interval, two-digit p-values, latencies as ``2ms``, the gate's exit code from the result."""
+    import io
+    import json
+    import re
+
+    from rich.console import Console
+
+    from mlserve import format as fmt
+    from mlserve.batch.report import metric_rows, write_reports
+    from mlserve.cli.commands.compare import show
+
+    m = _classified()
+    summaries = {"v1": _summary("v1"), "v2": _summary("v2")}
+    strict = _analyse(
+        _opts(labels="label", max_disagreement=0.0, min_delta={"auc": 0.5}), m, summaries, tmp_path, "local"
+    )
+    files = write_reports(strict, tmp_path)
+    r = json.loads(Path(files["json"]).read_text())
+    acc = next(x for x in r["metrics"] if x["metric"] == "accuracy")
+    d = acc["difference"]
+    row = next(x for x in metric_rows(r) if x[0] == "accuracy")
+    assert row[1] == f"{acc['baseline']:.4f}" and re.fullmatch(r"[+-]\d\.\d{4}", row[3])
+    assert row[4] == f"[{d['low']:+.4f}, {d['high']:+.4f}]" and row[5] == fmt.p_value(acc["p_value"])
+    page = Path(files["html"]).read_text()
+    assert "<td>1ms</td><td>2ms</td><td>3ms</td>" in page and "intervals at 95%" in page
+    junit = Path(files["junit"]).read_text()
+    assert "its lower bound must be &gt;= +0.5000" in junit
+    out = io.StringIO()
+    show(Console(file=out, width=200, no_color=True), r)
+    text = out.getvalue()
+    assert f"agreement {r['agreement']['agreement'] * 100:.3f}%" in text and "gate failed (exit 3)" in text
+    assert "1ms" in text and "1,000 rows compared" in text

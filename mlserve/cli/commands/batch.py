@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from mlserve import format as fmt
 from mlserve.cli.output import JsonFlag, get_state
 
 if TYPE_CHECKING:
@@ -149,7 +150,8 @@ def register(app: typer.Typer) -> None:
         lay = plan.layout
         con.print(
             f"batch [bold]{escape(endpoint)}[/] {escape(plan.version)} at {escape(plan.settings.infer_url)}: "
-            f"{lay.rows:,} rows in {len(lay.chunks)} chunk(s) of {lay.chunks[0].rows if lay.chunks else 0:,}, "
+            f"{fmt.count(lay.rows)} rows in {len(lay.chunks)} chunk(s) of "
+            f"{fmt.count(lay.chunks[0].rows if lay.chunks else 0)}, "
             f"{plan.settings.batch_size} rows per request, {plan.settings.concurrency} in flight, engine {engine}"
         )
         with ProgressView(con, f"{endpoint}/{plan.version}") as view:
@@ -196,7 +198,7 @@ class ProgressView:
     def update(self, p: Progress) -> None:
         if self._progress is not None:
             self._progress.update(
-                self._task, total=p.rows_total, completed=p.rows_done, rate=f"{p.rows_per_second:,.0f}", failed=p.failed
+                self._task, total=p.rows_total, completed=p.rows_done, rate=fmt.rate(p.rows_per_second), failed=p.failed
             )
             return
         now = time.monotonic()
@@ -205,38 +207,37 @@ class ProgressView:
         self._next = now + 5.0
         eta = (p.rows_total - p.rows_done) / p.rows_per_second if p.rows_per_second > 0 else None
         self.con.print(
-            f"  {p.rows_done:,}/{p.rows_total:,} rows ({p.chunks_done}/{p.chunks_total} chunks)  "
-            f"{p.rows_per_second:,.0f} rows/s  ETA {'-' if eta is None else f'{eta:.0f}s'}  failed {p.failed:,}"
+            f"  {fmt.count(p.rows_done)}/{fmt.count(p.rows_total)} rows ({p.chunks_done}/{p.chunks_total} chunks)  "
+            f"{fmt.rate(p.rows_per_second)} rows/s  ETA {'-' if eta is None else fmt.fixed(eta, 0) + 's'}  "
+            f"failed {fmt.count(p.failed)}"
         )
-
-
-def _ms(v: Any) -> str:
-    return "-" if v is None else f"{v:g}"
 
 
 def show_summary(con: Console, r: dict[str, Any]) -> None:
     table = Table(title=f"Batch: {r['endpoint']}/{r['version']} ({r['engine']})", title_justify="left")
-    for col in ("rows", "scored", "failed", "rows/s", "seconds", "requests", "p50 ms", "p95 ms", "p99 ms"):
+    for col in ("rows", "scored", "failed", "rows/s", "seconds", "requests", "p50", "p95", "p99"):
         table.add_column(col, justify="right")
+    from mlserve.batch.report import latency_ms
+
     lat = r["latency_ms"]
     table.add_row(
-        f"{r['rows']:,}",
-        f"{r['scored']:,}",
-        f"{r['failed']:,}",
-        f"{r['rows_per_second']:,.0f}",
-        f"{r['seconds']:.1f}",
-        f"{r['requests']:,}",
-        _ms(lat["p50"]),
-        _ms(lat["p95"]),
-        _ms(lat["p99"]),
+        fmt.count(r["rows"]),
+        fmt.count(r["scored"]),
+        fmt.count(r["failed"]),
+        fmt.rate(r["rows_per_second"]),
+        fmt.fixed(r["seconds"], 1),
+        fmt.count(r["requests"]),
+        latency_ms(lat["p50"]),
+        latency_ms(lat["p95"]),
+        latency_ms(lat["p99"]),
     )
     con.print(table)
     if r["chunks_resumed"]:
         con.print(f"resumed: {r['chunks_resumed']} of {r['chunks']} chunks were already scored by an earlier run")
     if r.get("engine_start_seconds") is not None:
-        con.print(f"engine start-up (to the first chunk): {r['engine_start_seconds']:.1f}s")
+        con.print(f"engine start-up (to the first chunk): {fmt.fixed(r['engine_start_seconds'], 1)}s")
     con.print(f"output  {escape(r['output'])}")
     if r["failed"]:
-        con.print(f"[yellow]{r['failed']:,} row(s) failed[/]; listed in {escape(str(r['errors_file']))}")
+        con.print(f"[yellow]{fmt.count(r['failed'])} row(s) failed[/]; listed in {escape(str(r['errors_file']))}")
         for b in r["failures_sample"]:
             con.print(f"  line {b['line']}: {escape(str(b['reason']))}")

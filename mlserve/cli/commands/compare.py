@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from mlserve import format as fmt
 from mlserve.cli.commands.batch import (
     BatchSizeOpt,
     ChunkSizeOpt,
@@ -143,52 +144,41 @@ def register(app: typer.Typer) -> None:
         state.emit(data, lambda c: show(c, data), exit_code=result.exit_code)
 
 
-def _f(x: Any) -> str:
-    return "-" if x is None else f"{x:.4f}"
-
-
 def show(con: Console, r: dict[str, Any]) -> None:
+    from mlserve.batch.report import latency_ms, metric_cells, short
+
     a = r["agreement"]
     con.print(
         f"[bold]{escape(r['endpoint'])}[/] {escape(r['baseline'])} vs {escape(r['candidate'])}: "
-        f"{r['compared']:,} rows compared ({r['task']}, output {escape(r['prediction'])})"
+        f"{fmt.count(r['compared'])} rows compared ({r['task']}, output {escape(r['prediction'])})"
     )
     con.print(
-        f"agreement {a['agreement']:.3%} [{a['interval']['low']:.3%}, {a['interval']['high']:.3%}]: "
-        f"{a['disagree']:,} row(s) disagree ({escape(a['rule'])})"
+        f"agreement {fmt.share(a['agreement'], 3)} "
+        f"[{fmt.share(a['interval']['low'], 3)}, {fmt.share(a['interval']['high'], 3)}]: "
+        f"{fmt.count(a['disagree'])} row(s) disagree ({escape(a['rule'])})"
     )
     if r["metrics"]:
         table = Table(title="Metrics (difference = candidate - baseline)", title_justify="left")
-        for col in ("metric", "baseline", "candidate", "difference", f"{r['confidence']:.0%} interval", "p"):
+        for col in ("metric", "baseline", "candidate", "difference", f"{fmt.share(r['confidence'], 0)} interval", "p"):
             table.add_column(col, justify="left" if col == "metric" else "right")
         for m in r["metrics"]:
             if "unavailable" in m:
                 continue
-            d = m["difference"]
-            table.add_row(
-                m["metric"],
-                _f(m["baseline"]),
-                _f(m["candidate"]),
-                f"{d['estimate']:+.4f}",
-                f"[{d['low']:+.4f}, {d['high']:+.4f}]",
-                "-" if m["p_value"] is None else f"{m['p_value']:.3g}",
-            )
+            table.add_row(m["metric"], *metric_cells(m))
         con.print(table)
     lat = Table(title="Latency per version", title_justify="left")
-    for col in ("version", "rows/s", "requests", "p50 ms", "p95 ms", "p99 ms", "failed rows"):
+    for col in ("version", "rows/s", "requests", "p50", "p95", "p99", "failed rows"):
         lat.add_column(col, justify="left" if col == "version" else "right")
     for v, x in r["latency"].items():
         q = x["latency_ms"]
         lat.add_row(
             escape(v),
-            f"{x['rows_per_second']:,.0f}",
-            f"{x['requests']:,}",
-            *("-" if q[k] is None else f"{q[k]:g}" for k in ("p50", "p95", "p99")),
-            f"{x['failed_rows']:,}",
+            fmt.rate(x["rows_per_second"]),
+            fmt.count(x["requests"]),
+            *(latency_ms(q[k]) for k in ("p50", "p95", "p99")),
+            fmt.count(x["failed_rows"]),
         )
     con.print(lat)
-    from mlserve.batch.report import short
-
     for d in r["disagreements"][:5]:
         rest = ", ".join(f"{k} {short(v)}" for k, v in d.items() if k not in ("row", "id"))
         con.print(f"  disagree: row {d['row']} id {escape(str(d['id']))}: {escape(rest)}")
@@ -198,5 +188,5 @@ def show(con: Console, r: dict[str, Any]) -> None:
         mark = "[green]pass[/]" if g["passed"] else "[bold red]FAIL[/]"
         con.print(f"{mark} {escape(g['name'])}: {escape(g['detail'])}")
     if r["gate"]:
-        con.print("[green]gate passed[/]" if r["passed"] else "[bold red]gate failed[/] (exit 3)")
+        con.print("[green]gate passed[/]" if r["passed"] else f"[bold red]gate failed[/] (exit {r['exit_code']})")
     con.print(f"report  {escape(r['files'].get('html', ''))}")
