@@ -57,6 +57,7 @@ class ServerLaunch:
     files: dict[str, str] = field(default_factory=dict)  # absolute path -> content
     start_timeout: float = 120.0
     stamp: str = ""  # what the model files look like now (size, mtime), for the fingerprint
+    ready_urls: list[str] = field(default_factory=list)  # further checks before it gets traffic
 
 
 def key_of(endpoint: str, version: str, field_name: str) -> str:
@@ -176,6 +177,9 @@ def mlserver_launch(
         "implementation": implementation,
         "parameters": {"uri": str(path), "version": version_name},
     }
+    if version.batching is not None:  # MLServer's adaptive batching
+        model_settings["max_batch_size"] = version.batching.max_batch_size
+        model_settings["max_batch_time"] = version.batching.max_batch_time
     files = {
         str(server_dir / "settings.json"): json.dumps(settings, indent=2, sort_keys=True) + "\n",
         str(server_dir / "model-settings.json"): json.dumps(model_settings, indent=2, sort_keys=True) + "\n",
@@ -187,7 +191,9 @@ def mlserver_launch(
         argv=[_bin("mlserver"), "start", str(server_dir)],
         env=env,
         cwd=str(server_dir),
+        # the model loaded and ready, and the server ready (MLServer: every model it holds)
         health_url=f"http://127.0.0.1:{http}/v2/models/{endpoint_name}/ready",
+        ready_urls=[f"http://127.0.0.1:{http}/v2/health/ready"],
         metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
         files=files,
         stamp=stamp_of(path),

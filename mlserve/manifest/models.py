@@ -202,6 +202,16 @@ class Fault(Strict):
     misroute_percent: Annotated[float, Field(ge=0, le=100)] = 0.0
 
 
+class GatewayLimits(Strict):
+    """The local gateway's limits; a change is applied to the running gateway in place."""
+
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 1 << 20
+    upstream_timeout: Annotated[Duration, Field(gt=0, le=3600)] = 30.0
+    connect_timeout: Annotated[Duration, Field(gt=0, le=60)] = 2.0
+    body_timeout: Annotated[Duration, Field(gt=0, le=600)] = 10.0
+    shadow_max_inflight: Annotated[int, Field(ge=1, le=100_000)] = 64
+
+
 class Backend(Strict):
     """Terraform remote state backend, rendered into each root module."""
 
@@ -238,6 +248,7 @@ class Environment(Strict):
     prometheus_port: Port | None = None
     scrape_interval: Duration = 2.0
     faults: dict[DnsLabel, dict[DnsLabel, Fault]] = Field(default_factory=dict)
+    limits: GatewayLimits | None = None
     # kubernetes target
     serving: Literal["kserve", "seldon"] | None = None
     namespace: DnsLabel | None = None
@@ -258,7 +269,7 @@ class Environment(Strict):
 
     @model_validator(mode="after")
     def _target_fields(self) -> Environment:
-        local_only = ("gateway_port", "admin_port", "prometheus_port")
+        local_only = ("gateway_port", "admin_port", "prometheus_port", "limits")
         kube_only = (
             "serving",
             "namespace",
@@ -321,6 +332,19 @@ _CREDENTIAL_NAME = re.compile(
 )
 
 
+# Runtimes whose server batches requests when asked: MLServer's adaptive batching
+# (sklearn, xgboost; locally and on KServe or Seldon) and KServe's batcher (v1 protocol).
+BATCHING_RUNTIMES = ("sklearn", "xgboost", "torchserve")
+
+
+class Batching(Strict):
+    """Server-side adaptive batching: requests that arrive within ``max_batch_time`` of each
+    other are scored as one batch of at most ``max_batch_size`` requests."""
+
+    max_batch_size: Annotated[int, Field(ge=2, le=4096)]
+    max_batch_time: Annotated[Duration, Field(gt=0, le=10)] = 0.01
+
+
 class Version(Strict):
     model_uri: ModelUri
     description: FreeText = ""
@@ -333,6 +357,8 @@ class Version(Strict):
     # seldon runtime: the Python class (module.Class) inside model_uri.
     model_class: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")] | None = None
     port: Port | None = None
+    # server-side adaptive batching (MLServer's; KServe's batcher for torchserve)
+    batching: Batching | None = None
 
     @model_validator(mode="after")
     def _no_credentials(self) -> Version:
@@ -492,6 +518,10 @@ class RolloutPolicy(Strict):
     max_extra_gpus: Annotated[int, Field(ge=0, le=10_000)] | None = None
     canary_size: Literal["full", "weight"] = "full"
     scale_primary: bool = False
+    # what the sequential tests take as one piece of evidence: "request" (each request an
+    # independent trial) or "interval" (one bet per look, valid when requests within an
+    # interval are dependent; needs the concurrent control's exchangeability)
+    test_unit: Literal["request", "interval"] = "request"
     metrics: list[MetricSpec] = Field(default_factory=_default_metrics, min_length=1, max_length=32)
 
     @model_validator(mode="after")
@@ -529,6 +559,17 @@ class Endpoint(Strict):
             for name, v in self.versions.items():
                 if not v.command and not v.image:
                     raise KeyProblem(("versions", name), "runtime = 'custom' needs command (local) or image")
+        if self.runtime not in BATCHING_RUNTIMES:
+            for name, v in self.versions.items():
+                if v.batching is not None:
+                    why = {
+                        "triton": "Triton batches on its own: set dynamic_batching in the model's config.pbtxt",
+                        "vllm": "vLLM batches continuously on its own",
+                    }.get(self.runtime, f"mlserve does not know how runtime {self.runtime!r} batches")
+                    raise KeyProblem(
+                        ("versions", name, "batching"),
+                        f"server-side batching is for runtimes {', '.join(BATCHING_RUNTIMES)}; {why}",
+                    )
         return self
 
 

@@ -54,6 +54,12 @@ DESCRIPTIONS: dict[str, str] = {
         "Inference Extension)."
     ),
     "environments.NAME.faults": "local: fault injection per endpoint and version, for demos and game days.",
+    "environments.NAME.limits": "local: the gateway's limits; `deploy` applies a change to the running gateway in place.",
+    "environments.NAME.limits.max_body_bytes": "Largest request body the gateway accepts (413 beyond).",
+    "environments.NAME.limits.upstream_timeout": "How long the gateway waits for a model server's answer (504 after).",
+    "environments.NAME.limits.connect_timeout": "How long the gateway waits to connect to a model server.",
+    "environments.NAME.limits.body_timeout": "How long a client may take to send its request head, then its body (408).",
+    "environments.NAME.limits.shadow_max_inflight": "Mirrored requests in flight at most; more are dropped and counted.",
     "environments.NAME.faults.ENDPOINT.VERSION.latency_ms": "Added latency per request, in milliseconds.",
     "environments.NAME.faults.ENDPOINT.VERSION.error_rate": "Share of requests answered with a synthetic 500.",
     "environments.NAME.faults.ENDPOINT.VERSION.misroute_percent": (
@@ -87,6 +93,14 @@ DESCRIPTIONS: dict[str, str] = {
     "endpoints.NAME.versions.VERSION.command": "local, runtime `custom`: the command that serves V2 on `{port}`.",
     "endpoints.NAME.versions.VERSION.model_class": "runtime `seldon`: the Python class (`module.Class`).",
     "endpoints.NAME.versions.VERSION.port": "local: fixed port of this version's server.",
+    "endpoints.NAME.versions.VERSION.batching": (
+        "Server-side adaptive batching (runtimes sklearn, xgboost: MLServer's, locally and on clusters; "
+        "torchserve: KServe's batcher)."
+    ),
+    "endpoints.NAME.versions.VERSION.batching.max_batch_size": "Most requests scored together as one batch (2-4096).",
+    "endpoints.NAME.versions.VERSION.batching.max_batch_time": (
+        "Longest wait for a batch to fill, e.g. `10ms` (at most 10s); KServe rounds to whole milliseconds."
+    ),
     "endpoints.NAME.resources": "Per-replica resources.",
     "endpoints.NAME.resources.cpu": "CPU request and limit (Kubernetes quantity).",
     "endpoints.NAME.resources.memory": "Memory request and limit (Kubernetes quantity).",
@@ -137,6 +151,9 @@ DESCRIPTIONS: dict[str, str] = {
         "replica; a control likewise)."
     ),
     "endpoints.NAME.rollout.scale_primary": "Shrink the primary's replica range to its share as it loses traffic.",
+    "endpoints.NAME.rollout.test_unit": "What the sequential tests count as one piece of evidence: `request` "
+    "(every request independent) or `interval` (one bet per look; valid when nearby requests are slow or fail "
+    "together, see docs/statistics.md).",
     "endpoints.NAME.rollout.metrics": "The metrics that gate the rollout (`[[endpoints.NAME.rollout.metrics]]`).",
     "endpoints.NAME.rollout.metrics[].name": "Metric name, unique within the policy.",
     "endpoints.NAME.rollout.metrics[].kind": "`error_rate`, `latency` (a quantile) or a custom `ratio`.",

@@ -1,7 +1,9 @@
 """The registry of metric kinds: what the engine knows how to compare.
 
 A kind turns the looks of a snapshot into one metric's :class:`~mlserve.stats.evidence.Track`
-(always-valid evidence at every look). The engine asks the registry for the kind of every
+(always-valid evidence at every look): it picks the metric's counts or histograms out of the
+looks and hands them to the analysis' test unit (:class:`~mlserve.stats.evidence.Evidence`,
+per request or per interval), so every kind works with either unit. The engine asks the registry for the kind of every
 metric in the family, so adding a kind is one object registered here (and its section in
 docs/statistics.md); its name must also be accepted by the manifest's ``MetricKind``
 (``tests/stats/test_kinds.py`` says so when it is not).
@@ -21,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mlserve.errors import UsageError
-from mlserve.stats.evidence import Array, Track, absent, count_track, latency_track
+from mlserve.stats.evidence import Array, Counts, Evidence, Histograms, Track, absent
 from mlserve.stats.snapshot import VariantStats
 from mlserve.stats.spec import MetricSpec
 
@@ -49,7 +51,7 @@ class MetricKind(Protocol):
     unit: str  # of the metric's values, for display (see mlserve.format.value)
     shadow: bool  # meaningful on mirrored traffic (nobody sees a mirror's answers)
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track: ...
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track: ...
 
     def better(self, spec: MetricSpec) -> str: ...
 
@@ -59,11 +61,9 @@ class ErrorRate:
     unit = "errors/request"
     shadow = True
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
-        return count_track(
-            spec, data.traffic, data.errors_b, data.requests_b, data.errors_c, data.requests_c,
-            data.regime, alpha, self.unit,
-        )  # fmt: skip
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
+        counts = Counts(data.errors_b, data.requests_b, data.errors_c, data.requests_c, self.unit)
+        return evidence.counts(spec, data.traffic, counts, data.regime)
 
     def better(self, spec: MetricSpec) -> str:
         return spec.better
@@ -74,7 +74,7 @@ class Ratio:
     unit = "per unit"
     shadow = False
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
         n = spec.name
         has = np.array(
             [n in b.custom and n in c.custom for b, c in zip(data.baseline, data.candidate, strict=True)], dtype=bool
@@ -84,7 +84,7 @@ class Ratio:
         num_c = np.array([c.custom[n].numerator if n in c.custom else 0.0 for c in data.candidate])
         den_c = np.array([c.custom[n].denominator if n in c.custom else 0.0 for c in data.candidate])
         present = has & (den_b > 0) & (den_c > 0)
-        return count_track(spec, present, num_b, den_b, num_c, den_c, data.regime, alpha, self.unit)
+        return evidence.counts(spec, present, Counts(num_b, den_b, num_c, den_c, self.unit), data.regime)
 
     def better(self, spec: MetricSpec) -> str:
         return spec.better
@@ -95,7 +95,7 @@ class Latency:
     unit = "s"
     shadow = True
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
         vb, vc = data.baseline, data.candidate
         has = np.array([b.latency is not None and c.latency is not None for b, c in zip(vb, vc, strict=True)])
         first = next((i for i in range(data.looks) if has[i]), None)
@@ -107,7 +107,7 @@ class Latency:
         empty = (0,) * len(le)
         base_cum = np.array([b.latency.counts if b.latency is not None else empty for b in vb], dtype=float)
         cand_cum = np.array([c.latency.counts if c.latency is not None else empty for c in vc], dtype=float)
-        return latency_track(spec, has & data.traffic, base_cum, cand_cum, le, data.regime, alpha)
+        return evidence.latency(spec, has & data.traffic, Histograms(base_cum, cand_cum, le), data.regime)
 
     def better(self, spec: MetricSpec) -> str:
         return "lower"

@@ -19,7 +19,7 @@ instance of the baseline version taking the candidate's share), fits the same fo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -166,6 +166,22 @@ class Capabilities:
     query_set: str  # which series hold requests, errors and latency (mlserve.metrics.QUERY_SETS)
 
 
+class Pin(StrEnum):
+    """How a request reaches one chosen version of an endpoint, past its traffic split."""
+
+    PATH = "path"  # POST /v2/models/E/versions/V/infer: mlserve's gateway routes it to V
+    HEADER = "header"  # POST /v2/models/E/infer with x-mlserve-variant: V (the rendered routes match it)
+
+
+@dataclass(frozen=True)
+class ClientAccess:
+    """How a client of our own (``mlserve batch``, ``mlserve compare``) reaches one version of
+    an endpoint on this target; asked instead of which target it is."""
+
+    pin: Pin
+    loopback_only: bool  # the entry point, and any ``--url`` given for it, must be on loopback
+
+
 @dataclass(frozen=True)
 class LogFile:
     label: str
@@ -180,6 +196,7 @@ class LogFile:
 class Target(Protocol):
     kind: str
     layered: bool  # has layers (cluster, platform, kubernetes) that plan, deploy and destroy take one by one
+    access: ClientAccess  # how batch jobs reach one version here
 
     @property
     def env_name(self) -> str | None: ...
@@ -236,12 +253,31 @@ class DeployRequest:
 
 
 @dataclass(frozen=True)
+class LiveRollout:
+    """A rollout of one endpoint that has not ended, as ``deploy`` and ``render`` must keep it:
+    that endpoint's traffic is the rollout's, not the manifest's stable split. The layer above
+    the targets reads it from the run record (``mlserve.rollout.service.live_rollouts``) and
+    hands it in through :class:`Options`, so no target reads a rollout's files itself."""
+
+    endpoint: str
+    run_id: str
+    env: str
+    status: str  # running | paused
+    baseline: str
+    candidate: str
+    step: int  # steps entered so far (0: started, no traffic moved yet)
+    steps: int
+    plan: Plan  # the traffic it last applied
+
+
+@dataclass(frozen=True)
 class Options:
-    """Where a target reports progress and finds its tools (set by the CLI)."""
+    """Where a target reports progress and finds its tools, and what it must keep (set by the CLI)."""
 
     say: Say | None = None
     on_line: LineSink | None = None
     plugin_dir: str | Path | None = None
+    rollouts: Mapping[str, LiveRollout] = field(default_factory=dict)  # endpoint -> its rollout in progress
 
 
 @dataclass(frozen=True)

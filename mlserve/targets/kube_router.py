@@ -99,7 +99,8 @@ class GatewayApiRouter:
 
     def apply(self, endpoint: str, plan: Plan) -> None:
         from mlserve.render import EndpointTraffic
-        from mlserve.targets.kubernetes import KubernetesTarget, to_render
+        from mlserve.targets.kubernetes import KubernetesTarget
+        from mlserve.targets.live import to_render
 
         plans = {**self.plans(), endpoint: plan}
         traffic = {ep: to_render(p, EndpointTraffic) for ep, p in plans.items()}
