@@ -29,6 +29,7 @@ def _mlserve_patches(cluster: object) -> list[dict[str, object]]:
     return [r for r in cluster.requests if r.get("manager") == "mlserve" and not r.get("dry_run")]  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_missing_series_holds_the_look_naming_the_query(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -53,7 +54,7 @@ def test_missing_series_holds_the_look_naming_the_query(
         assert any(e["event"] == "held" and query in e["reason"] for e in held)
 
 
-@pytest.mark.parametrize("router", ["gateway-api", "istio"])
+@pytest.mark.parametrize("router", ["gateway-api", pytest.param("istio", marks=pytest.mark.slow)])
 def test_route_changed_by_someone_else_stops_the_rollout_and_nothing_more_is_applied(
     router: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -84,6 +85,7 @@ def test_route_changed_by_someone_else_stops_the_rollout_and_nothing_more_is_app
         assert state["status"] == "running" and state["pending"] is not None and state["steps"] == []
 
 
+@pytest.mark.slow
 def test_a_missing_crd_is_refused_with_kubectls_message(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -96,6 +98,7 @@ def test_a_missing_crd_is_refused_with_kubectls_message(
         assert "ensure CRDs are installed first" in text
 
 
+@pytest.mark.slow
 def test_every_object_mlserve_applies_is_validated_and_an_invalid_one_is_refused(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

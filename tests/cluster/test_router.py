@@ -68,6 +68,7 @@ def test_weights_move_in_one_request_and_capacity_is_added_first_removed_last(
     assert set(owners) == {"mlserve"} and ("spec", "rules") in owners["mlserve"]
 
 
+@pytest.mark.slow
 def test_arms_resolve_from_live_objects_raw_serverless_and_missing(project: Path, cluster: FakeCluster) -> None:
     set_env(project, "staging", router="gateway-api")
     router = GatewayApiRouter(load_project(project), "staging")

@@ -28,7 +28,10 @@ SHADOW = {
 }
 
 
-@pytest.mark.parametrize(("env", "agree", "status"), [("staging", 1.0, "promoted"), ("staging", 0.6, "rolled_back")])
+@pytest.mark.parametrize(
+    ("env", "agree", "status"),
+    [("staging", 1.0, "promoted"), pytest.param("staging", 0.6, "rolled_back", marks=pytest.mark.slow)],
+)
 def test_shadow_agreement_from_the_comparator_gates_the_step(
     env: str, agree: float, status: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -70,6 +73,7 @@ def test_seldon_shadow_agreement_gates_the_step(project: Path, tmp_path: Path, m
         assert "agreement" in out["outcome"]["reason"], out["outcome"]
 
 
+@pytest.mark.slow
 def test_comparator_down_holds_the_shadow_look(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     set_policy(project, **SHADOW)
     with rehearsal(project, tmp_path, monkeypatch, env="staging", rate=100.0, comparator=True) as r:
