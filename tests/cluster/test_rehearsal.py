@@ -107,7 +107,8 @@ def test_candidate_whose_series_show_errors_is_rolled_back(
         assert "error_rate" in out["outcome"]["reason"]
         router = keys.get("router", "istio")
         assert _route_weights(r, router) == ({"fraud-v1-predictor": 100} if router == "gateway-api" else {"v1": 100})
-        assert r.exposition.sent.get("fraud-v2", 0) > 0  # the candidate did serve, and failed
+        candidate = "v2" if case.startswith("seldon") else "fraud-v2"  # a Seldon arm is its predictor
+        assert r.exposition.sent.get(candidate, 0) > 0  # the candidate did serve, and failed
 
 
 @pytest.mark.slow

@@ -68,9 +68,10 @@ def test_seldon_shadow_agreement_gates_the_step(project: Path, tmp_path: Path, m
         service.start(load_project(project), "fraud", "v2", env="prod")
         out = service.run_to_end(load_project(project), "fraud").to_dict()
         assert out["status"] == "rolled_back", out
-        mirrored = r.cluster.get("VirtualService", "fraud", "ml-prod")
-        assert mirrored is not None
-        assert "agreement" in out["outcome"]["reason"], out["outcome"]
+        assert "agree with the baseline's on only" in out["outcome"]["reason"], out["outcome"]
+        agreement = out["decision"]["agreement"]
+        assert agreement is not None and agreement["compared"] >= 100, out["decision"]
+        assert abs(agreement["agree"] / agreement["compared"] - 0.6) < 0.1, agreement
 
 
 @pytest.mark.slow

@@ -333,8 +333,10 @@ class Exposition:
         for c in self.components:
             comp = COMPONENTS[c]
             s = self._arm_series(c, arm)
-            self._bump(s, comp.ok[0], comp.ok[1], ok, None)
-            if comp.error is not None and errors:
+            own_count = comp.histogram + "_count" if comp.histogram else None  # _observe counts those
+            if comp.ok[0] != own_count:
+                self._bump(s, comp.ok[0], comp.ok[1], ok, None)
+            if comp.error is not None and errors and comp.error[0] != own_count:
                 self._bump(s, comp.error[0], comp.error[1], errors, None)
             ok_code = comp.ok[1].get(comp.code_label or "", None) if comp.code_label else None
             err_code = comp.error[1].get(comp.code_label or "", None) if comp.error and comp.code_label else None
