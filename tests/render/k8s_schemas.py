@@ -58,13 +58,19 @@ def strictify(schema: Any) -> Any:
 
 
 @functools.cache
+def crd_documents(path: Path) -> tuple[dict[str, Any], ...]:
+    """The CustomResourceDefinitions in one file, read once per process (shared with the
+    rehearsal's API server stand-in; nobody changes them)."""
+    docs = yaml.load_all(path.read_text(encoding="utf-8"), Loader=_LOADER)
+    return tuple(d for d in docs if d and d.get("kind") == "CustomResourceDefinition")
+
+
+@functools.cache
 def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) -> the upstream openAPIV3Schema (strictified on first use)."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for path in sorted(CRD_DIR.glob("*.yaml")):
-        for doc in yaml.load_all(path.read_text(encoding="utf-8"), Loader=_LOADER):
-            if not doc or doc.get("kind") != "CustomResourceDefinition":
-                continue
+        for doc in crd_documents(path.resolve()):
             group = doc["spec"]["group"]
             kind = doc["spec"]["names"]["kind"]
             for version in doc["spec"]["versions"]:

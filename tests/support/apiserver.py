@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import json
 import threading
 import uuid
@@ -44,7 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from tests.render.k8s_schemas import CRD_DIR, InvalidObject, validate_object
+from tests.render.k8s_schemas import CRD_DIR, InvalidObject, crd_documents, validate_object
 
 Path_ = tuple[str, ...]
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -81,26 +82,30 @@ CORE: tuple[Resource, ...] = (
 
 
 def crd_resources(paths: Iterable[Path]) -> list[Resource]:
+    return [r for path in paths for r in _resources_of(Path(path).resolve())]
+
+
+@functools.cache
+def _resources_of(path: Path) -> tuple[Resource, ...]:
+    """The resources one CRD file serves (the files are megabytes of YAML, parsed once per
+    process: a few seconds each on a busy machine, and every rehearsal starts a cluster)."""
     out = []
-    for path in paths:
-        for doc in yaml.load_all(path.read_text(encoding="utf-8"), Loader=_LOADER):
-            if not doc or doc.get("kind") != "CustomResourceDefinition":
+    for doc in crd_documents(path):
+        spec = doc["spec"]
+        for v in spec["versions"]:
+            if not v.get("served", True):
                 continue
-            spec = doc["spec"]
-            for v in spec["versions"]:
-                if not v.get("served", True):
-                    continue
-                out.append(
-                    Resource(
-                        spec["group"],
-                        v["name"],
-                        spec["names"]["kind"],
-                        spec["names"]["plural"],
-                        namespaced=spec.get("scope", "Namespaced") == "Namespaced",
-                        status="status" in (v.get("subresources") or {}),
-                    )
+            out.append(
+                Resource(
+                    spec["group"],
+                    v["name"],
+                    spec["names"]["kind"],
+                    spec["names"]["plural"],
+                    namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+                    status="status" in (v.get("subresources") or {}),
                 )
-    return out
+            )
+    return tuple(out)
 
 
 def all_crd_files() -> list[Path]:
