@@ -82,11 +82,13 @@ def test_v1_state_migrates_and_round_trips_as_v2(run: Path) -> None:
 
 @pytest.mark.parametrize("run", [r for r in RUNS if (r / "report.json").exists()], ids=_id)
 def test_reports_of_a_v1_run_carry_the_same_data(run: Path) -> None:
-    """report.json is rebuilt from the migrated record to what the old code wrote; the one
-    difference is the sample-ratio entry of a shadow rollback, now in its full form."""
+    """report.json is rebuilt from the migrated record to what the old code wrote; the
+    differences are the sample-ratio entry of a shadow rollback, now in its full form, and the
+    looks' PromQL (``queries``, empty: a v1 run's look events did not record it)."""
     d = RunDir(run)
     new = json.loads(json.dumps(build_data(d.read_state(), d.read_events()).to_dict()))
     old = json.loads((run / "report.json").read_text())
+    assert "queries" not in old and new.pop("queries") == []
     if old["summary"]["srm"] == {"p_value": None, "ok": True}:
         old["summary"]["srm"] = {**old["summary"]["srm"], "candidate_share": None, "expected_share": None,
                                  "chi2_p_value": None}  # fmt: skip
