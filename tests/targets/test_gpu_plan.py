@@ -59,6 +59,32 @@ def test_cap_and_node_group_are_checked_with_the_numbers(project: Path) -> None:
     assert gpu_plan(big, "prod", "summarize", [_canary(50)]).node_capacity is None  # existing cluster: no group
 
 
+def test_a_step_over_the_node_group_is_refused_with_the_numbers(project: Path) -> None:
+    """The node group is rendered for two full-size arms per GPU endpoint; a third full-size
+    arm (a concurrent control at the baseline's size) does not fit, with or without a cap."""
+    from mlserve.capacity import refuse_if_over
+    from mlserve.errors import UsageError
+
+    three = (
+        "canary",
+        [ArmShare("llama-8b", "llama-8b", "primary", 50), ArmShare("llama-8b-q", "llama-8b-q", "candidate", 25),
+         ArmShare("control", "llama-8b", "control", 25)],
+    )  # fmt: skip
+    plan = gpu_plan(load_project(project).manifest, "staging", "summarize", [_canary(5), three])
+    assert plan.node_group == "gpu-a10g" and plan.node_capacity == 8
+    assert [s.gpus for s in plan.steps] == [8, 12]
+    assert plan.problems == ("step 2 (canary) needs 12 GPUs; the node group gpu-a10g holds at most 8 for summarize",)
+    with pytest.raises(UsageError) as err:
+        refuse_if_over(plan)
+    assert (
+        err.value.exit_code == 2 and "needs 12 GPUs" in err.value.message and "nothing was changed" in err.value.message
+    )
+    # sized by their share, the three arms fit: 4 + 1 + 1
+    set_policy(project, "summarize", canary_size="weight")
+    fits = gpu_plan(load_project(project).manifest, "staging", "summarize", [three])
+    assert [s.gpus for s in fits.steps] == [6] and not fits.problems
+
+
 def test_rollout_start_refuses_an_over_budget_plan_before_anything_moves(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
