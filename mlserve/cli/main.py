@@ -41,6 +41,7 @@ COMMAND_MODULES = [
     "mlserve.cli.commands.rollout",
     "mlserve.cli.commands.promote",
     "mlserve.cli.commands.rollback",
+    "mlserve.cli.commands.profile",
 ]
 
 app = typer.Typer(

@@ -34,6 +34,8 @@ Metric semantics (names are a contract, DESIGN.md):
 - ``mlserve_feedback_total{endpoint,variant,outcome}`` and ``mlserve_feedback_reward_total``:
   A/B business outcomes posted to ``POST /v2/models/{ep}/feedback`` (see ``Gateway.feedback``).
 - ``mlserve_traffic_weight{endpoint,variant}``: the current routing weight (percent).
+- ``mlserve_drift_*`` and ``mlserve_predictions_total``: drift summaries of the endpoints whose
+  config has ``monitoring`` (see :mod:`mlserve.local.drift`).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mlserve.local.drift import DriftCollector, ProfileError, build_monitors
 from mlserve.local.gateway_config import (
     EndpointStatus,
     Fault,
@@ -247,6 +250,9 @@ class Gateway:
         self.shadow_client: Upstream | None = None
         self.bound_port = config.port
         self.bound_admin_port = config.admin_port
+        self.drift = build_monitors(config.endpoints)  # endpoints that opt in to drift summaries
+        if self.drift:
+            self.metrics.registry.register(DriftCollector(self.drift))
         restored = self._restore()
         for name, ep in config.endpoints.items():
             traffic = restored.get(name, ep.traffic)
@@ -442,6 +448,8 @@ class Gateway:
             raise
         if primary is not None and not primary.done():
             primary.set_result(result)
+        if result.status == 200 and endpoint in self.drift:
+            self.drift[endpoint].observe(result.variant, payload, result.content)
         if result.status == 0:
             tried = variant if pinned is not None else f"{variant} and a fallback"
             return _raw_error(503, f"no version of endpoint {endpoint!r} could answer ({tried} refused the connection)")
@@ -803,7 +811,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_gateway_config(args.config)
         token = read_token_file(config.admin_token_file)
         load_traffic_file(config.state_file)  # fail early on a corrupt state file
-    except GatewayConfigError as exc:
+        build_monitors(config.endpoints)  # and on a missing or invalid drift profile
+    except (GatewayConfigError, ProfileError) as exc:
         print(f"mlserve gateway: {exc}", file=sys.stderr)
         return 2
     try:

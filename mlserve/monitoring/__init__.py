@@ -1,0 +1,10 @@
+"""Monitoring between rollouts: reference profiles, drift summaries, SLO alert rules,
+dashboards and the live monitor view.
+
+What runs where: the local gateway keeps sliding-window drift summaries
+(:mod:`mlserve.local.drift`); the statistics are pure functions in
+:mod:`mlserve.stats.drift`; on Kubernetes the same summaries are computed by
+:mod:`mlserve.monitoring.collector` from the serving platform's payload logger. Rules and
+dashboards are rendered from the manifest here, for the local Prometheus and for the
+cluster's kube-prometheus-stack alike.
+"""
