@@ -239,4 +239,6 @@ def promtool_tests(r: EndpointRules, source: str, rules_file: str, speedup: int 
         tests += b.slo_tests("latency", LATENCY_BUDGET, "MlserveLatencyBudgetBurn")
     if r.drift:
         tests += b.drift_tests()
-    return {"rule_files": [rules_file], "evaluation_interval": b.interval, "tests": tests}
+    # rules are evaluated every 5 (nominal) minutes: enough for windows of 5m and more and
+    # for `for` clauses, and 5x fewer evaluations than every minute
+    return {"rule_files": [rules_file], "evaluation_interval": b.t(300.0), "tests": tests}

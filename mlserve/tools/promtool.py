@@ -26,6 +26,6 @@ def check_rules(files: Sequence[Path], timeout: float = 60.0) -> Completed:
     return run([promtool(), "check", "rules", *map(str, files)], timeout=timeout)
 
 
-def test_rules(files: Sequence[Path], timeout: float = 120.0) -> Completed:
+def run_rule_tests(files: Sequence[Path], timeout: float = 120.0) -> Completed:
     """Run promtool unit-test files (each names its rule files, relative to itself)."""
     return run([promtool(), "test", "rules", *map(str, files)], timeout=timeout)
