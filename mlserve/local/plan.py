@@ -204,6 +204,8 @@ def build_plan(
     gw_port = ports.take(GATEWAY, "http", env.gateway_port, f"environments.{env_name}.gateway_port")
     admin_port = ports.take(GATEWAY, "admin", env.admin_port, f"environments.{env_name}.admin_port")
     gw_endpoints = {}
+    from mlserve.monitoring.local import RULES_FILE, gateway_monitoring, local_rules
+
     for ep_name, ep in endpoints.items():
         faults = {v: Fault.from_manifest(f) for v, f in env.faults.get(ep_name, {}).items()}
         gw_endpoints[ep_name] = EndpointConfig(
@@ -213,6 +215,7 @@ def build_plan(
             sticky_header=ep.rollout.sticky_header,
             sticky_cookie=ep.rollout.sticky_cookie,
             faults=faults,
+            monitoring=gateway_monitoring(project.root, ep_name, ep),
         )
     gw_config = GatewayConfig(
         port=gw_port,
@@ -245,7 +248,13 @@ def build_plan(
     )
 
     prom_port = ports.take(PROMETHEUS, "http", env.prometheus_port, f"environments.{env_name}.prometheus_port")
-    prom_text = render_config(manifest.project.name, env.scrape_interval, scrape)
+    rules_text = local_rules(manifest, env_name)  # SLO burn-rate and drift alerts
+    rules_path = paths.local_dir / RULES_FILE
+    if rules_text is not None:
+        files[str(rules_path)] = rules_text
+    prom_text = render_config(
+        manifest.project.name, env.scrape_interval, scrape, rule_files=[str(rules_path)] if rules_text else []
+    )
     files[str(paths.prometheus_config)] = prom_text
     prom_argv = prometheus_argv(
         prom_bin, config=str(paths.prometheus_config), data_dir=str(paths.prometheus_data), port=prom_port
@@ -260,7 +269,7 @@ def build_plan(
             port=prom_port,
             log_path=str(logs / "prometheus.log"),
             health_url=f"http://127.0.0.1:{prom_port}/-/ready",
-            fingerprint=fingerprint(prom_argv, prom_text),
+            fingerprint=fingerprint(prom_argv, prom_text, rules_text),
             ports={"http": prom_port},
             start_timeout=60.0,
         )

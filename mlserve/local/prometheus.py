@@ -42,8 +42,12 @@ def duration(seconds: float) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
-def render_config(project: str, scrape_interval: float, targets: list[ScrapeTarget]) -> str:
-    """prometheus.yml. JSON is valid YAML, so values are quoted by json.dumps, never by hand."""
+def render_config(
+    project: str, scrape_interval: float, targets: list[ScrapeTarget], rule_files: list[str] | None = None
+) -> str:
+    """prometheus.yml. JSON is valid YAML, so values are quoted by json.dumps, never by hand.
+    ``rule_files``: alerting and recording rules (mlserve.monitoring.rules), evaluated every
+    scrape interval."""
     interval = duration(scrape_interval)
     timeout = duration(min(scrape_interval, 10.0))
     jobs: dict[tuple[str, str], list[ScrapeTarget]] = {}
@@ -56,8 +60,10 @@ def render_config(project: str, scrape_interval: float, targets: list[ScrapeTarg
         f"  scrape_timeout: {timeout}",
         f"  evaluation_interval: {interval}",
         f"  external_labels: {{mlserve_project: {json.dumps(project)}}}",
-        "scrape_configs:",
     ]
+    if rule_files:
+        lines += ["rule_files:", *(f"  - {json.dumps(path)}" for path in rule_files)]
+    lines += ["scrape_configs:"]
     for (job, path), members in jobs.items():
         lines += [
             f"  - job_name: {json.dumps(job)}",
@@ -87,6 +93,15 @@ def query_targets(base_url: str, timeout: float = 2.0) -> list[dict[str, object]
     data = get_json(f"{base_url}/api/v1/targets?state=active", timeout).get("data")
     active = data.get("activeTargets", []) if isinstance(data, dict) else []
     return [t for t in active if isinstance(t, dict)]
+
+
+def query_alerts(base_url: str, timeout: float = 2.0) -> list[dict[str, object]]:
+    """Alerts from /api/v1/alerts (pending and firing), each with labels, annotations,
+    state, activeAt and value, sorted firing first."""
+    data = get_json(f"{base_url}/api/v1/alerts", timeout).get("data")
+    alerts = data.get("alerts", []) if isinstance(data, dict) else []
+    out = [a for a in alerts if isinstance(a, dict)]
+    return sorted(out, key=lambda a: (a.get("state") != "firing", str(a.get("activeAt", ""))))
 
 
 def get_json(url: str, timeout: float = 2.0) -> dict[str, object]:

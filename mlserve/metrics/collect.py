@@ -68,6 +68,7 @@ class LookRequest:
     namespace: str = ""
     revisions: Mapping[str, str] = field(default_factory=dict)
     custom: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    predictions: tuple[str, ...] = ()  # metrics of kind "prediction" (mlserve.metrics.predictions)
 
 
 SeriesKey = frozenset[tuple[str, str]]
@@ -228,6 +229,19 @@ def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] |
                 n = min(max(n, int(prev_c.get("numerator", 0))), d)
                 custom[name] = {"numerator": n, "denominator": d}
             entry["custom"] = custom
+        if req.predictions:
+            from mlserve.metrics.predictions import prediction_counts
+
+            pos, total = prediction_counts(
+                query, req.source, req.endpoint, variant, req.started_at, req.at, req.namespace
+            )
+            for name in req.predictions:
+                prev_c = prev.get("custom", {}).get(name, {})
+                d = max(total, int(prev_c.get("denominator", 0)))
+                entry.setdefault("custom", {})[name] = {
+                    "numerator": min(max(pos, int(prev_c.get("numerator", 0))), d),
+                    "denominator": d,
+                }
         if q.gpu:
             gpu = {}
             for name, promql in q.gpu.items():

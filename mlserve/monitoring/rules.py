@@ -295,7 +295,10 @@ def rule_groups(r: EndpointRules, source: str, speedup: int = 1) -> list[dict[st
                 }
             )
     if slo_rules:
-        groups.append({"name": f"mlserve-slo-{r.endpoint}", "rules": slo_rules})
+        # every 30 s (compressed with the windows): a tenth of the shortest window, and no 3-day
+        # range is read every scrape
+        interval = prom_duration(max(1.0, 30.0 / speedup))
+        groups.append({"name": f"mlserve-slo-{r.endpoint}", "interval": interval, "rules": slo_rules})
     if r.drift:
         extra = src.drift_extra.replace("{namespace}", r.namespace)
         base = ",".join(m for m in (extra, f'endpoint="{r.endpoint}"') if m)

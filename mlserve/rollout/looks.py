@@ -60,6 +60,7 @@ def take_look(
     if mode == "shadow" and driver.source == "local":
         return _local_shadow(query, endpoint, baseline, candidate, anchor, at, previous)
     custom = {} if mode == "shadow" else custom_queries(policy)
+    predictions = () if mode == "shadow" else tuple(m.name for m in policy.metrics if m.kind == "prediction")
     req = LookRequest(
         endpoint=endpoint,
         variants=[baseline, candidate],
@@ -69,6 +70,7 @@ def take_look(
         source=driver.source,
         namespace=driver.namespace,
         custom=custom,
+        predictions=predictions,
     )
     got = collect_look(query, req, previous)
     return Seen(got.look, got.gpu)

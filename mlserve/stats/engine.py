@@ -307,6 +307,31 @@ def _latency_track(
     return _Track(spec, present, _spread(p_fail, present, 1.0), _spread(p_pass, present, 1.0), summary)
 
 
+def _prediction_track(spec: MetricSpec, vb: list[Any], vc: list[Any], regime: Array, alpha: float) -> _Track:
+    """The prediction gate (mlserve.stats.prediction) on the looks' custom counts: positive
+    predictions over predictions, per arm. The only engine wiring of that metric kind."""
+    from mlserve.stats.prediction import prediction_evidence, prediction_summary
+
+    def counts(v: list[Any], part: str) -> Array:
+        return np.array([float(getattr(x.custom[spec.name], part)) if spec.name in x.custom else 0.0 for x in v])
+
+    pos_b, n_b, pos_c, n_c = (
+        counts(vb, "numerator"),
+        counts(vb, "denominator"),
+        counts(vc, "numerator"),
+        counts(vc, "denominator"),
+    )
+    present = (n_b > 0) & (n_c > 0)
+    idx = np.flatnonzero(present)
+    if idx.size:
+        ev = prediction_evidence(pos_b[idx], n_b[idx], pos_c[idx], n_c[idx], spec.margin.value)
+        p_fail, p_pass = _spread(ev.p_fail, present, 1.0), _spread(ev.p_pass, present, 1.0)
+    else:
+        p_fail = p_pass = np.ones(present.shape[0])
+    inner = prediction_summary(pos_b[idx], n_b[idx], pos_c[idx], n_c[idx], regime[idx], alpha)
+    return _Track(spec, present, p_fail, p_pass, lambda j: inner(int(np.sum(idx <= j)) - 1))
+
+
 def _nan_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
@@ -345,6 +370,8 @@ def analyze(
     for spec in policy.metrics:
         if spec.kind == "error_rate":
             tracks.append(_count_track(spec, traffic, err_b, req_b, err_c, req_c, regime, alpha, "errors/request"))
+        elif spec.kind == "prediction":
+            tracks.append(_prediction_track(spec, vb, vc, regime, alpha))
         elif spec.kind == "ratio":
             has = np.array(
                 [spec.name in b.custom and spec.name in c.custom for b, c in zip(vb, vc, strict=True)], dtype=bool
@@ -427,7 +454,11 @@ def analyze(
                 unit=unit,
                 margin=str(t.spec.margin),
                 critical=t.spec.critical,
-                better="lower" if t.spec.kind == "latency" else t.spec.better,
+                better="lower"
+                if t.spec.kind == "latency"
+                else "equal"
+                if t.spec.kind == "prediction"
+                else t.spec.better,
                 note=note,
             )
         )
@@ -528,7 +559,7 @@ def describe_value(value: float | None, unit: str) -> str:
         return "-"
     if unit == "s":
         return f"{value * 1000:.3g}ms"
-    if unit == "errors/request":
+    if unit in ("errors/request", "positives/prediction"):
         return f"{value * 100:.3g}%"
     return f"{value:.4g}"
 

@@ -1,0 +1,178 @@
+"""The prediction gate (metric kind "prediction"): simulated Bernoulli prediction streams with a
+known truth, the engine on snapshots built from them, and the manifest's checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mlserve.errors import ManifestError
+from mlserve.manifest.models import MetricSpec, RolloutPolicy
+from mlserve.manifest.units import Margin
+from mlserve.stats.engine import analyze
+from mlserve.stats.prediction import prediction_evidence
+from mlserve.stats.snapshot import Look, Ratio, Snapshot, VariantStats
+
+ALPHA = 0.05
+MARGIN = 0.25
+
+
+def stream(
+    rng: np.random.Generator, p_b: float, p_c: float, looks: int = 50, per_look: int = 200
+) -> tuple[np.ndarray, ...]:
+    """Cumulative positives and predictions per look for both arms, as Bernoulli draws."""
+    n = np.full(looks, per_look)
+    return (
+        rng.binomial(n, p_b).cumsum(),
+        n.cumsum().astype(float),
+        rng.binomial(n, p_c).cumsum(),
+        n.cumsum().astype(float),
+    )
+
+
+def _bound(reps: int, alpha: float) -> int:
+    return int(stats.binom.ppf(0.999, reps, alpha))
+
+
+@pytest.mark.parametrize("share", [0.1, 0.5])
+def test_false_rollbacks_stay_below_alpha_on_the_margin_over_50_looks(share: float) -> None:
+    """The hardest null for "fail": the candidate flags exactly (1 + margin) times as often."""
+    rng = np.random.default_rng(17)
+    reps = 400
+    fails = 0
+    for _ in range(reps):
+        b, nb, c, nc = stream(rng, share / (1 + MARGIN) ** 0.5, share * (1 + MARGIN) ** 0.5)
+        fails += bool((prediction_evidence(b, nb, c, nc, MARGIN).p_fail <= ALPHA).any())
+    assert fails <= _bound(reps, ALPHA), fails
+
+
+def test_identical_models_are_shown_equivalent_and_never_failed() -> None:
+    rng = np.random.default_rng(3)
+    reps, passed, failed = 300, 0, 0
+    for _ in range(reps):
+        ev = prediction_evidence(*stream(rng, 0.1, 0.1), MARGIN)
+        failed += bool((ev.p_fail <= ALPHA).any())
+        passed += bool(ev.p_pass[-1] <= ALPHA)
+    assert failed <= _bound(reps, ALPHA / 10)
+    # "within 25%" of a 10% share takes about 10,000 predictions per arm (1,000 positives):
+    # 269 of these 300 streams (90%) showed it by then
+    assert passed / reps > 0.85
+
+
+@pytest.mark.parametrize(("p_c", "side"), [(0.2, "up"), (0.05, "down")])
+def test_twice_or_half_as_many_positives_are_caught_within_a_few_looks(p_c: float, side: str) -> None:
+    rng = np.random.default_rng(5)
+    looks_needed = []
+    for _ in range(200):
+        ev = prediction_evidence(*stream(rng, 0.1, p_c), MARGIN)
+        hits = np.flatnonzero(ev.p_fail <= ALPHA)
+        looks_needed.append(hits[0] + 1 if hits.size else 99)
+        assert (ev.p_up if side == "up" else ev.p_down)[-1] <= ALPHA
+    assert np.median(looks_needed) <= 8 and max(looks_needed) <= 50  # 200 predictions per look
+
+
+def _snapshot(p_b: float, p_c: float, seed: int = 1, looks: int = 12) -> Snapshot:
+    rng = np.random.default_rng(seed)
+    b, nb, c, nc = stream(rng, p_b, p_c, looks=looks, per_look=400)
+    out = []
+    for k in range(looks):
+        req = int(nb[k])
+        out.append(
+            Look(
+                at=f"2026-01-01T00:{k:02d}:00Z",
+                weights={"v1": 50, "v2": 50},
+                variants={
+                    "v1": VariantStats(req, 0, None, {"positives": Ratio(float(b[k]), float(nb[k]))}),
+                    "v2": VariantStats(req, 0, None, {"positives": Ratio(float(c[k]), float(nc[k]))}),
+                },
+            )
+        )
+    return Snapshot("fraud", "v1", "v2", "canary", tuple(out))
+
+
+POLICY = RolloutPolicy(
+    min_requests=1000,
+    metrics=[
+        MetricSpec(name="error_rate", kind="error_rate", margin=Margin(0.01, False), critical=True),
+        MetricSpec(name="positives", kind="prediction", margin=Margin(MARGIN, True), critical=True),
+    ],
+)
+
+
+def test_engine_rolls_back_a_candidate_flagging_twice_as_often() -> None:
+    v = analyze(_snapshot(0.1, 0.2), POLICY)
+    assert v.verdict == "rollback" and v.exit_code == 3
+    m = next(m for m in v.metrics if m.name == "positives")
+    assert m.verdict == "fail" and m.better == "equal"
+    assert m.baseline == pytest.approx(0.1, abs=0.03) and m.candidate == pytest.approx(0.2, abs=0.04)
+    assert "positives (critical): 2" in v.reason and "worse by more than the 25% margin" in v.reason
+
+
+def test_engine_promotes_an_identical_candidate() -> None:
+    v = analyze(_snapshot(0.1, 0.1, seed=2, looks=40), POLICY)
+    assert v.verdict == "promote", v.reason
+    assert next(m for m in v.metrics if m.name == "positives").verdict == "pass"
+
+
+def test_no_predictions_is_never_a_pass() -> None:
+    snap = _snapshot(0.1, 0.1)
+    looks = tuple(
+        Look(lk.at, lk.weights, {k: VariantStats(s.requests, 0) for k, s in lk.variants.items()}) for lk in snap.looks
+    )
+    v = analyze(Snapshot("fraud", "v1", "v2", "canary", looks), POLICY)
+    assert v.verdict == "continue" and next(m for m in v.metrics if m.name == "positives").verdict == "no_data"
+
+
+def test_manifest_checks_of_the_prediction_kind(project: object) -> None:
+    from pathlib import Path
+
+    from mlserve.manifest import load_manifest
+
+    root = Path(str(project))
+    text = (root / "mlserve.toml").read_text()
+    gate = '\n[[endpoints.fraud.rollout.metrics]]\nname = "positives"\nkind = "prediction"\nmargin = "{m}"\n'
+    (root / "mlserve.toml").write_text(
+        text.replace("\n[endpoints.summarize]", gate.format(m="25%") + "\n[endpoints.summarize]")
+    )
+    with pytest.raises(ManifestError) as err:
+        load_manifest(root / "mlserve.toml")
+    assert "endpoints.fraud.rollout.metrics[2].kind: kind = 'prediction' counts the predictions" in str(err.value)
+    bad = text.replace(
+        "\n[endpoints.summarize]", gate.format(m="0%") + "\n[endpoints.fraud.monitoring]\n\n[endpoints.summarize]"
+    )
+    (root / "mlserve.toml").write_text(bad)
+    with pytest.raises(ManifestError) as err:
+        load_manifest(root / "mlserve.toml")
+    assert "endpoints.fraud.rollout.metrics[2].margin: kind = 'prediction' needs a relative margin" in str(err.value)
+    good = text.replace(
+        "\n[endpoints.summarize]", gate.format(m="25%") + "\n[endpoints.fraud.monitoring]\n\n[endpoints.summarize]"
+    )
+    (root / "mlserve.toml").write_text(good)
+    assert load_manifest(root / "mlserve.toml").endpoints["fraud"].monitoring is not None
+
+
+def test_a_look_reads_prediction_counts_into_the_snapshot() -> None:
+    from mlserve.metrics import MetricsUnavailable, collect_look
+    from mlserve.metrics.predictions import prediction_selector
+    from tests.metrics.test_queries import FakeProm, R, _req
+
+    P = "mlserve_predictions_total|"
+    start = {R + "variant=v1,code=200": 0.0, R + "variant=v2,code=200": 0.0, P + "variant=v1,class=positive": 7.0}
+    later = {
+        R + "variant=v1,code=200": 900.0,
+        R + "variant=v2,code=200": 100.0,
+        P + "variant=v1,class=positive": 97.0,
+        P + "variant=v1,class=negative": 810.0,
+        P + "variant=v2,class=positive": 20.0,
+        P + "variant=v2,class=negative": 80.0,
+    }
+    look = collect_look(FakeProm(start, later), _req(predictions=("positives",))).look
+    assert look["variants"]["v1"]["custom"] == {"positives": {"numerator": 90, "denominator": 900}}
+    assert look["variants"]["v2"]["custom"] == {"positives": {"numerator": 20, "denominator": 100}}
+    assert prediction_selector("istio", "fraud", "v2", "ml") == (
+        'mlserve_predictions_total{namespace="ml",endpoint="fraud",variant="v2"}'
+    )
+    no_preds = {k: v for k, v in later.items() if not k.startswith(P)}
+    with pytest.raises(MetricsUnavailable, match="no data for the predictions of fraud/v1"):
+        collect_look(FakeProm(start, no_preds), _req(predictions=("positives",)))
