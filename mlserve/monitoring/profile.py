@@ -24,9 +24,12 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlserve.errors import UsageError
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 PROFILE_FORMAT = "mlserve.profile/v1"
 MAX_FEATURES = 256
@@ -184,7 +187,7 @@ def load_profile(path: Path) -> Profile:
 # ---------------------------------------------------------------------------
 
 
-def summarise(name: str, values: Sequence[float], bins: int = 10) -> FeatureProfile:
+def summarise(name: str, values: Sequence[float] | NDArray[Any], bins: int = 10) -> FeatureProfile:
     """One feature's profile from its reference values."""
     import numpy as np
 

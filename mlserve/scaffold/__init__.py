@@ -89,6 +89,34 @@ def train_models(models_dir: Path) -> list[str]:
     return written
 
 
+def reference_profile() -> str:
+    """``profiles/fraud.json``: the drift reference of the fraud endpoint, from v1's training
+    rows and v1's predictions on them (what ``mlserve profile`` writes for such a file)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from mlserve.monitoring.profile import Profile, summarise
+
+    x, y = training_data(6000, SEED)
+    rows = np.asarray(x)[:1500]
+    model = LogisticRegression(C=0.05, max_iter=500, random_state=SEED).fit(rows, np.asarray(y)[:1500])
+    features = tuple(summarise(f"input-0[{j}]", rows[:, j]) for j in range(N_FEATURES))
+    prediction = summarise("predict", model.predict(rows).astype(float))
+    profile = Profile(features, prediction, rows=len(rows), source="training data of fraud v1 (mlserve init)")
+    return json.dumps(_rounded(profile.to_dict()), indent=1, sort_keys=True) + "\n"
+
+
+def _rounded(value: object) -> object:
+    """Floats to 9 significant digits, so the file does not depend on the last bits of BLAS."""
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def sample_payloads(n: int = 64) -> str:
     """V2 inference requests for the fraud endpoint, one per line (load tests)."""
     x, _ = training_data(n, SEED + 1)
@@ -113,7 +141,11 @@ def scaffold(directory: Path, *, force: bool = False, train: bool = True) -> Sca
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory}: exists and is not a directory")
     name = project_name_for(directory)
-    files = {"mlserve.toml": manifest_text(name), "payloads/fraud.jsonl": sample_payloads()}
+    files = {
+        "mlserve.toml": manifest_text(name),
+        "payloads/fraud.jsonl": sample_payloads(),
+        "profiles/fraud.json": reference_profile(),
+    }
     files.update(static_files())
     model_files = ["models/fraud/v1/model.joblib", "models/fraud/v2/model.joblib"] if train else []
     existing = [rel for rel in [*files, *model_files] if (directory / rel).exists()]

@@ -127,29 +127,33 @@ def test_no_predictions_is_never_a_pass() -> None:
 def test_manifest_checks_of_the_prediction_kind(project: object) -> None:
     from pathlib import Path
 
+    import tomlkit
+
     from mlserve.manifest import load_manifest
 
-    root = Path(str(project))
-    text = (root / "mlserve.toml").read_text()
-    gate = '\n[[endpoints.fraud.rollout.metrics]]\nname = "positives"\nkind = "prediction"\nmargin = "{m}"\n'
-    (root / "mlserve.toml").write_text(
-        text.replace("\n[endpoints.summarize]", gate.format(m="25%") + "\n[endpoints.summarize]")
-    )
+    path = Path(str(project)) / "mlserve.toml"
+    original = path.read_text()
+
+    def write(margin: str, monitoring: bool) -> None:
+        doc = tomlkit.parse(original)
+        fraud = doc["endpoints"]["fraud"]  # type: ignore[index]
+        if not monitoring:
+            del fraud["monitoring"]  # type: ignore[union-attr]
+        gate = tomlkit.table()
+        gate.update({"name": "positives", "kind": "prediction", "margin": margin})
+        fraud["rollout"]["metrics"].append(gate)  # type: ignore[index,union-attr]
+        path.write_text(tomlkit.dumps(doc))
+
+    write("25%", monitoring=False)
     with pytest.raises(ManifestError) as err:
-        load_manifest(root / "mlserve.toml")
+        load_manifest(path)
     assert "endpoints.fraud.rollout.metrics[2].kind: kind = 'prediction' counts the predictions" in str(err.value)
-    bad = text.replace(
-        "\n[endpoints.summarize]", gate.format(m="0%") + "\n[endpoints.fraud.monitoring]\n\n[endpoints.summarize]"
-    )
-    (root / "mlserve.toml").write_text(bad)
+    write("0%", monitoring=True)
     with pytest.raises(ManifestError) as err:
-        load_manifest(root / "mlserve.toml")
+        load_manifest(path)
     assert "endpoints.fraud.rollout.metrics[2].margin: kind = 'prediction' needs a relative margin" in str(err.value)
-    good = text.replace(
-        "\n[endpoints.summarize]", gate.format(m="25%") + "\n[endpoints.fraud.monitoring]\n\n[endpoints.summarize]"
-    )
-    (root / "mlserve.toml").write_text(good)
-    assert load_manifest(root / "mlserve.toml").endpoints["fraud"].monitoring is not None
+    write("25%", monitoring=True)
+    assert load_manifest(path).endpoints["fraud"].rollout.metrics[2].kind == "prediction"
 
 
 def test_a_look_reads_prediction_counts_into_the_snapshot() -> None:
