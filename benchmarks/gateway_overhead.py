@@ -75,7 +75,14 @@ class Stack:
         ready = self.start([sys.executable, str(UPSTREAM), "--model", "fraud", "--value", str(value)])
         return f"http://127.0.0.1:{ready['port']}"
 
-    def gateway(self, name: str, versions: dict[str, str], traffic: dict[str, Any], client: str) -> tuple[str, str]:
+    def gateway(
+        self,
+        name: str,
+        versions: dict[str, str],
+        traffic: dict[str, Any],
+        client: str,
+        monitoring: dict[str, Any] | None = None,
+    ) -> tuple[str, str]:
         token = self.tmp / "admin-token"
         if not token.exists():
             create_token_file(token)
@@ -89,6 +96,8 @@ class Stack:
             "shadow_max_inflight": 1024,
             "endpoints": {"fraud": {"versions": versions, "baseline": "v1", "traffic": traffic}},
         }
+        if monitoring is not None:
+            cfg["endpoints"]["fraud"]["monitoring"] = monitoring
         path = self.tmp / f"{name}.json"
         path.write_text(json.dumps(cfg))
         ready = self.start([sys.executable, "-m", "mlserve.local.gateway", "--config", str(path)])
@@ -152,6 +161,24 @@ http {{
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+DRIFT = "mlserve gateway, drift summaries on"
+
+
+def drift_profile(tmp: Path) -> Path:
+    """A reference profile for the benchmark's 8-feature rows (deciles of normal draws), so the
+    drift row bins every input and output the way an opted-in endpoint does."""
+    import random
+
+    from mlserve.monitoring.profile import Profile, summarise
+
+    rng = random.Random(1)
+    feats = tuple(summarise(f"input-0[{j}]", [rng.gauss(0.5, 1.0) for _ in range(2000)]) for j in range(8))
+    pred = summarise("predict", [float(rng.random() < 0.1) for _ in range(2000)])
+    path = tmp / "profile.json"
+    path.write_text(json.dumps(Profile(feats, pred, 2000, "benchmark").to_dict()))
+    return path
 
 
 # ---------------------------------------------------------------------------
@@ -281,10 +308,13 @@ def main() -> None:
         gw, _ = stack.gateway("gw", {"v1": v1, "v2": v2}, split, "raw")
         gw_aiohttp, _ = stack.gateway("gw-aiohttp", {"v1": v1, "v2": v2}, split, "aiohttp")
         gw_httpx, _ = stack.gateway("gw-httpx", {"v1": v1, "v2": v2}, split, "httpx")
+        gw_drift, _ = stack.gateway(
+            "gw-drift", {"v1": v1, "v2": v2}, split, "raw", monitoring={"profile": str(drift_profile(tmp))}
+        )
         shadow = {"mode": "split", "weights": {"v1": 100}, "shadow": {"version": "v2", "percent": 100}}
         gw_shadow, _ = stack.gateway("gw-shadow", {"v1": v1, "v2": v2}, shadow, "raw")
         ngx = stack.nginx(v1, v2)
-        targets = {"direct (upstream)": v1 + path, "mlserve gateway": gw + path}
+        targets = {"direct (upstream)": v1 + path, "mlserve gateway": gw + path, DRIFT: gw_drift + path}
         if ngx:
             targets["nginx split_clients"] = ngx + path
         targets["mlserve gateway, 100% shadow"] = gw_shadow + path
@@ -346,7 +376,8 @@ def report(
         "requests leave on a fixed schedule and latency counts from the scheduled time. Targets alternate "
         f"in rounds ({args.rounds} x {args.seconds:g} s per target and rate, 1 s pause between targets). "
         "Gateway and nginx split 90/10 "
-        "across two identical upstreams; the shadow row routes 100% to v1 and mirrors every request to v2. "
+        "across two identical upstreams; the shadow row routes 100% to v1 and mirrors every request to v2; "
+        "the drift row is the same gateway with drift summaries on for the endpoint. "
         "Load generator: aiohttp on uvloop, in the same machine.",
         "",
         "| target | rate (req/s) | p50 (ms) | p99 (ms) | added p50 (ms) | added p99 (ms) | errors |",
@@ -364,6 +395,9 @@ def report(
             )
     gw300, base300 = latency[("mlserve gateway", 300)], latency[(direct, 300)]
     add50, add99 = gw300.q(0.5) - base300.q(0.5), gw300.q(0.99) - base300.q(0.99)
+    drift300 = latency[(DRIFT, 300)]
+    d50, d99 = drift300.q(0.5) - base300.q(0.5), drift300.q(0.99) - base300.q(0.99)
+    rps = {n: throughput[n].sent / throughput[n].seconds for n in (DRIFT, "mlserve gateway")}
     lines += [
         "",
         f"Targets at 300 req/s: added p50 <= 1 ms: **{'met' if add50 <= 1 else 'not met'}** ({add50:+.2f} ms); "
@@ -377,6 +411,12 @@ def report(
             if (name, 300) in rounds_p99
         )
         + ".",
+        "",
+        f"Drift summaries on (`[endpoints.NAME.monitoring]`: every forwarded row binned into 8 features, every "
+        f"prediction counted and binned, a 30-slot sliding window; statistics computed per scrape, not per "
+        f"request): added p50 {d50:+.2f} ms and p99 {d99:+.2f} ms at 300 req/s, against {add50:+.2f} / "
+        f"{add99:+.2f} ms with them off, in the same rounds; closed-loop throughput {rps[DRIFT]:.0f} vs "
+        f"{rps['mlserve gateway']:.0f} req/s ({rps[DRIFT] / rps['mlserve gateway']:.2f}x).",
         "",
         f"Maximum throughput, closed loop with {args.concurrency} requests in flight "
         f"({args.rounds} x {args.throughput_seconds:g} s per target):",

@@ -42,6 +42,8 @@ COMMAND_MODULES = [
     "mlserve.cli.commands.promote",
     "mlserve.cli.commands.rollback",
     "mlserve.cli.commands.profile",
+    "mlserve.cli.commands.monitor",
+    "mlserve.cli.commands.dashboard",
 ]
 
 app = typer.Typer(

@@ -17,6 +17,7 @@ a demo or test deploys are checked exactly like the shipped ones.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from mlserve.monitoring.rules import (
@@ -166,10 +167,14 @@ class _Builder:
             if self.src.drift_extra:
                 labels = {"namespace": r.namespace, **labels}
             series = _series("mlserve_drift_psi", labels)
-            minutes = int(max(10, 3 * r.drift_for / 60))
+            # rules are evaluated every 5 (compressed) minutes; drift's `for` is not compressed
+            step, spacing = 300.0 / self.speedup, 60.0 / self.speedup
+            fire_at = (math.ceil(r.drift_for / step) + 1) * step
+            samples = math.ceil((fire_at + step) / spacing)
             high, low = r.psi_threshold * 1.5 + 0.01, r.psi_threshold * 0.5
             exp_labels = {**labels, **rule["labels"]}
-            before = max(self.t(0.5 * r.drift_for), self.interval)
+            before = prom_duration(max(0.5 * r.drift_for, 1.0))
+            minutes = samples
             tests.append(
                 {
                     "name": f"{r.endpoint} {kind} drift: fires only after {prom_duration(r.drift_for)} above the threshold",
@@ -178,7 +183,7 @@ class _Builder:
                     "alert_rule_test": [
                         {"eval_time": before, "alertname": alert, "exp_alerts": []},
                         {
-                            "eval_time": self.t(r.drift_for + 180),
+                            "eval_time": prom_duration(fire_at),
                             "alertname": alert,
                             "exp_alerts": [
                                 {
@@ -197,7 +202,7 @@ class _Builder:
                     "name": f"{r.endpoint} {kind} drift: below the threshold stays quiet",
                     "interval": self.interval,
                     "input_series": [{"series": series, "values": f"{_num(low)}x{minutes}"}],
-                    "alert_rule_test": [{"eval_time": self.t(minutes * 60), "alertname": alert, "exp_alerts": []}],
+                    "alert_rule_test": [{"eval_time": prom_duration(fire_at), "alertname": alert, "exp_alerts": []}],
                 }
             )
         return tests

@@ -22,8 +22,9 @@ Rates are per endpoint *and version*: a canary that fails burns its own budget a
 in the alert. The same rules are rendered for the local target (``mlserve_*`` metrics of the
 gateway) and for Kubernetes (Istio's or the Seldon executor's metrics), with label
 replacement so every recorded series carries ``endpoint`` and ``variant``. An environment's
-``alert_speedup`` divides every window (and ``for``) by a factor, for demos and tests of the
-local target; shipped rules use 1.
+``alert_speedup`` divides every SLO window by a factor, for demos and tests of the local target
+(drift alerts keep the manifest's own ``monitoring.window`` and ``alert_for``); shipped rules
+use 1.
 
 Drift alerts fire when a feature's population stability index (``mlserve_drift_psi``,
 exported only once the window holds ``min_samples`` rows) stays above ``psi_threshold`` for
@@ -308,14 +309,15 @@ def rule_groups(r: EndpointRules, source: str, speedup: int = 1) -> list[dict[st
                 {
                     "alert": alert,
                     "expr": f'mlserve_drift_psi{{{base},kind="{kind}"}} > {_num(r.psi_threshold)}',
-                    "for": prom_duration(max(r.drift_for / speedup, 1.0)),
+                    # drift has its own window and `for` in the manifest: alert_speedup leaves them alone
+                    "for": prom_duration(max(r.drift_for, 1.0)),
                     "labels": {"severity": "ticket", "drift": kind, **common},  # feature, variant from the series
                     "annotations": {
                         "summary": f"{r.endpoint}/{{{{ $labels.variant }}}}: {kind} drift on {{{{ $labels.feature }}}}",
                         "description": (
                             f"The population stability index of {{{{ $labels.feature }}}} has stayed above "
                             f"{_num(r.psi_threshold)} for {prom_duration(r.drift_for)} over the drift window, "
-                            f"against the endpoint's reference{compressed}. `mlserve monitor {r.endpoint}` shows it."
+                            f"against the endpoint's reference. `mlserve monitor {r.endpoint}` shows it."
                         ),
                     },
                 }

@@ -118,10 +118,24 @@ def _rounded(value: object) -> object:
 
 
 def sample_payloads(n: int = 64) -> str:
-    """V2 inference requests for the fraud endpoint, one per line (load tests)."""
-    x, _ = training_data(n, SEED + 1)
+    """V2 inference requests for the fraud endpoint, one per line (load tests).
+
+    Rows of the training distribution that v1 was not trained on, so that traffic from them
+    raises no drift against ``profiles/fraud.json``; a few are rows where v1 and v2 answer
+    differently (what a shadow rollout's agreement gate is shown with)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = training_data(6000, SEED)
+    xs, ys = np.asarray(x), np.asarray(y)
+    v1 = LogisticRegression(C=0.05, max_iter=500, random_state=SEED).fit(xs[:1500], ys[:1500])
+    v2 = LogisticRegression(C=1.0, max_iter=500, random_state=SEED).fit(xs, ys)
+    held_out = xs[1500:]
+    differ = np.flatnonzero(v1.predict(held_out) != v2.predict(held_out))[: max(1, n // 16)]
+    picked = {int(i) for i in differ}
+    chosen = sorted(picked | set([i for i in range(len(held_out)) if i not in picked][: n - len(picked)]))
     lines = []
-    for row in x:  # type: ignore[attr-defined]
+    for row in held_out[chosen]:
         req = {
             "inputs": [
                 {

@@ -90,7 +90,9 @@ def test_compressed_rules_divide_windows_and_for() -> None:
     assert "[5s]" in records["mlserve:slo_errors:ratio_rate5m"]  # the name keeps the nominal window
     assert "[72m]" in records["mlserve:slo_errors:ratio_rate3d"]
     drift = groups["mlserve-drift-fraud"]["rules"][0]
-    assert drift["for"] == "2s" and "compressed 60x" in drift["annotations"]["description"]
+    assert drift["for"] == "2m"  # drift keeps its own window and `for` (monitoring.window, alert_for)
+    burn = next(r for r in groups["mlserve-slo-fraud"]["rules"] if r.get("alert"))
+    assert "compressed 60x" in burn["annotations"]["description"]
     assert len(TIERS) == 4 and prom_duration(86400) == "1d" and prom_duration(0.5) == "500ms"
 
 
