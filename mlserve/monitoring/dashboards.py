@@ -91,85 +91,38 @@ def panels(r: EndpointRules, source: str) -> list[Panel]:
     rec = "{" + ",".join(f'{k}="{v}"' for k, v in {"endpoint": r.endpoint, **dict(r.labels)}.items()) + "}"
     _sev, spent, long, _short = TIERS[0]
     fast = round(spent * r.period / long, 6)
-    if r.error_budget:
+    burns = [
+        ("burn_errors", "availability", "mlserve:slo_errors", r.error_budget, "errors over the budget"),
+        ("burn_latency", "latency", "mlserve:slo_slow_requests", LATENCY_BUDGET if r.latency_objective else None,
+         "share of requests slower than the objective over the 1% budget"),
+    ]  # fmt: skip
+    for key, slo, prefix, budget, what in burns:
+        if not budget:
+            continue
         burn = tuple(
-            Target(
-                f"mlserve:slo_errors:ratio_rate{w}{rec} / {r.error_budget:g}",
-                f"{{{{variant}}}} {w}",
-            )
-            for w in ("5m", "1h", "6h")
+            Target(f"{prefix}:ratio_rate{w}{rec} / {budget:g}", f"{{{{variant}}}} {w}") for w in ("5m", "1h", "6h")
         )
-        out.append(
-            Panel(
-                pid,
-                "burn_errors",
-                "Error budget burn rate (availability)",
-                "short",
-                burn,
-                f"1 spends the budget exactly over the SLO period; the fast page fires above {fast:g}",
-                fast,
-            )
+        note = (
+            f"{what.capitalize()}: 1 spends the budget exactly over the SLO period; the fast page fires above {fast:g}"
         )
-        pid += 1
-    if r.latency_objective:
-        burn = tuple(
-            Target(
-                f"mlserve:slo_slow_requests:ratio_rate{w}{rec} / {LATENCY_BUDGET:g}",
-                f"{{{{variant}}}} {w}",
-            )
-            for w in ("5m", "1h", "6h")
-        )
-        out.append(
-            Panel(
-                pid,
-                "burn_latency",
-                "Error budget burn rate (latency)",
-                "short",
-                burn,
-                "Share of requests slower than the objective over the 1% budget",
-                fast,
-            )
-        )
+        out.append(Panel(pid, key, f"Error budget burn rate ({slo})", "short", burn, note, fast))
         pid += 1
     if r.drift:
         extra = src.drift_extra.replace("{namespace}", r.namespace)
         sel = ",".join(m for m in (extra, f'endpoint="{r.endpoint}"') if m)
-        out.append(
-            Panel(
-                pid,
-                "drift_inputs",
-                "Input drift by feature (PSI)",
-                "short",
-                (Target(f'mlserve_drift_psi{{{sel},kind="input"}}', "{{variant}} {{feature}}"),),
-                "Population stability index of the window against the reference",
-                r.psi_threshold,
-            )
-        )
-        pid += 1
+        for key, kind, title, legend in (
+            ("drift_inputs", "input", "Input drift by feature (PSI)", "{{variant}} {{feature}}"),
+            ("drift_prediction", "prediction", "Prediction drift (PSI)", "{{variant}}"),
+        ):
+            psi = Target(f'mlserve_drift_psi{{{sel},kind="{kind}"}}', legend)
+            note = f"Population stability index of the {kind}s against the reference"
+            out.append(Panel(pid, key, title, "short", (psi,), note, r.psi_threshold))
+            pid += 1
         preds = f'mlserve_predictions_total{{{sel},class="positive"}}'
         every = f"mlserve_predictions_total{{{sel}}}"
-        out.append(
-            Panel(
-                pid,
-                "drift_prediction",
-                "Prediction drift (PSI)",
-                "short",
-                (Target(f'mlserve_drift_psi{{{sel},kind="prediction"}}', "{{variant}}"),),
-                "Population stability index of the predictions against the reference",
-                r.psi_threshold,
-            )
-        )
-        pid += 1
         share = f"sum by (variant) (rate({preds}[{rate}]))\n/\nsum by (variant) (rate({every}[{rate}]))"
-        out.append(
-            Panel(
-                pid,
-                "positives",
-                "Share of positive predictions by version",
-                "percentunit",
-                (Target(share, "{{variant}}"),),
-            )
-        )
+        title = "Share of positive predictions by version"
+        out.append(Panel(pid, "positives", title, "percentunit", (Target(share, "{{variant}}"),)))
         pid += 1
     return out
 

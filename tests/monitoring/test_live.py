@@ -14,13 +14,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
@@ -31,6 +29,7 @@ from mlserve.scaffold import SEED, training_data
 from mlserve.targets.local import LocalTarget
 from tests.conftest import REPO, run_cli
 from tests.rollout.helpers import set_policy
+from tests.rollout.test_e2e_local import Load as RolloutLoad
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus, pytest.mark.slow]
 
@@ -48,39 +47,13 @@ def _request(row: np.ndarray) -> str:
     )
 
 
-class Load:
-    """Threads posting single-row requests until stopped (bounded); ``bodies`` can be swapped."""
+class Load(RolloutLoad):
+    """The rollout tests' load threads (single-row requests), bounded by this module's cap;
+    ``bodies`` is swapped to change what they send."""
 
-    def __init__(self, url: str, bodies: list[str], threads: int = 4) -> None:
-        self.url = url
-        self.bodies = bodies
+    def __init__(self, url: str, bodies: list[str]) -> None:
+        super().__init__(url, bodies)
         self.stop_at = time.monotonic() + LOAD_CAP_SECONDS
-        self.done = threading.Event()
-        self.sent = 0
-        self.threads = [threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(threads)]
-        for t in self.threads:
-            t.start()
-
-    def _work(self, i: int) -> None:
-        k = i * 997
-        with httpx.Client(timeout=10, trust_env=False) as client:
-            while not self.done.is_set() and time.monotonic() < self.stop_at:
-                bodies = self.bodies
-                try:
-                    client.post(
-                        f"{self.url}/v2/models/fraud/infer",
-                        content=bodies[k % len(bodies)],
-                        headers={"content-type": "application/json"},
-                    )
-                except httpx.HTTPError:
-                    time.sleep(0.05)
-                self.sent += 1
-                k += 1
-
-    def stop(self) -> None:
-        self.done.set()
-        for t in self.threads:
-            t.join(timeout=15)
 
 
 def _twice_as_many_positives(root: Path, rows: np.ndarray) -> float:
@@ -119,6 +92,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, scaffolded: Path) -> Iterator
     # arm then sees enough positive predictions within a bounded run
     flagged = joblib.load(root / "models/fraud/v1/model.joblib").predict(held_out).astype(bool)
     gate_rows = np.vstack([held_out[flagged], held_out[~flagged][: 4 * int(flagged.sum())]])
+    gate_rows = gate_rows[np.random.default_rng(SEED).permutation(len(gate_rows))]  # no runs of positives
     _twice_as_many_positives(root, gate_rows)
     v3 = root / "models/fraud/v3"
     v3.mkdir(parents=True)
