@@ -143,15 +143,18 @@ def endpoint_objects(
                         },
                     },
                     "spec": {
+                        "automountServiceAccountToken": False,  # it talks to no API server
                         "securityContext": {
                             "runAsNonRoot": True,
-                            "runAsUser": 1000,
+                            "runAsUser": 10001,
+                            "runAsGroup": 10001,
                             "seccompProfile": {"type": "RuntimeDefault"},
                         },
                         "containers": [
                             {
                                 "name": "collector",
                                 "image": mon.collector_image,
+                                "imagePullPolicy": "Always",
                                 "args": [
                                     "python",
                                     "-m",
@@ -174,6 +177,7 @@ def endpoint_objects(
                                     "allowPrivilegeEscalation": False,
                                     "readOnlyRootFilesystem": True,
                                     "runAsNonRoot": True,
+                                    "runAsUser": 10001,
                                     "capabilities": {"drop": ["ALL"]},
                                 },
                                 "volumeMounts": [{"name": "config", "mountPath": "/etc/mlserve", "readOnly": True}],
@@ -182,6 +186,36 @@ def endpoint_objects(
                         "volumes": [{"name": "config", "configMap": {"name": cname}}],
                     },
                 },
+            },
+        }
+    )
+    objects.append(
+        {
+            # only the payload loggers (this namespace) and Prometheus (monitoring) reach it
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta(cname, namespace, project, env_name, name),
+            "spec": {
+                "podSelector": {"matchLabels": selector},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {
+                                "namespaceSelector": {
+                                    "matchExpressions": [
+                                        {
+                                            "key": "kubernetes.io/metadata.name",
+                                            "operator": "In",
+                                            "values": sorted({namespace, "monitoring"}),
+                                        }
+                                    ]
+                                }
+                            }
+                        ],
+                        "ports": [{"port": COLLECTOR_PORT, "protocol": "TCP"}],
+                    }
+                ],
             },
         }
     )
