@@ -117,7 +117,7 @@ def _rounded(value: object) -> object:
     return value
 
 
-def sample_payloads(n: int = 64) -> str:
+def sample_payloads(n: int = 256) -> str:
     """V2 inference requests for the fraud endpoint, one per line (load tests).
 
     Rows of the training distribution that v1 was not trained on, so that traffic from them
