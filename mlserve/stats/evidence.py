@@ -49,7 +49,7 @@ def increments(cum: Array) -> Array:
     return np.diff(np.concatenate([[0.0], cum]))
 
 
-def _spread(values: Array, present: NDArray[np.bool_], fill: float) -> Array:
+def spread(values: Array, present: NDArray[np.bool_], fill: float) -> Array:
     """Values computed on the present looks, carried forward to the missing ones
     (evidence gathered so far stays valid); ``fill`` before the first present look."""
     k = present.shape[0]
@@ -93,7 +93,7 @@ def count_track(
         ci = (math.expm1(lo) if math.isfinite(lo) else -1.0, math.expm1(hi) if math.isfinite(hi) else math.inf)
         return b_rate, c_rate, est, ci, unit, ""
 
-    return Track(spec, present, _spread(p_fail, present, 1.0), _spread(p_pass, present, 1.0), summary)
+    return Track(spec, present, spread(p_fail, present, 1.0), spread(p_pass, present, 1.0), summary)
 
 
 def _count_p_values(spec: MetricSpec, xb: Array, nb: Array, xc: Array, nc: Array) -> tuple[Array, Array]:
@@ -184,7 +184,7 @@ def latency_track(
             note += f"; buckets near {thr:g}s are {res:.2g}x wide, coarser than the {margin} margin"
         return b, _nan_none(c_q), est, found, "s", note
 
-    return Track(spec, present, _spread(p_fail, present, 1.0), _spread(p_pass, present, 1.0), summary)
+    return Track(spec, present, spread(p_fail, present, 1.0), spread(p_pass, present, 1.0), summary)
 
 
 def _nan_none(x: float) -> float | None:

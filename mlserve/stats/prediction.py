@@ -30,17 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
+from mlserve.stats.evidence import Array, Summary
+from mlserve.stats.evidence import increments as _cum_increments
 from mlserve.stats.sequential import always_valid_p, log_mixture_rate_ratio, merge_intervals, rate_ratio_interval
-
-Array = NDArray[np.float64]
-
-Summary = tuple[float | None, float | None, float | None, tuple[float, float] | None, str, str]
 
 
 def _increments(cum: Array) -> Array:
-    return np.diff(np.concatenate([[0.0], np.asarray(cum, dtype=float)]))
+    return _cum_increments(np.asarray(cum, dtype=float))
 
 
 @dataclass(frozen=True)

@@ -3,16 +3,24 @@ known truth, the engine on snapshots built from them, and the manifest's checks.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats
 
 from mlserve.errors import ManifestError
+from mlserve.manifest.analysis import analysis_spec
 from mlserve.manifest.models import MetricSpec, RolloutPolicy
 from mlserve.manifest.units import Margin
+from mlserve.project import load_project
+from mlserve.rollout import service
+from mlserve.rollout.service import RolloutResult
 from mlserve.stats.engine import analyze
 from mlserve.stats.prediction import prediction_evidence
 from mlserve.stats.snapshot import Look, Ratio, Snapshot, VariantStats
+from tests.support.policy import FAST, set_policy
+from tests.support.sim import Clock, FakeRouter, Sim, opener
 
 ALPHA = 0.05
 MARGIN = 0.25
@@ -91,12 +99,14 @@ def _snapshot(p_b: float, p_c: float, seed: int = 1, looks: int = 12) -> Snapsho
     return Snapshot("fraud", "v1", "v2", "canary", tuple(out))
 
 
-POLICY = RolloutPolicy(
-    min_requests=1000,
-    metrics=[
-        MetricSpec(name="error_rate", kind="error_rate", margin=Margin(0.01, False), critical=True),
-        MetricSpec(name="positives", kind="prediction", margin=Margin(MARGIN, True), critical=True),
-    ],
+POLICY = analysis_spec(
+    RolloutPolicy(
+        min_requests=1000,
+        metrics=[
+            MetricSpec(name="error_rate", kind="error_rate", margin=Margin(0.01, False), critical=True),
+            MetricSpec(name="positives", kind="prediction", margin=Margin(MARGIN, True), critical=True),
+        ],
+    )
 )
 
 
@@ -124,14 +134,12 @@ def test_no_predictions_is_never_a_pass() -> None:
     assert v.verdict == "continue" and next(m for m in v.metrics if m.name == "positives").verdict == "no_data"
 
 
-def test_manifest_checks_of_the_prediction_kind(project: object) -> None:
-    from pathlib import Path
-
+def test_manifest_checks_of_the_prediction_kind(project: Path) -> None:
     import tomlkit
 
     from mlserve.manifest import load_manifest
 
-    path = Path(str(project)) / "mlserve.toml"
+    path = project / "mlserve.toml"
     original = path.read_text()
 
     def write(margin: str, monitoring: bool) -> None:
@@ -180,3 +188,39 @@ def test_a_look_reads_prediction_counts_into_the_snapshot() -> None:
     no_preds = {k: v for k, v in later.items() if not k.startswith(P)}
     with pytest.raises(MetricsUnavailable, match="no data for the predictions of fraud/v1"):
         collect_look(FakeProm(start, no_preds), _req(predictions=("positives",)))
+
+
+def _canary(project: Path, positives: dict[str, float], strategy: str = "canary") -> tuple[RolloutResult, Sim]:
+    """A rollout on the simulated target through the real state machine and rollout service,
+    with the prediction gate in the policy."""
+    gate = {"name": "positives", "kind": "prediction", "margin": "25%", "critical": True}
+    set_policy(project, **{**FAST, "strategy": strategy, "metrics": [*FAST["metrics"], gate]})
+    clock, sim = Clock(), Sim(rate=1000.0, positives=positives)
+    service.start(load_project(project), "fraud", "v2", clock=clock)
+    res = service.run_to_end(
+        load_project(project), "fraud", opener=opener(sim, FakeRouter()), clock=clock, sleep=clock.sleep
+    )
+    return res, sim
+
+
+def test_the_state_machine_rolls_back_a_canary_flagging_twice_as_often(project: Path) -> None:
+    res, sim = _canary(project, {"v1": 0.1, "v2": 0.2})
+    rec = res.record
+    assert rec is not None and rec.status == "rolled_back" and res.exit_code == 3
+    assert rec.decision is not None and "positives (critical)" in rec.decision.reason
+    # the look requests named the gate, so the metrics source collected its counts
+    assert {r.predictions for r in sim.requests} == {("positives",)}
+    last = rec.steps[-1].looks[-1].look.variants
+    assert last["v2"].custom["positives"].denominator > 0
+
+
+def test_the_state_machine_promotes_an_identical_canary(project: Path) -> None:
+    res, _ = _canary(project, {"v1": 0.1, "v2": 0.1})
+    assert res.record is not None and res.record.status == "promoted", res.record
+
+
+def test_shadow_steps_collect_no_prediction_counts(project: Path) -> None:
+    _, sim = _canary(project, {"v1": 0.1, "v2": 0.1}, strategy="shadow+canary")
+    shadow = [r for r in sim.requests if r.shadow]
+    assert shadow and {r.predictions for r in shadow} == {()}
+    assert {r.predictions for r in sim.requests if not r.shadow} == {("positives",)}
