@@ -187,8 +187,8 @@ def summary_cost(profile: Path, n: int = 20000) -> tuple[float, float]:
     prediction), and milliseconds per Prometheus scrape for the statistics of 3 versions."""
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from mlserve.local.drift import DriftCollector, EndpointMonitor, MonitorConfig
     from mlserve.monitoring.profile import load_profile
+    from mlserve.monitoring.summaries import DriftCollector, EndpointMonitor, MonitorConfig
 
     mon = EndpointMonitor("fraud", ["v1", "v2", "v3"], "v1", MonitorConfig(profile=profile), load_profile(profile))
     payload = json.loads(BODY)

@@ -35,7 +35,7 @@ Metric semantics (names are a contract, DESIGN.md):
   A/B business outcomes posted to ``POST /v2/models/{ep}/feedback`` (see ``Gateway.feedback``).
 - ``mlserve_traffic_weight{endpoint,variant}``: the current routing weight (percent).
 - ``mlserve_drift_*`` and ``mlserve_predictions_total``: drift summaries of the endpoints whose
-  config has ``monitoring`` (see :mod:`mlserve.local.drift`).
+  config has ``monitoring`` (see :mod:`mlserve.monitoring.summaries`).
 """
 
 from __future__ import annotations
@@ -75,7 +75,6 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlserve import fsutil
-from mlserve.local.drift import DriftCollector, ProfileError, build_monitors
 from mlserve.local.gateway_config import (
     EndpointStatus,
     Fault,
@@ -92,10 +91,11 @@ from mlserve.local.gateway_config import (
 from mlserve.local.http_timeouts import HEADER_TIMEOUT, header_timeout_protocol
 from mlserve.local.routing import RouteTable, outputs_agree, sticky_bucket
 from mlserve.local.upstream import Upstream, UpstreamDown, UpstreamTimeout, make_upstream
+from mlserve.metrics.queries import GATEWAY_LATENCY_BUCKETS
+from mlserve.monitoring.summaries import DriftCollector, ProfileError, build_monitors
 
 log = logging.getLogger("mlserve.gateway")
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ADMIN_MAX_BODY = 64 * 1024
 VARIANT_HEADER = "x-mlserve-variant"
 VARIANT_HEADER_B = VARIANT_HEADER.encode("ascii")
@@ -170,7 +170,7 @@ class Metrics:
             "mlserve_request_duration_seconds",
             "Inference latency at the gateway per endpoint and variant (injected latency included)",
             ["endpoint", "variant"],
-            buckets=LATENCY_BUCKETS,
+            buckets=GATEWAY_LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.shadow_requests = Counter(
@@ -189,7 +189,7 @@ class Metrics:
             "mlserve_shadow_duration_seconds",
             "Latency of mirrored requests at the shadow variant (injected latency included)",
             ["endpoint", "variant"],
-            buckets=LATENCY_BUCKETS,
+            buckets=GATEWAY_LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.feedback = Counter(

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mlserve import fsutil
 
 if TYPE_CHECKING:
-    from mlserve.local.drift import MonitorConfig
+    from mlserve.monitoring.summaries import MonitorConfig
 
 CONFIG_FORMAT = "mlserve.gateway/v1"
 TRAFFIC_FORMAT = "mlserve.traffic/v1"
@@ -229,7 +229,7 @@ class EndpointConfig:
     sticky_header: str = "x-user-id"
     sticky_cookie: str | None = None
     faults: Mapping[str, Fault] = field(default_factory=dict)
-    monitoring: MonitorConfig | None = None  # drift summaries (mlserve.local.drift); None: off
+    monitoring: MonitorConfig | None = None  # drift summaries (mlserve.monitoring.summaries); None: off
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -282,7 +282,7 @@ class EndpointConfig:
             faults[v] = Fault.from_dict(f, f"{where}.faults.{v}")
         monitoring = None
         if data.get("monitoring") is not None:
-            from mlserve.local.drift import MonitorConfig, MonitorConfigError
+            from mlserve.monitoring.summaries import MonitorConfig, MonitorConfigError
 
             try:
                 monitoring = MonitorConfig.from_dict(data["monitoring"], f"{where}.monitoring", base_dir)

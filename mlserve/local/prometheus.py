@@ -95,15 +95,6 @@ def query_targets(base_url: str, timeout: float = 2.0) -> list[dict[str, object]
     return [t for t in active if isinstance(t, dict)]
 
 
-def query_alerts(base_url: str, timeout: float = 2.0) -> list[dict[str, object]]:
-    """Alerts from /api/v1/alerts (pending and firing), each with labels, annotations,
-    state, activeAt and value, sorted firing first."""
-    data = get_json(f"{base_url}/api/v1/alerts", timeout).get("data")
-    alerts = data.get("alerts", []) if isinstance(data, dict) else []
-    out = [a for a in alerts if isinstance(a, dict)]
-    return sorted(out, key=lambda a: (a.get("state") != "firing", str(a.get("activeAt", ""))))
-
-
 def get_json(url: str, timeout: float = 2.0) -> dict[str, object]:
     import urllib.error
     import urllib.request

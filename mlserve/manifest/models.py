@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from mlserve.manifest.units import Margin, parse_duration, parse_margin
+from mlserve.stats.drift import PSI_SIGNIFICANT
 
 # ---------------------------------------------------------------------------
 # Value types
@@ -384,7 +385,7 @@ class Monitoring(Strict):
     min_samples: Annotated[int, Field(ge=10, le=10_000_000)] = 200
     reference_size: Annotated[int, Field(ge=100, le=10_000_000)] = 1000
     bins: Annotated[int, Field(ge=2, le=64)] = 10
-    psi_threshold: Annotated[float, Field(gt=0, le=10)] = 0.2
+    psi_threshold: Annotated[float, Field(gt=0, le=10)] = PSI_SIGNIFICANT
     alert_for: Duration = 120.0
     positive_threshold: float = 0.5
     output: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None

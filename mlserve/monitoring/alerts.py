@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlserve.monitoring.prom_api import api_get
+
 
 def flatten(alert: dict[str, Any]) -> dict[str, Any]:
     labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
@@ -25,6 +27,9 @@ def flatten(alert: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_alerts(prometheus_url: str, timeout: float = 2.0) -> list[dict[str, Any]]:
-    from mlserve.local.prometheus import query_alerts
-
-    return [flatten(a) for a in query_alerts(prometheus_url, timeout)]
+    """Pending and firing alerts of ``/api/v1/alerts``, flat, firing ones first, then by age."""
+    data = api_get(prometheus_url, "alerts", timeout=timeout)
+    alerts = data.get("alerts", []) if isinstance(data, dict) else []
+    raw = [a for a in alerts if isinstance(a, dict)]
+    raw.sort(key=lambda a: (a.get("state") != "firing", str(a.get("activeAt", ""))))
+    return [flatten(a) for a in raw]

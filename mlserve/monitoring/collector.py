@@ -12,7 +12,8 @@ pair is summarised and both payloads are dropped. Nothing is written to disk.
 
 Run as ``python -m mlserve.monitoring.collector --config collector.json [--host H] [--port P]``;
 ``GET /metrics`` serves ``mlserve_drift_*`` and ``mlserve_predictions_total``, ``GET
-/healthz`` answers 200. Config (rendered into a ConfigMap)::
+/healthz`` answers 200 with the counts of events waiting for their pair and of those dropped
+unpaired. Config (rendered into a ConfigMap)::
 
     {"endpoint": "fraud", "baseline": "v1", "versions": ["v1", "v2"],
      "monitoring": {"profile": "/etc/mlserve/profile.json", "window": 300, ...}}
@@ -30,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlserve.local.drift import DriftCollector, EndpointMonitor, MonitorConfig, MonitorConfigError
 from mlserve.monitoring.profile import ProfileError, load_profile
+from mlserve.monitoring.summaries import DriftCollector, EndpointMonitor, MonitorConfig, MonitorConfigError
 
 MAX_PENDING = 10_000
 PENDING_SECONDS = 60.0
@@ -142,7 +143,7 @@ def app(collector: Collector) -> Any:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True, "pending": len(collector.pending)})
+        return JSONResponse({"ok": True, "pending": len(collector.pending), "dropped": collector.dropped})
 
     return Starlette(
         routes=[

@@ -25,6 +25,7 @@ from typing import Any
 
 from mlserve.errors import TargetError
 from mlserve.monitoring.dashboards import Panel, annotation_expr, panels
+from mlserve.monitoring.prom_api import api_get
 from mlserve.monitoring.rules import EndpointRules
 
 LOCAL_RATE = "30s"  # rate window of the local page (the local Prometheus scrapes every 1-2 s)
@@ -44,13 +45,9 @@ def boards_for(rules: list[EndpointRules]) -> dict[str, Board]:
 
 
 def query_range(prom_url: str, expr: str, start: float, end: float, step: float, timeout: float = 5.0) -> list[Any]:
-    params = urllib.parse.urlencode({"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"})
-    try:
-        with urllib.request.urlopen(f"{prom_url}/api/v1/query_range?{params}", timeout=timeout) as resp:
-            data = json.loads(resp.read())
-    except (OSError, urllib.error.URLError, ValueError) as exc:
-        raise TargetError(f"Prometheus at {prom_url} did not answer: {exc}") from None
-    result = data.get("data", {}).get("result", []) if isinstance(data, dict) else []
+    params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+    data = api_get(prom_url, "query_range", params, timeout)
+    result = data.get("result", []) if isinstance(data, dict) else []
     return result if isinstance(result, list) else []
 
 

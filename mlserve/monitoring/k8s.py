@@ -9,7 +9,7 @@
   ``mode: all``) posts every request and response as a CloudEvent to
   ``/log/ENDPOINT/VERSION`` of a small Deployment running
   ``python -m mlserve.monitoring.collector``; it keeps the same sliding-window summaries as
-  the local gateway (:mod:`mlserve.local.drift`, never payloads) and exports the same
+  the local gateway (:mod:`mlserve.monitoring.summaries`, never payloads) and exports the same
   ``mlserve_drift_*`` and ``mlserve_predictions_total`` series for Prometheus to scrape.
   Its config and the reference profile travel in a ConfigMap.
 

@@ -15,8 +15,8 @@ RULES_FILE = "rules.yml"
 
 def gateway_monitoring(root: Path, name: str, ep: Any) -> Any:
     """The gateway's MonitorConfig for an endpoint, or None when it does not opt in."""
-    from mlserve.local.drift import MonitorConfig
     from mlserve.monitoring.profile import ProfileError, load_profile
+    from mlserve.monitoring.summaries import MonitorConfig
 
     mon = ep.monitoring
     if mon is None:

@@ -41,7 +41,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlserve.metrics.queries import QUERY_SETS
+from mlserve.metrics.queries import GATEWAY_LATENCY_BUCKETS, QUERY_SETS
+from mlserve.stats.drift import PSI_SIGNIFICANT
 
 # (severity, share of the budget, long window, short window) in seconds
 TIERS: tuple[tuple[str, float, float, float], ...] = (
@@ -56,12 +57,6 @@ LATENCY_BUDGET = 0.01  # p99: one request in a hundred may be slower than the ob
 # above a bound, so the objective is measured at the largest bound not above it.
 ISTIO_BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000)
 GO_DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-
-
-def local_buckets() -> tuple[float, ...]:
-    from mlserve.local.gateway import LATENCY_BUCKETS
-
-    return tuple(LATENCY_BUCKETS)
 
 
 @dataclass(frozen=True)
@@ -91,7 +86,7 @@ def sli_source(name: str) -> SliSource:
             qs.error_regex,
             qs.buckets,
             1.0,
-            local_buckets(),
+            GATEWAY_LATENCY_BUCKETS,
             "endpoint",
             "variant",
         )
@@ -169,7 +164,7 @@ class EndpointRules:
     latency_objective: float | None  # seconds (p99)
     period: float = 30 * 86400.0
     drift: bool = False
-    psi_threshold: float = 0.2
+    psi_threshold: float = PSI_SIGNIFICANT
     drift_for: float = 120.0
     namespace: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -185,7 +180,7 @@ def endpoint_rules_from_manifest(
         latency_objective=ep.slo.p99_latency,
         period=ep.slo.period,
         drift=mon is not None,
-        psi_threshold=mon.psi_threshold if mon else 0.2,
+        psi_threshold=mon.psi_threshold if mon else PSI_SIGNIFICANT,
         drift_for=mon.alert_for if mon else 120.0,
         namespace=namespace,
         labels=dict(labels or {}),

@@ -8,33 +8,21 @@ from __future__ import annotations
 import json
 import math
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlserve.errors import TargetError
+from mlserve.monitoring.prom_api import api_get
 from mlserve.monitoring.rules import EndpointRules, _by_variant, _matchers, sli_source
 
 Query = Callable[[str], list[tuple[dict[str, str], float]]]
 
 
 def prometheus_query(prom_url: str, timeout: float = 5.0) -> Query:
-    base = prom_url.rstrip("/")
-
     def run(expr: str) -> list[tuple[dict[str, str], float]]:
-        url = f"{base}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
-                data = json.loads(resp.read())
-        except (OSError, urllib.error.URLError, ValueError) as exc:
-            raise TargetError(
-                f"Prometheus at {base} did not answer: {exc}", hint="is the deployment up? `mlserve status`"
-            ) from None
+        data = api_get(prom_url, "query", {"query": expr}, timeout, hint="is the deployment up? `mlserve status`")
         out = []
-        for item in data.get("data", {}).get("result", []) if isinstance(data, dict) else []:
+        for item in data.get("result", []) if isinstance(data, dict) else []:
             try:
                 value = float(item["value"][1])
             except (KeyError, IndexError, TypeError, ValueError):

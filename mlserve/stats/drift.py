@@ -38,8 +38,7 @@ Array = NDArray[np.float64]
 SMOOTHING = 0.5
 
 # Customary PSI reading (Siddiqi 2006, used across credit-risk monitoring): below 0.1 no
-# significant change, 0.1-0.2 moderate, above 0.2 significant.
-PSI_MODERATE = 0.1
+# significant change, 0.1-0.2 moderate, above 0.2 significant (the drift alerts' default).
 PSI_SIGNIFICANT = 0.2
 
 

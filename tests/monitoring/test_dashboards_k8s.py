@@ -17,10 +17,11 @@ import pytest
 import yaml
 
 from mlserve.monitoring.collector import Collector, CollectorConfig, app
-from mlserve.monitoring.dashboards import DASHBOARD_SCHEMA, grafana_dashboard
+from mlserve.monitoring.dashboards import grafana_dashboard
 from mlserve.monitoring.rules import EndpointRules, dump_yaml
 from mlserve.render import render_files
 from mlserve.tools.promtool import check_rules
+from tests.monitoring.grafana_schema import DASHBOARD_SCHEMA
 from tests.render.manifests import REPO, example
 
 FRAUD = EndpointRules("fraud", 0.01, 0.25, drift=True, namespace="ml", labels={"namespace": "ml"})
@@ -189,6 +190,7 @@ def test_collector_pairs_logged_requests_and_responses(tmp_path: Path) -> None:
             text = (await client.get("/metrics")).text
             assert 'mlserve_drift_psi{endpoint="fraud",feature="input-0[0]",kind="input",variant="v2"}' in text
             assert 'mlserve_predictions_total{class="positive",endpoint="fraud",variant="v2"} 120.0' in text
+            assert (await client.get("/healthz")).json() == {"ok": True, "pending": 0, "dropped": 0}
         return results
 
     results = asyncio.run(go())

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from mlserve.local.drift import DriftCollector, EndpointMonitor, MonitorConfig
 from mlserve.monitoring.profile import Profile, build_profile
+from mlserve.monitoring.summaries import DriftCollector, EndpointMonitor, MonitorConfig
 from tests.gateway.conftest import Procs, endpoint, gateway_config, procs, start_gateway  # noqa: F401
 
 RNG = np.random.default_rng(5)

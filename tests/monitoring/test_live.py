@@ -25,11 +25,14 @@ import pytest
 from mlserve.local.gateway_config import Fault
 from mlserve.monitoring.view import prometheus_query
 from mlserve.project import load_project
+from mlserve.rollout.record import Run
+from mlserve.rollout.store import RunDir
 from mlserve.scaffold import SEED, training_data
 from mlserve.targets.local import LocalTarget
 from tests.conftest import REPO, run_cli
-from tests.rollout.helpers import set_policy
-from tests.rollout.test_e2e_local import Load as RolloutLoad
+from tests.support.deploy import deployed_project
+from tests.support.load import Load
+from tests.support.policy import set_policy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus, pytest.mark.slow]
 
@@ -45,15 +48,6 @@ def _request(row: np.ndarray) -> str:
             ]
         }
     )
-
-
-class Load(RolloutLoad):
-    """The rollout tests' load threads (single-row requests), bounded by this module's cap;
-    ``bodies`` is swapped to change what they send."""
-
-    def __init__(self, url: str, bodies: list[str]) -> None:
-        super().__init__(url, bodies)
-        self.stop_at = time.monotonic() + LOAD_CAP_SECONDS
 
 
 def _twice_as_many_positives(root: Path, rows: np.ndarray) -> float:
@@ -80,56 +74,55 @@ def _twice_as_many_positives(root: Path, rows: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, scaffolded: Path) -> Iterator[dict[str, Any]]:
-    import tomlkit
-
-    root = tmp_path_factory.mktemp("monitor-live") / "acme-ml"
-    shutil.copytree(scaffolded, root)
+    """The deployed example project; the background load (the shared load threads,
+    single-row requests, bounded by this module's cap) sends ``bodies``, swapped by the tests."""
     x, _ = training_data(6000, SEED)
-    import joblib
-
     held_out = np.asarray(x)[1500:]  # the reference distribution, rows the profile never saw
-    # the canaries run on traffic richer in positives (v1 flags 4% of held-out rows): each
-    # arm then sees enough positive predictions within a bounded run
-    flagged = joblib.load(root / "models/fraud/v1/model.joblib").predict(held_out).astype(bool)
-    gate_rows = np.vstack([held_out[flagged], held_out[~flagged][: 4 * int(flagged.sum())]])
-    gate_rows = gate_rows[np.random.default_rng(SEED).permutation(len(gate_rows))]  # no runs of positives
-    _twice_as_many_positives(root, gate_rows)
-    v3 = root / "models/fraud/v3"
-    v3.mkdir(parents=True)
-    shutil.copy(root / "models/fraud/v1/model.joblib", v3 / "model.joblib")  # identical to v1
-    doc = tomlkit.parse((root / "mlserve.toml").read_text())
-    doc["environments"]["local"]["alert_speedup"] = 60  # type: ignore[index]
-    fraud = doc["endpoints"]["fraud"]  # type: ignore[index]
-    fraud["versions"]["v3"] = {"model_uri": "models/fraud/v3"}  # type: ignore[index]
-    fraud["monitoring"]["window"] = "20s"  # type: ignore[index]
-    fraud["monitoring"]["alert_for"] = "10s"  # type: ignore[index]  # (alert_speedup leaves drift alone)
-    (root / "mlserve.toml").write_text(tomlkit.dumps(doc))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NO_COLOR", "1")
-    mp.setenv("COLUMNS", "200")
+    gate_rows: list[np.ndarray] = []
+
+    def edit(root: Path) -> None:
+        import joblib
+        import tomlkit
+
+        # the canaries run on traffic richer in positives (v1 flags 4% of held-out rows): each
+        # arm then sees enough positive predictions within a bounded run
+        flagged = joblib.load(root / "models/fraud/v1/model.joblib").predict(held_out).astype(bool)
+        rows = np.vstack([held_out[flagged], held_out[~flagged][: 4 * int(flagged.sum())]])
+        rows = rows[np.random.default_rng(SEED).permutation(len(rows))]  # no runs of positives
+        gate_rows.append(rows)
+        _twice_as_many_positives(root, rows)
+        v3 = root / "models/fraud/v3"
+        v3.mkdir(parents=True)
+        shutil.copy(root / "models/fraud/v1/model.joblib", v3 / "model.joblib")  # identical to v1
+        doc = tomlkit.parse((root / "mlserve.toml").read_text())
+        doc["environments"]["local"]["alert_speedup"] = 60  # type: ignore[index]
+        fraud = doc["endpoints"]["fraud"]  # type: ignore[index]
+        fraud["versions"]["v3"] = {"model_uri": "models/fraud/v3"}  # type: ignore[index]
+        fraud["monitoring"]["window"] = "20s"  # type: ignore[index]
+        fraud["monitoring"]["alert_for"] = "10s"  # type: ignore[index]  # (alert_speedup leaves drift alone)
+        (root / "mlserve.toml").write_text(tomlkit.dumps(doc))
+
     load: Load | None = None
     try:
-        res = run_cli("deploy", "--env", "local", cwd=root)
-        assert res.exit_code == 0, res.output
-        target = LocalTarget(load_project(root), "local")
-        quiet = [_request(r) for r in held_out]
-        shifted_rows = held_out.copy()
-        shifted_rows[:, 0] += 1.5 * held_out[:, 0].std()  # one feature moves by 1.5 standard deviations
-        load = Load(target.gateway_url(), quiet)
-        yield {
-            "root": root,
-            "target": target,
-            "load": load,
-            "quiet": quiet,
-            "shifted": [_request(r) for r in shifted_rows],
-            "gate": [_request(r) for r in gate_rows],
-            "query": prometheus_query(target.prometheus_url()),
-        }
+        with deployed_project(tmp_path_factory, scaffolded, "monitor-live", edit) as root:
+            target = LocalTarget(load_project(root), "local")
+            quiet = [_request(r) for r in held_out]
+            shifted_rows = held_out.copy()
+            shifted_rows[:, 0] += 1.5 * held_out[:, 0].std()  # one feature moves by 1.5 standard deviations
+            load = Load(target.gateway_url(), quiet, cap_seconds=LOAD_CAP_SECONDS)
+            try:
+                yield {
+                    "root": root,
+                    "target": target,
+                    "load": load,
+                    "quiet": quiet,
+                    "shifted": [_request(r) for r in shifted_rows],
+                    "gate": [_request(r) for r in gate_rows[0]],
+                    "query": prometheus_query(target.prometheus_url()),
+                }
+            finally:
+                load.stop()
     finally:
-        if load is not None:
-            load.stop()
-        run_cli("down", cwd=root)
-        mp.undo()
         if os.environ.get("MLSERVE_WRITE_FIGURES") == "1":
             (REPO / "tests/monitoring/live-figures.json").write_text(
                 json.dumps(FIGURES, indent=2, sort_keys=True) + "\n"
@@ -259,7 +252,7 @@ GATE = [
 ]
 
 
-def _canary(live: dict[str, Any], candidate: str) -> tuple[int, dict[str, Any]]:
+def _canary(live: dict[str, Any], candidate: str) -> tuple[int, dict[str, Any], Run]:
     root = live["root"]
     live["load"].bodies = live["gate"]
     set_policy(
@@ -275,40 +268,42 @@ def _canary(live: dict[str, Any], candidate: str) -> tuple[int, dict[str, Any]]:
     res = run_cli("rollout", "start", "fraud", "--candidate", candidate, cwd=root)
     assert res.exit_code == 0, res.output
     res = run_cli("rollout", "run", "fraud", "--json", cwd=root)
-    return res.exit_code, res.json["result"]
+    result = res.json["result"]
+    return res.exit_code, result, RunDir(Path(result["run_dir"])).read_state()
 
 
 def test_a_candidate_flagging_twice_as_often_is_rolled_back_on_the_prediction_gate(live: dict[str, Any]) -> None:
-    code, result = _canary(live, "v2")
-    state = json.loads((Path(result["run_dir"]) / "state.json").read_text())
-    metrics = {m["name"]: m for m in state["decision"]["metrics"]}
+    code, result, state = _canary(live, "v2")
+    assert state.decision is not None
+    metrics = {m.name: m for m in state.decision.metrics}
+    pos = metrics["positives"]
     FIGURES["gate_twice"] = {
         "exit_code": code,
         "status": result["status"],
-        "looks": sum(len(s["looks"]) for s in state["steps"]),
-        "positives": {k: metrics["positives"][k] for k in ("baseline", "candidate", "estimate", "p_value_holm")},
-        "error_rate": metrics["error_rate"]["verdict"],
-        "latency_p95": metrics["latency_p95"]["verdict"],
+        "looks": sum(len(s.looks) for s in state.steps),
+        "positives": {k: getattr(pos, k) for k in ("baseline", "candidate", "estimate", "p_value_holm")},
+        "error_rate": metrics["error_rate"].verdict,
+        "latency_p95": metrics["latency_p95"].verdict,
     }
     assert code == 3, result
-    assert metrics["positives"]["verdict"] == "fail"
-    assert metrics["error_rate"]["verdict"] != "fail" and metrics["latency_p95"]["verdict"] != "fail"
-    assert metrics["positives"]["estimate"] > 0.5  # about +100%
+    assert pos.verdict == "fail"
+    assert metrics["error_rate"].verdict != "fail" and metrics["latency_p95"].verdict != "fail"
+    assert pos.estimate is not None and pos.estimate > 0.5  # about +100%
     assert 'baseline = "v1"' in (live["root"] / "mlserve.toml").read_text()
 
 
 def test_an_identical_candidate_is_not_rolled_back(live: dict[str, Any]) -> None:
-    code, result = _canary(live, "v3")
-    state = json.loads((Path(result["run_dir"]) / "state.json").read_text())
-    metrics = {m["name"]: m for m in state["decision"]["metrics"]}
+    code, result, state = _canary(live, "v3")
+    assert state.decision is not None
+    pos = next(m for m in state.decision.metrics if m.name == "positives")
     FIGURES["gate_identical"] = {
         "exit_code": code,
         "status": result["status"],
-        "looks": sum(len(s["looks"]) for s in state["steps"]),
-        "positives": {k: metrics["positives"][k] for k in ("baseline", "candidate", "estimate", "verdict")},
+        "looks": sum(len(s.looks) for s in state.steps),
+        "positives": {k: getattr(pos, k) for k in ("baseline", "candidate", "estimate", "verdict")},
     }
     assert code == 0 and result["status"] == "promoted", result
-    assert metrics["positives"]["verdict"] == "pass"
+    assert pos.verdict == "pass"
 
 
 def test_dashboard_page_renders_every_panel_with_data_in_chromium(live: dict[str, Any], tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from mlserve.errors import ToolError
-from mlserve.monitoring.rule_tests import promtool_tests
 from mlserve.monitoring.rules import (
     TIERS,
     EndpointRules,
@@ -21,6 +20,7 @@ from mlserve.monitoring.rules import (
     rules_document,
 )
 from mlserve.tools.promtool import check_rules, run_rule_tests
+from tests.monitoring.rule_tests import promtool_tests
 
 pytestmark = pytest.mark.prometheus
 

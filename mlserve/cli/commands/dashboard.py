@@ -31,10 +31,10 @@ def register(app: typer.Typer) -> None:
         stops it (exit 130).
         """
         state = get_state(ctx, json_out)
+        from mlserve.cli.monitoring import duration_option, source_for
         from mlserve.errors import UsageError
         from mlserve.monitoring import dashboard_server as ds
         from mlserve.monitoring.rules import endpoint_rules_from_manifest
-        from mlserve.monitoring.where import duration_option, source_for
         from mlserve.project import load_project
 
         project = load_project(state.project_dir)

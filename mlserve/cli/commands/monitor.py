@@ -33,9 +33,9 @@ def register(app: typer.Typer) -> None:
         after that many refreshes. --json prints one sample and exits 0.
         """
         state = get_state(ctx, json_out)
+        from mlserve.cli.monitoring import duration_option, source_for
         from mlserve.monitoring.alerts import read_alerts
         from mlserve.monitoring.view import prometheus_query, sample
-        from mlserve.monitoring.where import duration_option, source_for
         from mlserve.project import load_project
 
         project = load_project(state.project_dir)

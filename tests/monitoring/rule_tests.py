@@ -1,4 +1,5 @@
-"""promtool unit tests for the rules of :mod:`mlserve.monitoring.rules`.
+"""promtool unit tests for the rules of :mod:`mlserve.monitoring.rules` (the test files that
+``tests/monitoring/test_rules.py`` runs).
 
 For each endpoint and metrics source, synthetic counter series (one version at a steady
 request rate) are fed to ``promtool test rules`` and the alerts expected at given times are

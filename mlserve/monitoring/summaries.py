@@ -1,5 +1,7 @@
-"""Drift summaries in the gateway: per endpoint and variant, fixed-bin histograms of the
-inputs it forwards and the predictions it returns, over a sliding window.
+"""Drift summaries: per endpoint and variant, fixed-bin histograms of the inputs a model
+receives and the predictions it returns, over a sliding window. The local gateway feeds them
+from its request path, the Kubernetes drift collector (:mod:`mlserve.monitoring.collector`)
+from the serving platform's payload logger.
 
 Only counts are kept, never payloads: each answered request (HTTP 200) adds its rows to
 the bins of the current sub-window (a ring of ``slots`` sub-windows spanning ``window``

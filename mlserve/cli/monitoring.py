@@ -1,4 +1,5 @@
-"""Which Prometheus an environment's monitoring reads, and how its metrics are named there."""
+"""For ``mlserve monitor`` and ``mlserve dashboard``: which Prometheus an environment's monitoring
+reads, how its metrics are named there, and their duration options."""
 
 from __future__ import annotations
 
