@@ -512,6 +512,10 @@ class RolloutPolicy(Strict):
     # min_requests per variant and no rollback or halt
     step_min_duration: Duration = 0.0
     step_advance: Literal["evidence", "no_harm"] = "evidence"
+    # what the sequential tests take as one piece of evidence: "request" (each request an
+    # independent trial) or "interval" (one bet per look, valid when requests within an
+    # interval are dependent; needs the concurrent control's exchangeability)
+    test_unit: Literal["request", "interval"] = "request"
     metrics: list[MetricSpec] = Field(default_factory=_default_metrics, min_length=1, max_length=32)
 
     @model_validator(mode="after")

@@ -125,6 +125,9 @@ DESCRIPTIONS: dict[str, str] = {
     "endpoints.NAME.rollout.step_min_duration": "canary: least time a step lasts before the weight moves on.",
     "endpoints.NAME.rollout.step_advance": "canary: `evidence` (a promote verdict per step) or `no_harm` "
     "(also after `step_min_duration` with `min_requests` and no harm shown).",
+    "endpoints.NAME.rollout.test_unit": "What the sequential tests count as one piece of evidence: `request` "
+    "(every request independent) or `interval` (one bet per look; valid when nearby requests are slow or fail "
+    "together, see docs/statistics.md).",
     "endpoints.NAME.rollout.metrics": "The metrics that gate the rollout (`[[endpoints.NAME.rollout.metrics]]`).",
     "endpoints.NAME.rollout.metrics[].name": "Metric name, unique within the policy.",
     "endpoints.NAME.rollout.metrics[].kind": (

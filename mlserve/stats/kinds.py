@@ -1,7 +1,9 @@
 """The registry of metric kinds: what the engine knows how to compare.
 
 A kind turns the looks of a snapshot into one metric's :class:`~mlserve.stats.evidence.Track`
-(always-valid evidence at every look). The engine asks the registry for the kind of every
+(always-valid evidence at every look): it picks the metric's counts or histograms out of the
+looks and hands them to the analysis' test unit (:class:`~mlserve.stats.evidence.Evidence`,
+per request or per interval), so every kind works with either unit. The engine asks the registry for the kind of every
 metric in the family, so adding a kind is one object registered here (and its section in
 docs/statistics.md); its name must also be accepted by the manifest's ``MetricKind``
 (``tests/stats/test_kinds.py`` says so when it is not).
@@ -22,8 +24,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mlserve.errors import UsageError
-from mlserve.stats.evidence import Array, Track, absent, count_track, latency_track, spread
-from mlserve.stats.prediction import prediction_evidence, prediction_summary
+from mlserve.stats.evidence import Array, Counts, Evidence, Histograms, Track, absent
+from mlserve.stats.prediction import UNIT as PREDICTION_UNIT
+from mlserve.stats.prediction import prediction_track
 from mlserve.stats.snapshot import VariantStats
 from mlserve.stats.spec import MetricSpec
 
@@ -51,7 +54,7 @@ class MetricKind(Protocol):
     unit: str  # of the metric's values, for display (see mlserve.format.value)
     shadow: bool  # meaningful on mirrored traffic (nobody sees a mirror's answers)
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track: ...
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track: ...
 
     def better(self, spec: MetricSpec) -> str: ...
 
@@ -61,11 +64,9 @@ class ErrorRate:
     unit = "errors/request"
     shadow = True
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
-        return count_track(
-            spec, data.traffic, data.errors_b, data.requests_b, data.errors_c, data.requests_c,
-            data.regime, alpha, self.unit,
-        )  # fmt: skip
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
+        counts = Counts(data.errors_b, data.requests_b, data.errors_c, data.requests_c, self.unit)
+        return evidence.counts(spec, data.traffic, counts, data.regime)
 
     def better(self, spec: MetricSpec) -> str:
         return spec.better
@@ -76,7 +77,7 @@ class Ratio:
     unit = "per unit"
     shadow = False
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
         n = spec.name
         has = np.array(
             [n in b.custom and n in c.custom for b, c in zip(data.baseline, data.candidate, strict=True)], dtype=bool
@@ -86,7 +87,7 @@ class Ratio:
         num_c = np.array([c.custom[n].numerator if n in c.custom else 0.0 for c in data.candidate])
         den_c = np.array([c.custom[n].denominator if n in c.custom else 0.0 for c in data.candidate])
         present = has & (den_b > 0) & (den_c > 0)
-        return count_track(spec, present, num_b, den_b, num_c, den_c, data.regime, alpha, self.unit)
+        return evidence.counts(spec, present, Counts(num_b, den_b, num_c, den_c, self.unit), data.regime)
 
     def better(self, spec: MetricSpec) -> str:
         return spec.better
@@ -97,7 +98,7 @@ class Latency:
     unit = "s"
     shadow = True
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
         vb, vc = data.baseline, data.candidate
         has = np.array([b.latency is not None and c.latency is not None for b, c in zip(vb, vc, strict=True)])
         first = next((i for i in range(data.looks) if has[i]), None)
@@ -109,7 +110,7 @@ class Latency:
         empty = (0,) * len(le)
         base_cum = np.array([b.latency.counts if b.latency is not None else empty for b in vb], dtype=float)
         cand_cum = np.array([c.latency.counts if c.latency is not None else empty for c in vc], dtype=float)
-        return latency_track(spec, has & data.traffic, base_cum, cand_cum, le, data.regime, alpha)
+        return evidence.latency(spec, has & data.traffic, Histograms(base_cum, cand_cum, le), data.regime)
 
     def better(self, spec: MetricSpec) -> str:
         return "lower"
@@ -122,10 +123,10 @@ class Prediction:
     reads from ``mlserve_predictions_total`` when the look request names the metric."""
 
     name = "prediction"
-    unit = "positives/prediction"
+    unit = PREDICTION_UNIT
     shadow = False  # a shadow step's looks collect no prediction counts
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
         n = spec.name
 
         def counts(arm: tuple[VariantStats, ...], part: str) -> Array:
@@ -134,14 +135,7 @@ class Prediction:
         pos_b, n_b = counts(data.baseline, "numerator"), counts(data.baseline, "denominator")
         pos_c, n_c = counts(data.candidate, "numerator"), counts(data.candidate, "denominator")
         present = (n_b > 0) & (n_c > 0)
-        idx = np.flatnonzero(present)
-        if idx.size:
-            ev = prediction_evidence(pos_b[idx], n_b[idx], pos_c[idx], n_c[idx], spec.margin.value)
-            p_fail, p_pass = spread(ev.p_fail, present, 1.0), spread(ev.p_pass, present, 1.0)
-        else:
-            p_fail = p_pass = np.ones(data.looks)
-        inner = prediction_summary(pos_b[idx], n_b[idx], pos_c[idx], n_c[idx], data.regime[idx], alpha)
-        return Track(spec, present, p_fail, p_pass, lambda j: inner(int(np.sum(idx <= j)) - 1))
+        return prediction_track(spec, present, Counts(pos_b, n_b, pos_c, n_c, self.unit), data.regime, evidence)
 
     def better(self, spec: MetricSpec) -> str:
         return "equal"  # a change either way beyond the margin fails

@@ -3,6 +3,7 @@ known truth, the engine on snapshots built from them, and the manifest's checks.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,11 @@ from mlserve.project import load_project
 from mlserve.rollout import service
 from mlserve.rollout.service import RolloutResult
 from mlserve.stats.engine import analyze
-from mlserve.stats.prediction import prediction_evidence
+from mlserve.stats.evidence import Counts, PerInterval, PerRequest
+from mlserve.stats.prediction import PredictionEvidence, prediction_evidence
 from mlserve.stats.snapshot import Look, Ratio, Snapshot, VariantStats
+from mlserve.stats.spec import AnalysisSpec
+from mlserve.stats.spec import MetricSpec as GateSpec
 from tests.support.policy import FAST, set_policy
 from tests.support.sim import Clock, FakeRouter, Sim, opener
 
@@ -39,6 +43,21 @@ def stream(
     )
 
 
+def evidence(b: np.ndarray, nb: np.ndarray, c: np.ndarray, nc: np.ndarray, margin: float) -> PredictionEvidence:
+    """The gate's evidence per request (the default test unit) on cumulative counts per look."""
+    spec = GateSpec("positives", "prediction", Margin(margin, True), critical=True)
+    counts = Counts(b, nb, c, nc, "positives/prediction")
+    return prediction_evidence(spec, np.ones(len(b), dtype=bool), counts, np.full(len(b), 0.5), PerRequest(ALPHA))
+
+
+def interval_evidence(b: np.ndarray, nb: np.ndarray, c: np.ndarray, nc: np.ndarray) -> PredictionEvidence:
+    """The same gate with intervals as the test unit (one bet per look, stakes for 50 looks)."""
+    spec = GateSpec("positives", "prediction", Margin(MARGIN, True), critical=True)
+    unit = PerInterval.for_spec(AnalysisSpec(metrics=(spec,), test_unit="interval", horizon=50.0))
+    counts = Counts(b, nb, c, nc, "positives/prediction")
+    return prediction_evidence(spec, np.ones(len(b), dtype=bool), counts, np.full(len(b), 0.5), unit)
+
+
 def _bound(reps: int, alpha: float) -> int:
     return int(stats.binom.ppf(0.999, reps, alpha))
 
@@ -51,7 +70,19 @@ def test_false_rollbacks_stay_below_alpha_on_the_margin_over_50_looks(share: flo
     fails = 0
     for _ in range(reps):
         b, nb, c, nc = stream(rng, share / (1 + MARGIN) ** 0.5, share * (1 + MARGIN) ** 0.5)
-        fails += bool((prediction_evidence(b, nb, c, nc, MARGIN).p_fail <= ALPHA).any())
+        fails += bool((evidence(b, nb, c, nc, MARGIN).p_fail <= ALPHA).any())
+    assert fails <= _bound(reps, ALPHA), fails
+
+
+@pytest.mark.parametrize("share", [0.1, 0.5])
+def test_per_interval_false_rollbacks_stay_below_alpha_on_the_margin(share: float) -> None:
+    """test_unit = "interval": the gate is built on the unit's count evidence, so it keeps alpha there too."""
+    rng = np.random.default_rng(17)
+    reps = 200
+    fails = 0
+    for _ in range(reps):
+        b, nb, c, nc = stream(rng, share / (1 + MARGIN) ** 0.5, share * (1 + MARGIN) ** 0.5)
+        fails += bool((interval_evidence(b, nb, c, nc).p_fail <= ALPHA).any())
     assert fails <= _bound(reps, ALPHA), fails
 
 
@@ -59,7 +90,7 @@ def test_identical_models_are_shown_equivalent_and_never_failed() -> None:
     rng = np.random.default_rng(3)
     reps, passed, failed = 300, 0, 0
     for _ in range(reps):
-        ev = prediction_evidence(*stream(rng, 0.1, 0.1), MARGIN)
+        ev = evidence(*stream(rng, 0.1, 0.1), MARGIN)
         failed += bool((ev.p_fail <= ALPHA).any())
         passed += bool(ev.p_pass[-1] <= ALPHA)
     assert failed <= _bound(reps, ALPHA / 10)
@@ -73,10 +104,10 @@ def test_twice_or_half_as_many_positives_are_caught_within_a_few_looks(p_c: floa
     rng = np.random.default_rng(5)
     looks_needed = []
     for _ in range(200):
-        ev = prediction_evidence(*stream(rng, 0.1, p_c), MARGIN)
+        ev = evidence(*stream(rng, 0.1, p_c), MARGIN)
         hits = np.flatnonzero(ev.p_fail <= ALPHA)
         looks_needed.append(hits[0] + 1 if hits.size else 99)
-        assert (ev.p_up if side == "up" else ev.p_down)[-1] <= ALPHA
+        assert (ev.up if side == "up" else ev.down).p_fail[-1] <= ALPHA
     assert np.median(looks_needed) <= 8 and max(looks_needed) <= 50  # 200 predictions per look
 
 
@@ -123,6 +154,16 @@ def test_engine_promotes_an_identical_candidate() -> None:
     v = analyze(_snapshot(0.1, 0.1, seed=2, looks=40), POLICY)
     assert v.verdict == "promote", v.reason
     assert next(m for m in v.metrics if m.name == "positives").verdict == "pass"
+
+
+def test_per_interval_the_engine_rolls_back_twice_as_many_positives_and_promotes_identical() -> None:
+    spec = replace(POLICY, test_unit="interval", horizon=40.0)
+    v = analyze(_snapshot(0.1, 0.2, looks=40), spec)
+    assert v.verdict == "rollback" and v.decided_at_look is not None and v.decided_at_look <= 20, v.reason
+    m = next(m for m in v.metrics if m.name == "positives")
+    assert m.verdict == "fail" and "interval test" in m.note
+    same = analyze(_snapshot(0.1, 0.1, seed=2, looks=40), spec)
+    assert same.verdict == "promote", same.reason
 
 
 def test_no_predictions_is_never_a_pass() -> None:
