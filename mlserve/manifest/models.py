@@ -282,6 +282,19 @@ _CREDENTIAL_NAME = re.compile(
 )
 
 
+# Runtimes whose server batches requests when asked: MLServer's adaptive batching
+# (sklearn, xgboost; locally and on KServe or Seldon) and KServe's batcher (v1 protocol).
+BATCHING_RUNTIMES = ("sklearn", "xgboost", "torchserve")
+
+
+class Batching(Strict):
+    """Server-side adaptive batching: requests that arrive within ``max_batch_time`` of each
+    other are scored as one batch of at most ``max_batch_size`` requests."""
+
+    max_batch_size: Annotated[int, Field(ge=2, le=4096)]
+    max_batch_time: Annotated[Duration, Field(gt=0, le=10)] = 0.01
+
+
 class Version(Strict):
     model_uri: ModelUri
     description: FreeText = ""
@@ -294,6 +307,8 @@ class Version(Strict):
     # seldon runtime: the Python class (module.Class) inside model_uri.
     model_class: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")] | None = None
     port: Port | None = None
+    # server-side adaptive batching (MLServer's; KServe's batcher for torchserve)
+    batching: Batching | None = None
 
     @model_validator(mode="after")
     def _no_credentials(self) -> Version:
@@ -562,6 +577,17 @@ class Endpoint(Strict):
             for name, v in self.versions.items():
                 if not v.command and not v.image:
                     raise KeyProblem(("versions", name), "runtime = 'custom' needs command (local) or image")
+        if self.runtime not in BATCHING_RUNTIMES:
+            for name, v in self.versions.items():
+                if v.batching is not None:
+                    why = {
+                        "triton": "Triton batches on its own: set dynamic_batching in the model's config.pbtxt",
+                        "vllm": "vLLM batches continuously on its own",
+                    }.get(self.runtime, f"mlserve does not know how runtime {self.runtime!r} batches")
+                    raise KeyProblem(
+                        ("versions", name, "batching"),
+                        f"server-side batching is for runtimes {', '.join(BATCHING_RUNTIMES)}; {why}",
+                    )
         return self
 
 

@@ -67,6 +67,14 @@ DESCRIPTIONS: dict[str, str] = {
     "endpoints.NAME.versions.VERSION.command": "local, runtime `custom`: the command that serves V2 on `{port}`.",
     "endpoints.NAME.versions.VERSION.model_class": "runtime `seldon`: the Python class (`module.Class`).",
     "endpoints.NAME.versions.VERSION.port": "local: fixed port of this version's server.",
+    "endpoints.NAME.versions.VERSION.batching": (
+        "Server-side adaptive batching (runtimes sklearn, xgboost: MLServer's, locally and on clusters; "
+        "torchserve: KServe's batcher)."
+    ),
+    "endpoints.NAME.versions.VERSION.batching.max_batch_size": "Most requests scored together as one batch (2-4096).",
+    "endpoints.NAME.versions.VERSION.batching.max_batch_time": (
+        "Longest wait for a batch to fill, e.g. `10ms` (at most 10s); KServe rounds to whole milliseconds."
+    ),
     "endpoints.NAME.resources": "Per-replica resources.",
     "endpoints.NAME.resources.cpu": "CPU request and limit (Kubernetes quantity).",
     "endpoints.NAME.resources.memory": "Memory request and limit (Kubernetes quantity).",

@@ -7,12 +7,16 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from mlserve.errors import MlserveError, UsageError
 
 EXAMPLE_PROJECT_NAME = "acme-ml"
 SEED = 20261123
 N_FEATURES = 8
+TRAIN_ROWS = 6000
+HOLDOUT_ROWS = 2000  # rows neither version saw: `mlserve compare`'s labelled data
+HOLDOUT_FILE = "data/fraud-holdout.csv"
 
 
 @dataclass(frozen=True)
@@ -69,19 +73,38 @@ def training_data(n: int, seed: int) -> tuple[object, object]:
     )
 
 
+# version -> (training rows: the first of the draw, inverse regularisation C)
+VERSIONS = {"v1": (1500, 0.05), "v2": (TRAIN_ROWS, 1.0)}
+
+
+def _draw() -> tuple[Any, Any]:
+    """The rows the versions are trained on, then the holdout rows, as arrays."""
+    import numpy as np
+
+    x, y = training_data(TRAIN_ROWS + HOLDOUT_ROWS, SEED)
+    return np.asarray(x), np.asarray(y)
+
+
+def _fit(version: str, x: Any, y: Any) -> Any:
+    """One version's model, deterministic (fixed seed): the same in every ``init`` and wherever
+    the scaffold needs its predictions."""
+    from sklearn.linear_model import LogisticRegression
+
+    n, c = VERSIONS[version]
+    return LogisticRegression(C=c, max_iter=500, random_state=SEED).fit(x[:n], y[:n])
+
+
 def train_models(models_dir: Path) -> list[str]:
     """v1: strongly regularised, less data. v2: more data, less regularisation.
 
     Deterministic (fixed seed), so two ``init`` runs give byte-identical predictions.
     """
     import joblib
-    from sklearn.linear_model import LogisticRegression
 
-    x, y = training_data(6000, SEED)
+    x, y = _draw()
     written = []
-    for version, n, c in (("v1", 1500, 0.05), ("v2", 6000, 1.0)):
-        model = LogisticRegression(C=c, max_iter=500, random_state=SEED)
-        model.fit(x[:n], y[:n])  # type: ignore[index]
+    for version in VERSIONS:
+        model = _fit(version, x, y)
         out = models_dir / "fraud" / version
         out.mkdir(parents=True, exist_ok=True)
         joblib.dump(model, out / "model.joblib")
@@ -92,16 +115,13 @@ def train_models(models_dir: Path) -> list[str]:
 def reference_profile() -> str:
     """``profiles/fraud.json``: the drift reference of the fraud endpoint, from v1's training
     rows and v1's predictions on them (what ``mlserve profile`` writes for such a file)."""
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
     from mlserve.monitoring.profile import Profile, summarise
 
-    x, y = training_data(6000, SEED)
-    rows = np.asarray(x)[:1500]
-    model = LogisticRegression(C=0.05, max_iter=500, random_state=SEED).fit(rows, np.asarray(y)[:1500])
+    x, y = _draw()
+    n = VERSIONS["v1"][0]
+    rows = x[:n]
     features = tuple(summarise(f"input-0[{j}]", rows[:, j]) for j in range(N_FEATURES))
-    prediction = summarise("predict", model.predict(rows).astype(float))
+    prediction = summarise("predict", _fit("v1", x, y).predict(rows).astype(float))
     profile = Profile(features, prediction, rows=len(rows), source="training data of fraud v1 (mlserve init)")
     return json.dumps(_rounded(profile.to_dict()), indent=1, sort_keys=True) + "\n"
 
@@ -117,20 +137,29 @@ def _rounded(value: object) -> object:
     return value
 
 
+def holdout_csv() -> str:
+    """Labelled rows from the same draw as the training data but used by neither version."""
+    x, y = training_data(TRAIN_ROWS + HOLDOUT_ROWS, SEED)
+    header = ["id", *(f"f{i}" for i in range(N_FEATURES)), "label"]
+    lines = [",".join(header)]
+    for i in range(TRAIN_ROWS, TRAIN_ROWS + HOLDOUT_ROWS):
+        feats = ",".join(f"{float(v):.6g}" for v in x[i])  # type: ignore[index]
+        lines.append(f"tx-{i - TRAIN_ROWS + 1:05d},{feats},{int(y[i])}")  # type: ignore[index]
+    return "\n".join(lines) + "\n"
+
+
 def sample_payloads(n: int = 256) -> str:
     """V2 inference requests for the fraud endpoint, one per line (load tests).
 
-    Rows of the training distribution that v1 was not trained on, so that traffic from them
-    raises no drift against ``profiles/fraud.json``; a few are rows where v1 and v2 answer
-    differently (what a shadow rollout's agreement gate is shown with)."""
+    Rows of the training draw that v1 was not trained on (and that are not in the holdout
+    file), so that traffic from them raises no drift against ``profiles/fraud.json``; a few
+    are rows where v1 and v2 answer differently (what a shadow rollout's agreement gate is
+    shown with)."""
     import numpy as np
-    from sklearn.linear_model import LogisticRegression
 
-    x, y = training_data(6000, SEED)
-    xs, ys = np.asarray(x), np.asarray(y)
-    v1 = LogisticRegression(C=0.05, max_iter=500, random_state=SEED).fit(xs[:1500], ys[:1500])
-    v2 = LogisticRegression(C=1.0, max_iter=500, random_state=SEED).fit(xs, ys)
-    held_out = xs[1500:]
+    x, y = _draw()
+    held_out = x[VERSIONS["v1"][0] : TRAIN_ROWS]
+    v1, v2 = _fit("v1", x, y), _fit("v2", x, y)
     differ = np.flatnonzero(v1.predict(held_out) != v2.predict(held_out))[: max(1, n // 16)]
     picked = {int(i) for i in differ}
     chosen = sorted(picked | set([i for i in range(len(held_out)) if i not in picked][: n - len(picked)]))
@@ -159,6 +188,7 @@ def scaffold(directory: Path, *, force: bool = False, train: bool = True) -> Sca
         "mlserve.toml": manifest_text(name),
         "payloads/fraud.jsonl": sample_payloads(),
         "profiles/fraud.json": reference_profile(),
+        HOLDOUT_FILE: holdout_csv(),
     }
     files.update(static_files())
     model_files = ["models/fraud/v1/model.joblib", "models/fraud/v2/model.joblib"] if train else []
