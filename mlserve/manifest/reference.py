@@ -34,6 +34,12 @@ DESCRIPTIONS: dict[str, str] = {
     "environments.NAME.alert_speedup": (
         "local: divide every SLO alert window and `for` by this (1h becomes 1m at 60), for demos and tests."
     ),
+    "environments.NAME.limits": "local: the gateway's limits; `deploy` applies a change to the running gateway in place.",
+    "environments.NAME.limits.max_body_bytes": "Largest request body the gateway accepts (413 beyond).",
+    "environments.NAME.limits.upstream_timeout": "How long the gateway waits for a model server's answer (504 after).",
+    "environments.NAME.limits.connect_timeout": "How long the gateway waits to connect to a model server.",
+    "environments.NAME.limits.body_timeout": "How long a client may take to send its request head, then its body (408).",
+    "environments.NAME.limits.shadow_max_inflight": "Mirrored requests in flight at most; more are dropped and counted.",
     "environments.NAME.faults.ENDPOINT.VERSION.latency_ms": "Added latency per request, in milliseconds.",
     "environments.NAME.faults.ENDPOINT.VERSION.error_rate": "Share of requests answered with a synthetic 500.",
     "environments.NAME.faults.ENDPOINT.VERSION.misroute_percent": (

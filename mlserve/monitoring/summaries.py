@@ -216,6 +216,15 @@ class EndpointMonitor:
             for v in self.variants
         }
 
+    def set_variants(self, variants: Sequence[str]) -> None:
+        """A reload added or removed versions: windows, references and prediction counts of
+        the versions that stay are kept; a new one starts empty."""
+        self.variants = list(variants)
+        for v in self.variants:
+            self.positives.setdefault(v, 0)
+            self.negatives.setdefault(v, 0)
+        self._layout()
+
     @property
     def ready(self) -> bool:
         return self.inputs is not None and self.prediction is not None
@@ -449,6 +458,41 @@ def build_monitors(endpoints: Mapping[str, Any]) -> dict[str, EndpointMonitor]:
     return out
 
 
+def rebuild_monitors(
+    current: Mapping[str, EndpointMonitor], endpoints: Mapping[str, Any]
+) -> dict[str, EndpointMonitor]:
+    """The monitors for a reloaded gateway config. An endpoint whose ``monitoring`` and
+    baseline are unchanged keeps its monitor (windows, learned references, prediction
+    counts), with its versions brought up to date; any other gets a new one, which carries
+    the prediction counts of the versions that stay over (counters never go back). Every
+    profile is read before anything changes, so a ProfileError leaves ``current`` as it was."""
+    plans: list[tuple[str, Any, MonitorConfig, EndpointMonitor | None, Profile | None]] = []
+    for name, ep in endpoints.items():
+        cfg: MonitorConfig | None = getattr(ep, "monitoring", None)
+        if cfg is None:
+            continue
+        old = current.get(name)
+        if old is not None and old.config == cfg and old.baseline == ep.baseline:
+            plans.append((name, ep, cfg, old, None))
+        else:
+            plans.append((name, ep, cfg, None, load_profile(cfg.profile) if cfg.profile is not None else None))
+    out: dict[str, EndpointMonitor] = {}
+    for name, ep, cfg, kept, profile in plans:
+        if kept is not None:
+            if kept.variants != list(ep.versions):
+                kept.set_variants(list(ep.versions))
+            out[name] = kept
+            continue
+        mon = EndpointMonitor(name, list(ep.versions), ep.baseline, cfg, profile)
+        before = current.get(name)
+        if before is not None:
+            for v in mon.variants:
+                mon.positives[v] = before.positives.get(v, 0)
+                mon.negatives[v] = before.negatives.get(v, 0)
+        out[name] = mon
+    return out
+
+
 __all__ = [
     "DriftCollector",
     "EndpointMonitor",
@@ -457,4 +501,5 @@ __all__ = [
     "MonitorConfigError",
     "ProfileError",
     "build_monitors",
+    "rebuild_monitors",
 ]

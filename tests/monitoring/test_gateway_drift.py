@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from mlserve.errors import TargetError
 from mlserve.monitoring.profile import Profile, build_profile
 from mlserve.monitoring.summaries import DriftCollector, EndpointMonitor, MonitorConfig
 from tests.gateway.conftest import Procs, endpoint, gateway_config, procs, start_gateway  # noqa: F401
@@ -188,3 +189,55 @@ def test_bad_monitoring_config_names_the_key(tmp_path: Path, block: dict[str, An
     with pytest.raises(GatewayConfigError) as err:
         load_gateway_config(cfg)
     assert message in str(err.value)
+
+
+def test_a_reload_keeps_the_counts_adds_a_version_and_turns_monitoring_on(procs: Procs, tmp_path: Path) -> None:  # noqa: F811
+    """Hot reconfiguration (POST /admin/reload): a new version is summarised and counted from
+    the reload on while the others keep their counts (counters never go back); monitoring
+    switched on for another endpoint exports its series; a broken profile changes nothing."""
+    from tests.gateway.test_gateway_reload import _rewrite
+
+    profile = reference(tmp_path)
+    v1, v2, v3 = procs.upstream(value=0.0), procs.upstream(value=1.0), procs.upstream(value=1.0)
+    other = procs.upstream(model="other", value=0.0)
+    mon = {"profile": str(profile), "window": 60, "slots": 6, "min_samples": 100}
+    cfg = gateway_config(
+        tmp_path,
+        {
+            "fraud": endpoint({"v1": v1, "v2": v2}, {"v1": 50, "v2": 50}, monitoring=mon),
+            "other": endpoint({"v1": other}, {"v1": 100}),
+        },
+    )
+    gw = start_gateway(procs, cfg)
+
+    def send(ep: str, n: int) -> None:
+        with httpx.Client(timeout=10) as client:
+            for _ in range(n):
+                r = client.post(f"{gw.url}/v2/models/{ep}/infer", json=request(RNG.normal(size=(1, 3))))
+                assert r.status_code == 200
+
+    send("fraud", 200)
+    pos_v2 = gw.count("mlserve_predictions_total", endpoint="fraud", variant="v2", **{"class": "positive"})
+    assert pos_v2 > 50
+    with gw.admin() as admin:
+        pid = admin.health()["pid"]
+        _rewrite(gw, lambda c: c["endpoints"]["fraud"]["versions"].__setitem__("v3", v3))
+        _rewrite(gw, lambda c: c["endpoints"]["other"].__setitem__("monitoring", {"window": 60, "slots": 6}))
+        admin.reload()
+        admin.set_traffic("fraud", {"v1": 0, "v2": 50, "v3": 50})
+        send("fraud", 200)
+        send("other", 20)
+        counted = lambda v: gw.count(  # noqa: E731
+            "mlserve_predictions_total", endpoint="fraud", variant=v, **{"class": "positive"}
+        )
+        assert counted("v2") > pos_v2 and counted("v3") > 50  # v2 kept counting, v3 counted since the reload
+        assert gw.count("mlserve_drift_window_samples", endpoint="fraud", variant="v3", kind="input") > 50
+        assert gw.count("mlserve_predictions_total", endpoint="other", variant="v1") == 20
+        before = counted("v2")
+        _rewrite(
+            gw, lambda c: c["endpoints"]["fraud"]["monitoring"].__setitem__("profile", str(tmp_path / "nope.json"))
+        )
+        with pytest.raises(TargetError, match=r"nope\.json"):
+            admin.reload()
+        send("fraud", 20)
+        assert counted("v2") >= before and admin.health()["pid"] == pid  # the old monitors still count

@@ -347,3 +347,30 @@ def browse_url(url: str, tmp: Path, *extra: str) -> str:
 
     flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--virtual-time-budget")]
     return run([chromium(), *flags, f"--user-data-dir={tmp / 'profile'}", *extra, url], timeout=120).stdout
+
+
+def test_a_changed_rule_is_loaded_by_a_deploy_without_restarting_prometheus(live: dict[str, Any]) -> None:
+    """Last in the module: a new drift threshold reaches the running Prometheus through a
+    deploy that reloads it in place (same pid), and its rules say the new threshold."""
+    from mlserve.monitoring.prom_api import api_get
+    from tests.support.nodrop import pid
+
+    root: Path = live["root"]
+    before = pid(root, "prometheus")
+    path = root / "mlserve.toml"
+    path.write_text(
+        path.read_text().replace(
+            "[endpoints.fraud.monitoring]", "[endpoints.fraud.monitoring]\npsi_threshold = 0.35", 1
+        )
+    )
+    res = run_cli("deploy", "--env", "local", cwd=root)
+    assert res.exit_code == 0, res.output
+
+    def drift_exprs() -> list[str]:
+        groups = api_get(live["target"].prometheus_url(), "rules")["groups"]
+        return [r["query"] for g in groups for r in g["rules"] if r.get("name") == "MlserveInputDrift"]
+
+    loaded = _wait(lambda: any("> 0.35" in e for e in drift_exprs()), 30)
+    FIGURES["rules_reload"] = {"loaded_after_s": None if loaded is None else round(loaded, 1)}
+    assert loaded is not None, drift_exprs()
+    assert pid(root, "prometheus") == before

@@ -106,3 +106,31 @@ def test_latency_objective_is_measured_at_a_bucket_bound_not_above_it() -> None:
 
 def test_no_slo_and_no_monitoring_means_no_rules() -> None:
     assert rule_groups(EndpointRules("fraud", None, None), "local") == []
+
+
+def test_the_local_rules_file_reloads_prometheus_in_place_when_it_changes(project: Path) -> None:
+    """Deploy plans the rules file beside prometheus.yml; a change of the rules alone (here the
+    alert speed-up) reloads Prometheus in place: its config fingerprint changes, its restart
+    fingerprint does not. The arms API's refresh keeps the rule files."""
+    from mlserve.local.desired import refresh, without_model
+    from mlserve.local.plan import build_plan
+    from mlserve.local.state import LocalPaths
+    from mlserve.project import load_project
+
+    paths = LocalPaths(project / ".mlserve")
+    first = build_plan(load_project(project), "local", paths, previous=None, running_ports=set())
+    rules = paths.local_dir / "rules.yml"
+    prom_yml = first.files[str(paths.prometheus_config)]
+    assert f'rule_files:\n  - "{rules}"' in prom_yml and "MlserveInputDrift" in first.files[str(rules)]
+    doc = first.desired_document(1, project)
+    text = (project / "mlserve.toml").read_text()
+    (project / "mlserve.toml").write_text(
+        text.replace("[environments.local]", "[environments.local]\nalert_speedup = 60", 1)
+    )
+    again = build_plan(load_project(project), "local", paths, previous=doc, running_ports=set())
+    before, after = first.by_name()["prometheus"], again.by_name()["prometheus"]
+    assert after.fingerprint == before.fingerprint and after.config_fingerprint != before.config_fingerprint
+    assert again.files[str(rules)] != first.files[str(rules)]
+    assert again.files[str(paths.prometheus_config)] == prom_yml  # the same file names the rules
+    less = without_model(doc, "fraud/v2")
+    assert "rule_files:" in next(iter(refresh(less).values()))
