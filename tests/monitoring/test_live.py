@@ -27,7 +27,7 @@ from mlserve.monitoring.view import prometheus_query
 from mlserve.project import load_project
 from mlserve.rollout.record import Run
 from mlserve.rollout.store import RunDir
-from mlserve.scaffold import SEED, training_data
+from mlserve.scaffold import HOLDOUT_ROWS, SEED, TRAIN_ROWS, VERSIONS, training_data
 from mlserve.targets.local import LocalTarget
 from tests.conftest import REPO, run_cli
 from tests.support.deploy import deployed_project
@@ -76,8 +76,10 @@ def _twice_as_many_positives(root: Path, rows: np.ndarray) -> float:
 def live(tmp_path_factory: pytest.TempPathFactory, scaffolded: Path) -> Iterator[dict[str, Any]]:
     """The deployed example project; the background load (the shared load threads,
     single-row requests, bounded by this module's cap) sends ``bodies``, swapped by the tests."""
-    x, _ = training_data(6000, SEED)
-    held_out = np.asarray(x)[1500:]  # the reference distribution, rows the profile never saw
+    # init's own draw (the same call gives the same rows; another size shuffles the features
+    # differently): the rows between v1's training rows and the holdout, which the profile never saw
+    x, _ = training_data(TRAIN_ROWS + HOLDOUT_ROWS, SEED)
+    held_out = np.asarray(x)[VERSIONS["v1"][0] : TRAIN_ROWS]
     gate_rows: list[np.ndarray] = []
 
     def edit(root: Path) -> None:
@@ -352,17 +354,17 @@ def browse_url(url: str, tmp: Path, *extra: str) -> str:
 def test_a_changed_rule_is_loaded_by_a_deploy_without_restarting_prometheus(live: dict[str, Any]) -> None:
     """Last in the module: a new drift threshold reaches the running Prometheus through a
     deploy that reloads it in place (same pid), and its rules say the new threshold."""
+    import tomlkit
+
     from mlserve.monitoring.prom_api import api_get
     from tests.support.nodrop import pid
 
     root: Path = live["root"]
     before = pid(root, "prometheus")
     path = root / "mlserve.toml"
-    path.write_text(
-        path.read_text().replace(
-            "[endpoints.fraud.monitoring]", "[endpoints.fraud.monitoring]\npsi_threshold = 0.35", 1
-        )
-    )
+    doc = tomlkit.parse(path.read_text())
+    doc["endpoints"]["fraud"]["monitoring"]["psi_threshold"] = 0.35  # type: ignore[index]
+    path.write_text(tomlkit.dumps(doc))
     res = run_cli("deploy", "--env", "local", cwd=root)
     assert res.exit_code == 0, res.output
 
