@@ -86,7 +86,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, scaffolded: Path) -> Iterator
         import joblib
         import tomlkit
 
-        # the canaries run on traffic richer in positives (v1 flags 4% of held-out rows): each
+        # the canaries run on traffic richer in positives (v1 flags 1.7% of held-out rows): each
         # arm then sees enough positive predictions within a bounded run
         flagged = joblib.load(root / "models/fraud/v1/model.joblib").predict(held_out).astype(bool)
         rows = np.vstack([held_out[flagged], held_out[~flagged][: 4 * int(flagged.sum())]])
