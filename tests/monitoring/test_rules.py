@@ -130,6 +130,12 @@ def test_the_local_rules_file_reloads_prometheus_in_place_when_it_changes(projec
     again = build_plan(load_project(project), "local", paths, previous=doc, running_ports=set())
     before, after = first.by_name()["prometheus"], again.by_name()["prometheus"]
     assert after.fingerprint == before.fingerprint and after.config_fingerprint != before.config_fingerprint
+    for name, spec in first.by_name().items():  # nothing else restarts or reloads
+        if name != "prometheus":
+            assert (again.by_name()[name].fingerprint, again.by_name()[name].config_fingerprint) == (
+                spec.fingerprint,
+                spec.config_fingerprint,
+            ), name
     assert again.files[str(rules)] != first.files[str(rules)]
     assert again.files[str(paths.prometheus_config)] == prom_yml  # the same file names the rules
     less = without_model(doc, "fraud/v2")
