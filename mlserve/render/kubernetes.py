@@ -19,11 +19,13 @@ metrics carry the version of every request.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlserve.errors import ManifestError, UsageError
 from mlserve.manifest.models import Endpoint, GatewayRef, Manifest, Version
 from mlserve.manifest.sizing import arm_replicas
+from mlserve.monitoring.k8s import logger_url
 from mlserve.render import engine
 from mlserve.render.context import DEFAULT_GPU_TYPE, GPU_LABEL, GPU_TAINT_KEY, GPU_TYPE_LABEL
 from mlserve.render.traffic import EndpointTraffic
@@ -99,7 +101,12 @@ SELDON_PORT = 8000  # the Seldon executor in every predictor pod
 
 
 def render(
-    jenv: Any, base: dict[str, Any], manifest: Manifest, env_name: str, traffic: dict[str, EndpointTraffic]
+    jenv: Any,
+    base: dict[str, Any],
+    manifest: Manifest,
+    env_name: str,
+    traffic: dict[str, EndpointTraffic],
+    root: Path | None = None,
 ) -> dict[str, str]:
     env = manifest.environments[env_name]
     endpoints = manifest.endpoints_in(env_name)
@@ -151,7 +158,11 @@ def render(
             docs.append(engine.render_template(jenv, "kubernetes/pdb.yaml.j2", dict(ectx, v=v)))
         out[f"endpoints/{e['name']}.yaml"] = "---\n".join(d for d in docs if d.strip())
     out["traffic.yaml"] = engine.render_template(jenv, "kubernetes/traffic.yaml.j2", ctx)
-    resources = ["namespace.yaml", *(f"endpoints/{e['name']}.yaml" for e in eps)]
+    from mlserve.monitoring.k8s import monitoring_files
+
+    monitoring = monitoring_files(manifest, env_name, root or Path("."), "seldon" if serving == "seldon" else "istio")
+    out.update(monitoring)
+    resources = ["namespace.yaml", *(f"endpoints/{e['name']}.yaml" for e in eps), *sorted(monitoring)]
     if ctx["comparator"]:
         out["comparator.yaml"] = engine.render_template(jenv, "kubernetes/shadow/comparator.yaml.j2", ctx)
         resources.append("comparator.yaml")
@@ -286,6 +297,8 @@ def _variant(
             CANONICAL_REVISION: version,
         },
         "seldon_implementation": spec.seldon_implementation,
+        # monitoring: the payload logger posts requests and responses to the drift collector
+        "logger_url": logger_url(ep_name, version, namespace) if ep.monitoring is not None else None,
         "batcher": batcher,
     }
 
@@ -366,8 +379,10 @@ def endpoint_context(
             "jwks_uri": ep.auth.jwks_uri,
         },
         "sticky_header": ep.rollout.sticky_header,
-        # payload logging of every arm's answers to the shadow comparator (strategies with a shadow step)
-        "shadow_logger": ep.rollout.strategy in ("shadow", "shadow+canary"),
+        # payload logging of every arm's answers to the shadow comparator (strategies with a shadow
+        # step); a predictor has one logger, so with monitoring on it feeds the drift collector
+        # instead and shadow looks are held (mlserve.targets.kube_shadow says why)
+        "shadow_logger": ep.rollout.strategy in ("shadow", "shadow+canary") and ep.monitoring is None,
         "comparator_url": f"http://{COMPARATOR_SERVICE}.{namespace}.svc.cluster.local",
         "traffic": dict(traffic_context(traffic, host), sticky_cookie=ep.rollout.sticky_cookie),
     }

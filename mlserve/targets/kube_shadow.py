@@ -1,7 +1,8 @@
 """A shadow look's agreement on a cluster: the comparator's counters for the primary and the
 shadow arm, over the step (see :mod:`mlserve.targets.comparator` for how they are counted).
 
-No series (the comparator is down, not scraped, or not rendered for this endpoint) holds the
+No series (the comparator is down, not scraped, or not rendered for this endpoint: no shadow
+step, or monitoring on, whose drift collector takes the arms' one payload logger) holds the
 look with the query named: a shadow step never passes on missing agreement.
 """
 
@@ -34,6 +35,12 @@ def agreement(
             f"no agreement for the shadow of {req.endpoint}/{shadow}: environments.{env_name} renders the shadow "
             f"comparator and its payload loggers only for endpoints whose rollout.strategy has a shadow step "
             f"(endpoints.{req.endpoint}.rollout.strategy is {ep.rollout.strategy!r}), so {promql} cannot exist"
+        )
+    if ep.monitoring is not None:
+        raise MetricsUnavailable(
+            f"no agreement for the shadow of {req.endpoint}/{shadow}: endpoints.{req.endpoint}.monitoring is on, and "
+            "each arm's one payload logger feeds the drift collector, so the shadow comparator is not rendered for "
+            f"this endpoint and {promql} cannot exist (feeding both is not built yet)"
         )
     counts = counter_increase(query, promql, window(max(1.0, req.at - req.started_at)), req.started_at, req.at)
     if not counts:

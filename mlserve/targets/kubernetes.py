@@ -717,7 +717,7 @@ class KubernetesMetrics:
         source = "seldon" if env.serving == "seldon" else "istio"
         # agreement is counted where the stack renders the shadow comparator (an endpoint with a shadow step)
         compares = any(
-            ep.rollout.strategy in ("shadow", "shadow+canary")
+            ep.rollout.strategy in ("shadow", "shadow+canary") and ep.monitoring is None
             for ep in project.manifest.endpoints_in(env_name).values()
         )
         self.capabilities = Capabilities(shadow_agreement=compares, background_load=False, query_set=source)

@@ -17,6 +17,18 @@ from tests.support.rehearsal import rehearsal
 
 pytestmark = [pytest.mark.prometheus]
 
+
+def _without_monitoring(project: Path) -> None:
+    """fraud's arms log to the drift collector when its monitoring is on (one logger per
+    predictor): the comparison path is rendered for it only with monitoring off."""
+    import tomlkit
+
+    path = project / "mlserve.toml"
+    doc = tomlkit.parse(path.read_text())
+    doc["endpoints"]["fraud"].pop("monitoring", None)  # type: ignore[union-attr,index]
+    path.write_text(tomlkit.dumps(doc))
+
+
 SHADOW = {
     "strategy": "shadow",
     "shadow_percent": 100,
@@ -35,6 +47,7 @@ SHADOW = {
 def test_shadow_agreement_from_the_comparator_gates_the_step(
     env: str, agree: float, status: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _without_monitoring(project)
     set_policy(project, **SHADOW)
     versions = {"v1": Behaviour(), "v2": Behaviour(agree=agree)}
     with rehearsal(project, tmp_path, monkeypatch, env=env, versions=versions, rate=100.0, comparator=True) as r:
@@ -57,6 +70,7 @@ def test_shadow_agreement_from_the_comparator_gates_the_step(
 @pytest.mark.slow
 def test_seldon_shadow_agreement_gates_the_step(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Seldon: the executor's logged answers carry ce-requestid (the puid the mirroring route sets)."""
+    _without_monitoring(project)
     set_policy(project, **SHADOW)
     versions = {"v1": Behaviour(), "v2": Behaviour(agree=0.6)}
     with rehearsal(
@@ -76,6 +90,7 @@ def test_seldon_shadow_agreement_gates_the_step(project: Path, tmp_path: Path, m
 
 @pytest.mark.slow
 def test_comparator_down_holds_the_shadow_look(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_monitoring(project)
     set_policy(project, **SHADOW)
     with rehearsal(project, tmp_path, monkeypatch, env="staging", rate=100.0, comparator=True) as r:
         p = load_project(project)
@@ -89,3 +104,21 @@ def test_comparator_down_holds_the_shadow_look(project: Path, tmp_path: Path, mo
         assert "mlserve_shadow_agreement_total" in res["last_hold"]["reason"]
         assert "mlserve-comparator" in res["last_hold"]["reason"]
         assert res["looks"] == 0 and res["status"] == "running"
+
+
+def test_with_monitoring_on_the_shadow_look_is_held_saying_why(project: Path) -> None:
+    """Monitoring on: each arm's one payload logger feeds the drift collector, no comparator is
+    rendered, and a shadow look is held naming the key (never passed without agreement)."""
+    from mlserve.metrics import LookRequest, MetricsUnavailable
+    from mlserve.render import render_files
+    from mlserve.targets.kube_shadow import agreement
+
+    set_policy(project, **SHADOW)  # fraud keeps the example's monitoring
+    p = load_project(project)
+    files = render_files(p, "staging")["kubernetes"]
+    fraud = files["kubernetes/endpoints/fraud.yaml"]
+    assert fraud.count("logger:") == 1 and "mlserve-drift-fraud" in fraud and "mlserve-comparator" not in fraud
+    req = LookRequest("fraud", ["v1", "v2"], {"v1": 100, "v2": 0}, 0.0, 10.0, namespace="ml-staging", shadow=True)
+    arms = {"v1": {"object": "fraud-v1"}, "v2": {"object": "fraud-v2"}}
+    with pytest.raises(MetricsUnavailable, match=r"endpoints\.fraud\.monitoring is on"):
+        agreement(lambda q, at: [], p.manifest, "staging", req, arms)

@@ -12,10 +12,19 @@ import pytest
 from mlserve.errors import UsageError
 from mlserve.render import EndpointTraffic, render_files
 from tests.render.k8s_schemas import validate_object
-from tests.render.manifests import example, project_from
+from tests.render.manifests import example
+from tests.render.manifests import project_from as _bare_project
 from tests.render.test_kubernetes import TRAFFIC_STATES, by_kind, kustomize
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def project_from(text: str, root: Path) -> Any:
+    """A variant of the example manifest, with the reference profile its monitoring reads."""
+    import shutil
+
+    shutil.copytree(REPO / "profiles", root / "profiles")
+    return _bare_project(text, root)
 
 
 def _route(docs: list[dict[str, Any]], name: str = "fraud") -> dict[str, Any]:
@@ -111,17 +120,19 @@ def test_shadow_comparator_and_the_loggers_that_feed_it(tmp_path: Path, env: str
     url = (
         f"http://mlserve-comparator.{dict(staging='ml-staging', prod='ml-prod', edge='ml-edge')[env]}.svc.cluster.local"
     )
-    if env == "prod":  # Seldon: the predictors' graph logs answers; fraud (canary only) does not
+    # fraud (canary only, monitoring on) logs to its drift collector, never to the comparator
+    drift = {"mode": "all", "url": f"http://mlserve-drift-fraud.{url.split('.')[1]}.svc.cluster.local/log/fraud/v1"}
+    if env == "prod":  # Seldon: the predictors' graph logs answers
         sd = by_kind(docs, "SeldonDeployment")
         assert sd["summarize"]["spec"]["predictors"][0]["graph"]["logger"] == {"mode": "response", "url": url}
-        assert "logger" not in sd["fraud"]["spec"]["predictors"][0]["graph"]
+        assert sd["fraud"]["spec"]["predictors"][0]["graph"]["logger"] == drift
     else:
         isvc = by_kind(docs, "InferenceService")
         assert isvc["summarize-llama-8b"]["spec"]["predictor"]["logger"] == {
             "mode": "response", "url": url, "metadataHeaders": ["X-Request-Id"],
             "metadataAnnotations": ["mlserve.io/endpoint"],
         }  # fmt: skip
-        assert "logger" not in isvc["fraud-v1"]["spec"]["predictor"]
+        assert isvc["fraud-v1"]["spec"]["predictor"]["logger"] == drift
 
 
 def test_seldon_mirror_sets_one_request_id_for_both_predictors(tmp_path: Path) -> None:
