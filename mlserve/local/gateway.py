@@ -9,7 +9,9 @@ admin API. When both are bound the process prints one JSON line
 ``{"event": "ready", "pid": N, "port": P, "admin_port": A}`` to stdout (ports resolved, so
 ``port: 0`` in the config works for tests).
 
-Data plane routes: ``POST /v2/models/{ep}/infer``, ``POST /v2/models/{ep}/versions/{v}/infer``
+Data plane routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` and ``GET /v1/models``
+for endpoints with ``protocol = "openai"`` (see :mod:`mlserve.local.openai_proxy`),
+``POST /v2/models/{ep}/infer``, ``POST /v2/models/{ep}/versions/{v}/infer``
 (pinned version, no retry), ``GET /v2/models/{ep}[/ready]`` (forwarded to the baseline),
 ``GET /v2/models/{ep}/versions/{v}[/ready]``, ``GET /v2/health/live|ready``, ``GET /metrics``.
 
@@ -87,6 +89,8 @@ from mlserve.local.gateway_config import (
     read_token_file,
 )
 from mlserve.local.http_timeouts import HEADER_TIMEOUT, header_timeout_protocol
+from mlserve.local.openai_proxy import ROUTES as OPENAI_ROUTES
+from mlserve.local.openai_proxy import OpenAIProxy
 from mlserve.local.routing import RouteTable, outputs_agree, sticky_bucket
 from mlserve.local.upstream import Upstream, UpstreamDown, UpstreamTimeout, make_upstream
 
@@ -253,6 +257,7 @@ class Gateway:
             self.tables[name] = RouteTable.build(name, ep.baseline, list(ep.versions), traffic, dict(ep.faults))
             self.metrics.init_series(name, list(ep.versions))
             self._export_weights(name)
+        self.llm = OpenAIProxy(self)  # /v1/* routes of protocol = "openai" endpoints
 
     # -- state file ------------------------------------------------------------
 
@@ -290,6 +295,7 @@ class Gateway:
         self.client = make_upstream(cfg.upstream_client, max_connections=1024, **timeouts)
         # Mirrors get their own pool: a slow shadow can never hold the connections users need.
         self.shadow_client = make_upstream(cfg.upstream_client, max_connections=cfg.shadow_max_inflight, **timeouts)
+        await self.llm.start()
 
     async def stop(self) -> None:
         for task in list(self.shadow_tasks):
@@ -299,6 +305,7 @@ class Gateway:
         for client in (self.client, self.shadow_client):
             if client is not None:
                 await client.close()
+        await self.llm.stop()
 
     # -- forwarding ------------------------------------------------------------
 
@@ -692,6 +699,10 @@ def data_app(gw: Gateway) -> ASGIApp:
                 return await gw.infer_asgi(scope, receive, send, parts[3], None)
             if len(parts) == 7 and parts[1:3] == ["v2", "models"] and parts[4] == "versions" and parts[6] == "infer":
                 return await gw.infer_asgi(scope, receive, send, parts[3], parts[5])
+            if scope["path"] in OPENAI_ROUTES:
+                return await gw.llm.completions(scope, receive, send)
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == "/v1/models":
+            return await gw.llm.models(scope, receive, send)
         await app(scope, receive, send)
 
     return fast

@@ -213,6 +213,9 @@ def build_plan(
             sticky_header=ep.rollout.sticky_header,
             sticky_cookie=ep.rollout.sticky_cookie,
             faults=faults,
+            protocol=ep.api,
+            text_match=ep.rollout.shadow_text_match,
+            similarity=ep.rollout.shadow_similarity,
         )
     gw_config = GatewayConfig(
         port=gw_port,

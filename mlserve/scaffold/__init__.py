@@ -21,6 +21,7 @@ class ScaffoldResult:
     project_name: str
     written: list[str] = field(default_factory=list)
     overwritten: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def project_name_for(directory: Path) -> str:
@@ -113,7 +114,11 @@ def scaffold(directory: Path, *, force: bool = False, train: bool = True) -> Sca
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory}: exists and is not a directory")
     name = project_name_for(directory)
-    files = {"mlserve.toml": manifest_text(name), "payloads/fraud.jsonl": sample_payloads()}
+    files = {
+        "mlserve.toml": manifest_text(name),
+        "payloads/fraud.jsonl": sample_payloads(),
+        "payloads/chat.jsonl": chat_prompts(),
+    }
     files.update(static_files())
     model_files = ["models/fraud/v1/model.joblib", "models/fraud/v2/model.joblib"] if train else []
     existing = [rel for rel in [*files, *model_files] if (directory / rel).exists()]
@@ -123,6 +128,7 @@ def scaffold(directory: Path, *, force: bool = False, train: bool = True) -> Sca
             hint="pass --force to overwrite, or choose an empty directory",
         )
     written: list[str] = []
+    notes: list[str] = []
     try:
         for rel, content in files.items():
             path = directory / rel
@@ -131,6 +137,23 @@ def scaffold(directory: Path, *, force: bool = False, train: bool = True) -> Sca
             written.append(rel)
         if train:
             written.extend(train_models(directory / "models"))
+            from mlserve.scaffold import llm
+
+            if llm.available():
+                written.extend(llm.create_models(directory / "models"))
+            else:
+                notes.append(f"models/chat was not created: {llm.MISSING}; then run `mlserve init --force`")
     except OSError as exc:
         raise MlserveError(f"{directory}: cannot write project files: {exc.strerror or exc}") from None
-    return ScaffoldResult(root=directory, project_name=name, written=written, overwritten=existing)
+    return ScaffoldResult(root=directory, project_name=name, written=written, overwritten=existing, notes=notes)
+
+
+def chat_prompts() -> str:
+    """OpenAI chat requests for the chat endpoint, one per line (load tests)."""
+    from mlserve.scaffold.llm import prompts
+
+    lines = [
+        json.dumps({"messages": [{"role": "user", "content": p}], "max_tokens": 16, "temperature": 0})
+        for p in prompts()
+    ]
+    return "\n".join(lines) + "\n"
