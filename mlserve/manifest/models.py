@@ -397,6 +397,8 @@ class MetricSpec(Strict):
             raise KeyProblem("quantile", f"is required when kind = {self.kind!r} (e.g. {example})")
         if self.kind not in QUANTILE_KINDS and self.quantile is not None:
             raise KeyProblem("quantile", f"only applies to kind = {', '.join(repr(k) for k in QUANTILE_KINDS)}")
+        if self.kind == "tokens_per_second" and not self.margin.relative and self.margin.value > 0:
+            raise KeyProblem("margin", "kind = 'tokens_per_second' takes a relative margin like '10%'")
         if self.kind in LLM_KINDS and self.direction is not None:
             better = "higher" if self.kind == "tokens_per_second" else "lower"
             if self.direction != better:

@@ -40,6 +40,16 @@ def custom_queries(policy: RolloutPolicy) -> dict[str, tuple[str, str]]:
     }
 
 
+def llm_source(source: str, policy: RolloutPolicy) -> str | None:
+    """Where token-stream statistics come from, when the policy gates on any: the local
+    gateway's mlserve_llm_* series, else vLLM's own metrics on the cluster."""
+    from mlserve.manifest.models import LLM_KINDS
+
+    if not any(m.kind in LLM_KINDS for m in policy.metrics):
+        return None
+    return "local" if source == "local" else "vllm"
+
+
 def take_look(
     driver: Driver,
     query: QueryFn,
@@ -61,6 +71,7 @@ def take_look(
         return _local_shadow(query, endpoint, baseline, candidate, anchor, at, previous)
     custom = {} if mode == "shadow" else custom_queries(policy)
     req = LookRequest(
+        llm_source=llm_source(driver.source, policy),
         endpoint=endpoint,
         variants=[baseline, candidate],
         weights=dict(weights),

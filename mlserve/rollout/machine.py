@@ -609,6 +609,10 @@ def _add(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
             }
             for k, v in cb.items()
         }
+    if b.get("llm") is not None:
+        from mlserve.stats.llm import stack_llm
+
+        out["llm"] = stack_llm(a.get("llm") or {}, b["llm"])
     return out
 
 

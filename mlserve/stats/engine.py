@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mlserve.manifest.models import MetricSpec, RolloutPolicy
+from mlserve.manifest.models import LLM_KINDS, MetricSpec, RolloutPolicy
 from mlserve.stats import latency as lat
 from mlserve.stats.sequential import (
     always_valid_p,
@@ -210,7 +210,7 @@ def _count_track(
         else:
             p_fail = always_valid_p(log_mixture_per_look(xa_, xb_, na_, nb_, log_rho0, +1))
             p_pass = always_valid_p(log_mixture_per_look(xa_, xb_, na_, nb_, log_rho0, -1))
-        if spec.kind == "error_rate" and lower_better and not margin.relative and margin.value > 0:
+        if spec.kind in ("error_rate", "stream_errors") and lower_better and not margin.relative and margin.value > 0:
             # a second route to "pass": the candidate's own error rate is below the
             # absolute margin (so below baseline + margin); alpha split between routes
             p_single = always_valid_p(log_beta_binomial_below(xc, nc, margin.value))
@@ -355,6 +355,8 @@ def analyze(
             den_c = np.array([c.custom[spec.name].denominator if spec.name in c.custom else 0.0 for c in vc])
             present = has & (den_b > 0) & (den_c > 0)
             tracks.append(_count_track(spec, present, num_b, den_b, num_c, den_c, regime, alpha, "per unit"))
+        elif spec.kind in LLM_KINDS:
+            tracks.append(_llm_track(spec, vb, vc, traffic, regime, alpha))
         else:
             has = np.array([b.latency is not None and c.latency is not None for b, c in zip(vb, vc, strict=True)])
             present = has & traffic
@@ -455,6 +457,33 @@ def analyze(
         policy=policy_source,
         alpha=alpha,
     )
+
+
+def _llm_track(
+    spec: MetricSpec, vb: list[Any], vc: list[Any], traffic: NDArray[np.bool_], regime: Array, alpha: float
+) -> _Track:
+    """The one place the engine meets the LLM kinds (mlserve.stats.llm): each becomes a latency
+    or a count track over the snapshot's ``llm`` histograms and counts."""
+    from dataclasses import replace
+
+    from mlserve.stats import llm
+
+    k = len(vb)
+    if spec.kind == "stream_errors":
+        present, xb, nb, xc, nc = llm.stream_counts(vb, vc)
+        return _count_track(spec, present & traffic, xb, nb, xc, nc, regime, alpha, llm.UNIT[spec.kind])
+    got = llm.histogram_input(spec, vb, vc)
+    if got is None:
+        return _Track(spec, np.zeros(k, dtype=bool), np.ones(k), np.ones(k), _llm_no_summary)
+    track = _latency_track(got.spec, got.present & traffic, got.base_cum, got.cand_cum, got.le, regime, alpha)
+    if spec.kind != "tokens_per_second":
+        return replace(track, spec=spec)
+    inner = track.summary
+    return replace(track, spec=spec, summary=lambda j: llm.rate_summary(inner(j)))
+
+
+def _llm_no_summary(j: int) -> tuple[None, None, None, None, str, str]:
+    return None, None, None, None, "s", "no token-stream histogram in the snapshot (an LLM endpoint's llm field)"
 
 
 def _no_summary(j: int) -> tuple[None, None, None, None, str, str]:
