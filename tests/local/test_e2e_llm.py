@@ -1,0 +1,337 @@
+"""The LLM endpoint end to end on the local target: `transformers serve` processes with the
+tiny chat model `mlserve init` trains, mlserve's gateway speaking the OpenAI API with
+streaming, a real Prometheus, and rollouts gated on time to first token and on the shadow's
+text agreement.
+
+One deployment for the module (chat v1, v2 and v1b, the same model as v1; the fraud
+endpoint is left out to spare the CPU). The rollout tests run a small streaming load from
+two threads, bounded in time.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mlserve.local.gateway_config import Fault
+from mlserve.project import load_project
+from mlserve.rollout.store import RunDir
+from mlserve.targets.local import LocalTarget
+from tests.conftest import run_cli
+from tests.rollout.helpers import set_policy
+
+pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
+
+LOAD_CAP_SECONDS = 240.0
+PROMPT = "my card was charged twice for the same order"
+
+
+@pytest.fixture(scope="module")
+def llm(tmp_path_factory: pytest.TempPathFactory, scaffolded: Path) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("llm") / "acme-ml"
+    shutil.copytree(scaffolded, root)
+    manifest = root / "mlserve.toml"
+    text = manifest.read_text().replace('endpoints = ["fraud"]', 'endpoints = ["chat"]', 1)
+    text += '\n[endpoints.chat.versions.v1b]\nmodel_uri = "models/chat/v1"\ndescription = "v1 again (A/A)"\n'
+    manifest.write_text(text)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NO_COLOR", "1")
+    mp.setenv("COLUMNS", "200")
+    try:
+        res = run_cli("deploy", "--env", "local", cwd=root)
+        assert res.exit_code == 0, res.output
+        yield root
+    finally:
+        run_cli("down", cwd=root)
+        mp.undo()
+
+
+def _target(root: Path) -> LocalTarget:
+    return LocalTarget(load_project(root), "local")
+
+
+def _chat(model: str = "chat", stream: bool = True, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": 12,
+        "temperature": 0,
+        "stream": stream,
+        **extra,
+    }
+
+
+def _stream(url: str, body: dict[str, Any]) -> tuple[dict[str, str], list[tuple[float, bytes]]]:
+    """Every read of a streamed answer, with the time it arrived."""
+    reads: list[tuple[float, bytes]] = []
+    with (
+        httpx.Client(timeout=30, trust_env=False) as client,
+        client.stream("POST", f"{url}/v1/chat/completions", json=body) as resp,
+    ):
+        t0 = time.perf_counter()
+        for chunk in resp.iter_raw():
+            reads.append((time.perf_counter() - t0, chunk))
+        return dict(resp.headers), reads
+
+
+def _events(reads: list[tuple[float, bytes]]) -> list[dict[str, Any]]:
+    data = b"".join(c for _, c in reads).decode()
+    out = []
+    for block in data.split("\n\n"):
+        for line in block.splitlines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                out.append(json.loads(line[6:]))
+    return out
+
+
+def _text(events: list[dict[str, Any]]) -> str:
+    return "".join((e["choices"][0].get("delta") or {}).get("content") or "" for e in events if e.get("choices"))
+
+
+def _prom(root: Path, promql: str) -> float:
+    url = _target(root).prometheus_url()
+    with httpx.Client(timeout=10, trust_env=False) as client:
+        got = client.get(f"{url}/api/v1/query", params={"query": promql}).json()
+    result = got["data"]["result"]
+    return sum(float(r["value"][1]) for r in result)
+
+
+def _wait_prom(root: Path, promql: str, at_least: float, timeout: float = 30.0) -> float:
+    deadline = time.monotonic() + timeout
+    value = _prom(root, promql)
+    while value < at_least and time.monotonic() < deadline:
+        time.sleep(0.5)
+        value = _prom(root, promql)
+    return value
+
+
+def test_curl_shows_streamed_tokens_and_prometheus_holds_the_ttft_histogram(llm: Path) -> None:
+    url = _target(llm).gateway_url()
+    before = _prom(llm, 'mlserve_llm_time_to_first_token_seconds_count{endpoint="chat",variant="v1"}')
+    body = json.dumps(_chat())
+    runs = 3
+    for _ in range(runs):
+        out = subprocess.run(
+            ["curl", "-sN", "-i", f"{url}/v1/chat/completions", "-H", "content-type: application/json", "-d", body],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        assert "content-type: text/event-stream" in out.lower()
+        assert "x-mlserve-variant: v1" in out.lower()
+        chunks = [json.loads(line[6:]) for line in out.splitlines() if line.startswith("data: {")]
+        content = [c for c in chunks if c["choices"] and (c["choices"][0].get("delta") or {}).get("content")]
+        assert len(content) >= 5, out  # one event per generated token, not one blob
+    # the model is deterministic under greedy decoding: the same text every time
+    _, reads = _stream(url, _chat())
+    first = _text(_events(reads))
+    _, reads = _stream(url, _chat())
+    assert _text(_events(reads)) == first and first
+    # passed through as generated: the events arrived in several reads, not in one buffer
+    assert len(reads) >= 3, reads
+    got = _wait_prom(
+        llm, 'mlserve_llm_time_to_first_token_seconds_count{endpoint="chat",variant="v1"}', before + runs + 2
+    )
+    assert got == before + runs + 2
+    buckets = _prom(llm, 'count(mlserve_llm_time_to_first_token_seconds_bucket{endpoint="chat",variant="v1"})')
+    assert buckets > 200  # 5%-apart buckets from 1 ms to 60 s
+    tokens = _prom(llm, 'mlserve_llm_generation_tokens_total{endpoint="chat",variant="v1"}')
+    assert tokens >= 12 * (runs + 2)
+    # the other routes
+    with httpx.Client(timeout=30, trust_env=False) as client:
+        models = client.get(f"{url}/v1/models").json()
+        assert {"chat", "chat:v1", "chat:v2", "chat:v1b"} <= {m["id"] for m in models["data"]}
+        whole = client.post(f"{url}/v1/completions", json={"model": "chat:v2", "prompt": PROMPT, "max_tokens": 6})
+        assert whole.status_code == 200 and whole.headers["x-mlserve-variant"] == "v2"
+        assert whole.json()["usage"]["prompt_tokens"] > 0
+        bad = client.post(f"{url}/v1/chat/completions", json={"model": "nope", "messages": []})
+        assert bad.status_code == 404 and "unknown model 'nope'" in bad.json()["error"]["message"]
+
+
+def test_llm_faults_first_token_delay_broken_stream_and_client_cancel(llm: Path) -> None:
+    target = _target(llm)
+    url = target.gateway_url()
+    target.set_fault("chat", "v2", Fault(first_token_ms=400))
+    try:
+        _, reads = _stream(url, _chat("chat:v2"))
+        events = _events(reads)
+        first_text = next(t for t, c in reads if b'"content":"' in c)
+        assert first_text >= 0.4  # the first token waited for the injected delay
+        assert _text(events)
+        target.set_fault("chat", "v2", Fault(stream_error_rate=1.0))
+        failed_before = _prom(llm, 'mlserve_llm_streams_total{endpoint="chat",variant="v2",outcome="failed"}')
+        _, reads = _stream(url, _chat("chat:v2"))
+        raw = b"".join(c for _, c in reads)
+        assert b"event: error" in raw and b"stream_error_rate" in raw
+        assert len([e for e in _events(reads) if e.get("choices")]) <= 4  # cut off after its second token
+        _wait_prom(llm, 'mlserve_llm_streams_total{endpoint="chat",variant="v2",outcome="failed"}', failed_before + 1)
+    finally:
+        target.set_fault("chat", "v2", Fault())
+    # a client that goes away after the first bytes: the upstream is cancelled and counted so
+    cancelled = 'mlserve_llm_streams_total{endpoint="chat",variant="v1",outcome="cancelled"}'
+    before = _prom(llm, cancelled)
+    with (
+        httpx.Client(timeout=30, trust_env=False) as client,
+        client.stream("POST", f"{url}/v1/chat/completions", json=_chat("chat:v1", max_tokens=200)) as resp,
+    ):
+        next(resp.iter_raw())
+    assert _wait_prom(llm, cancelled, before + 1) >= before + 1
+
+
+def test_sticky_split_keys_on_the_user_field(llm: Path) -> None:
+    target = _target(llm)
+    url = target.gateway_url()
+    target.set_traffic("chat", {"v1": 50, "v2": 50}, mode="sticky")
+    try:
+        seen: dict[str, set[str]] = {}
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            for i in range(16):
+                user = f"user-{i % 4}"
+                resp = client.post(f"{url}/v1/chat/completions", json=_chat(stream=False, user=user, max_tokens=2))
+                assert resp.status_code == 200
+                seen.setdefault(user, set()).add(resp.headers["x-mlserve-variant"])
+        assert all(len(v) == 1 for v in seen.values()), seen
+    finally:
+        target.set_traffic("chat", {"v1": 100})
+
+
+# ---------------------------------------------------------------------------
+# Rollouts
+# ---------------------------------------------------------------------------
+
+
+class Load:
+    """Two threads streaming chat requests to the gateway until stopped (bounded)."""
+
+    def __init__(self, url: str, prompts: list[str], threads: int = 2) -> None:
+        self.url = url
+        self.prompts = prompts
+        self.stop_at = time.monotonic() + LOAD_CAP_SECONDS
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self, i: int) -> None:
+        k = i
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            while not self.done.is_set() and time.monotonic() < self.stop_at:
+                body = {**json.loads(self.prompts[k % len(self.prompts)]), "model": "chat", "stream": True}
+                try:
+                    with client.stream("POST", f"{self.url}/v1/chat/completions", json=body) as resp:
+                        for _ in resp.iter_raw():
+                            pass
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+                k += 2
+
+    def stop(self) -> None:
+        self.done.set()
+        for t in self.threads:
+            t.join(timeout=30)
+
+
+@pytest.fixture
+def loaded(llm: Path) -> Iterator[Path]:
+    original = (llm / "mlserve.toml").read_text()
+    load = Load(_target(llm).gateway_url(), (llm / "payloads/chat.jsonl").read_text().splitlines())
+    try:
+        yield llm
+    finally:
+        load.stop()
+        target = _target(llm)
+        for v in ("v1", "v2", "v1b"):
+            target.set_fault("chat", v, Fault())
+        (llm / "mlserve.toml").write_text(original)
+        if run_cli("rollback", "chat", cwd=llm).exit_code not in (0, 4):
+            run_cli("rollout", "abort", "chat", cwd=llm)
+            run_cli("rollback", "chat", cwd=llm)
+        target.set_traffic("chat", {"v1": 100})
+
+
+CANARY = {
+    "strategy": "canary",
+    "interval": "2s",
+    "max_duration": "100s",
+    "min_requests": 30,
+    "steps": [50, 100],
+    "on_inconclusive": "rollback",
+    "metrics": [
+        {"name": "stream_errors", "kind": "stream_errors", "margin": 0.05, "critical": True},
+        {"name": "ttft_p90", "kind": "ttft", "quantile": 0.9, "margin": "50%"},
+    ],
+}
+
+
+def _rollout(root: Path, candidate: str) -> tuple[int, dict[str, Any]]:
+    res = run_cli("rollout", "start", "chat", "--candidate", candidate, cwd=root)
+    assert res.exit_code == 0, res.output
+    res = run_cli("rollout", "run", "chat", "--json", cwd=root)
+    return res.exit_code, res.json["result"]
+
+
+def _decision(result: dict[str, Any]) -> dict[str, Any]:
+    return RunDir(Path(result["run_dir"])).read_state()["decision"]
+
+
+def test_identical_llm_version_is_promoted(loaded: Path) -> None:
+    set_policy(loaded, "chat", **CANARY)
+    code, result = _rollout(loaded, "v1b")
+    assert code == 0, _decision(result)
+    metrics = {m["name"]: m for m in _decision(result)["metrics"]}
+    assert metrics["ttft_p90"]["verdict"] == "pass" and metrics["stream_errors"]["verdict"] == "pass"
+    snap = json.loads((Path(result["run_dir"]) / "snapshots/step-01.json").read_text())
+    llm_field = snap["looks"][-1]["variants"]["v1b"]["llm"]
+    assert llm_field["streams"] >= 30 and llm_field["ttft_seconds"]["counts"][-1] >= 30
+    res = run_cli("analyze", "--replay", str(Path(result["run_dir"]) / "snapshots/step-01.json"), cwd=loaded)
+    assert res.exit_code == 0, res.output
+
+
+def test_slower_first_token_is_rolled_back_on_the_ttft_gate(loaded: Path) -> None:
+    set_policy(loaded, "chat", **CANARY)
+    _target(loaded).set_fault("chat", "v1b", Fault(first_token_ms=150))
+    code, result = _rollout(loaded, "v1b")
+    assert code == 3, _decision(result)
+    failed = {m["name"] for m in _decision(result)["metrics"] if m["verdict"] == "fail"}
+    assert failed == {"ttft_p90"}, _decision(result)
+
+
+SHADOW = {
+    "strategy": "shadow",
+    "interval": "2s",
+    "max_duration": "100s",
+    "min_requests": 20,
+    "shadow_percent": 100,
+    "shadow_agreement": 0.9,
+    "on_inconclusive": "rollback",
+    "metrics": [
+        {"name": "error_rate", "kind": "error_rate", "margin": 0.05, "critical": True},
+        {"name": "latency_p90", "kind": "latency", "quantile": 0.9, "margin": "100%"},
+    ],
+}
+
+
+def test_shadow_text_agreement_rolls_back_other_generations_and_passes_identical_ones(loaded: Path) -> None:
+    set_policy(loaded, "chat", **SHADOW)
+    code, result = _rollout(loaded, "v2")
+    decision = _decision(result)
+    assert code == 3, decision
+    assert decision["agreement"]["verdict"] == "fail" and decision["agreement"]["estimate"] < 0.5
+    assert "agree with the baseline's on only" in result["outcome"]["reason"]
+    samples = json.loads((loaded / ".mlserve/local/llm-shadow-samples.json").read_text())["endpoints"]["chat"]
+    assert samples and all(len(s["routed_text"]) <= 160 for s in samples)
+    run_cli("rollback", "chat", cwd=loaded)
+    code, result = _rollout(loaded, "v1b")
+    decision = _decision(result)
+    assert code == 0, decision
+    assert decision["agreement"]["verdict"] == "pass" and decision["agreement"]["estimate"] == 1.0
