@@ -330,7 +330,9 @@ class Resources(Strict):
 class Autoscaling(Strict):
     min_replicas: Annotated[int, Field(ge=0, le=1000)] = 1
     max_replicas: Annotated[int, Field(ge=1, le=1000)] = 3
-    metric: Literal["concurrency", "rps", "cpu", "memory"] = "concurrency"
+    # concurrency (in-flight requests per replica), rps, cpu, memory; for vLLM versions also
+    # queue (vllm:num_requests_waiting) and kv_cache (KV-cache use, percent)
+    metric: Literal["concurrency", "rps", "cpu", "memory", "queue", "kv_cache"] = "concurrency"
     target: Annotated[int, Field(gt=0, le=100_000)] = 10
 
     @model_validator(mode="after")
@@ -521,6 +523,11 @@ class Endpoint(Strict):
                         f"kind = {m.kind!r} measures token streams and needs protocol = 'openai' "
                         f"(this endpoint speaks {self.api!r})",
                     )
+        if self.autoscaling.metric in ("queue", "kv_cache") and self.runtime != "vllm":
+            raise KeyProblem(
+                ("autoscaling", "metric"),
+                f"{self.autoscaling.metric!r} is one of vLLM's own metrics; it needs runtime = 'vllm'",
+            )
         if self.runtime == "custom":
             for name, v in self.versions.items():
                 if not v.command and not v.image:

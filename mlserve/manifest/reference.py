@@ -86,7 +86,10 @@ DESCRIPTIONS: dict[str, str] = {
     "endpoints.NAME.autoscaling": "Replica autoscaling.",
     "endpoints.NAME.autoscaling.min_replicas": "Lowest replica count (0 allows scale to zero on KServe).",
     "endpoints.NAME.autoscaling.max_replicas": "Highest replica count.",
-    "endpoints.NAME.autoscaling.metric": "What the autoscaler follows.",
+    "endpoints.NAME.autoscaling.metric": (
+        "What the autoscaler follows; `queue` (requests waiting, `vllm:num_requests_waiting`) and `kv_cache` "
+        '(KV-cache use, percent) are vLLM signals for runtime = "vllm".'
+    ),
     "endpoints.NAME.autoscaling.target": "Target value of that metric per replica.",
     "endpoints.NAME.slo": "Service level objectives, checked by `mlserve loadtest`.",
     "endpoints.NAME.slo.p99_latency": "Highest acceptable p99 latency.",

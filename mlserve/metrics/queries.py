@@ -210,14 +210,15 @@ _LLM_LOCAL = LlmQuerySet(
     generation_tokens="mlserve_llm_generation_tokens_total",
 )
 
-# vLLM's own metrics (its OpenAI server's /metrics), scraped per pod. The rendered vLLM
-# versions run as pods named "{endpoint}-{variant}-kserve-..." (LLMInferenceService
-# "{endpoint}-{variant}"). vLLM has no per-request tokens-per-second histogram: that kind
-# holds on vLLM; "abort" counts requests that did not finish (client cancellations included).
+# vLLM's own metrics (its OpenAI server's /metrics). The rendered vLLM versions serve the
+# model names "{endpoint}-{variant}" first (and "{endpoint}", which clients send), and vLLM
+# labels its series with the first one as model_name. vLLM has no per-request
+# tokens-per-second histogram: that kind holds on vLLM; "abort" counts requests that did
+# not finish (client cancellations included).
 _LLM_VLLM = LlmQuerySet(
     name="vllm",
     description="vLLM's metrics (vllm:time_to_first_token_seconds, vllm:request_time_per_output_token_seconds, ...)",
-    selector='namespace="{namespace}",pod=~"{endpoint}-{variant}-kserve-.*"',
+    selector='namespace="{namespace}",model_name="{endpoint}-{variant}"',
     ttft_buckets="vllm:time_to_first_token_seconds_bucket",
     tpot_buckets="vllm:request_time_per_output_token_seconds_bucket",
     rate_buckets="",

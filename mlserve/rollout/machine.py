@@ -858,9 +858,10 @@ def _start_load(ro: Rollout, users: int) -> Any:
         out_dir=ro.run.root / "load",
         users=users,
         payloads=payloads if payloads.is_file() else None,
-        input_spec=None if payloads.is_file() else ep.input,
+        input_spec=None if payloads.is_file() or ep.api == "openai" else ep.input,
         max_duration=min(remaining, 6 * 3600.0),
         environment=s["env"],
+        protocol=ep.api,
     )
     ro.event("load_started", users=users, out_dir=str(ro.run.root / "load"))
     return load
