@@ -95,6 +95,8 @@ def build_data(state: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) ->
         "interval_seconds": state.get("interval"),
         "srm": decision.get("srm", {}),
         "agreement": decision.get("agreement"),
+        # LLM shadows: a few (routed, mirrored) generation pairs, redacted and truncated
+        "shadow_samples": next((list(st["samples"]) for st in reversed(state["steps"]) if st.get("samples")), []),
     }
     steps = []
     for st in state["steps"]:
@@ -277,6 +279,19 @@ def markdown(d: ReportData) -> str:
         req = ", ".join(f"{v} {n:,}" for v, n in st["requests"].items())
         rows.append([str(st["step"]), st["phase"], w, str(st["looks"]), str(st["held"]), req, str(st["verdict"])])
     parts.append(_md_table(["step", "phase", "weights", "looks", "held", "requests", "verdict"], rows))
+    if s.get("shadow_samples"):
+        parts += ["", "## Example generations (shadow)", ""]
+        rows = [
+            [
+                x.get("prompt", ""),
+                x.get("routed_text", ""),
+                x.get("shadow_text", ""),
+                "yes" if x.get("agree") else "no",
+                "-" if x.get("similarity") is None else f"{x['similarity']:.3f}",
+            ]
+            for x in s["shadow_samples"]
+        ]
+        parts.append(_md_table(["prompt", s["baseline"], s["candidate"], "agree", "similarity"], rows))
     if d.gpu:
         parts += ["", "## GPU", ""]
         for v, figures in d.gpu.items():
@@ -382,6 +397,19 @@ def html_page(d: ReportData) -> str:
             "<h2>Load test</h2><table><tr><th>variant</th><th>requests</th><th>failures</th><th>p50 ms</th>"
             f"<th>p95 ms</th><th>p99 ms</th></tr>{cells}</table>"
         )
+    pairs = ""
+    if s.get("shadow_samples"):
+        cells = "".join(
+            "<tr>"
+            + "".join(f"<td>{esc(str(x.get(k, '')))}</td>" for k in ("prompt", "routed_text", "shadow_text"))
+            + f"<td>{'yes' if x.get('agree') else 'no'}</td>"
+            + f"<td>{'-' if x.get('similarity') is None else format(x['similarity'], '.3f')}</td></tr>"
+            for x in s["shadow_samples"]
+        )
+        pairs = (
+            f"<h2>Example generations (shadow)</h2><table><tr><th>prompt</th><th>{esc(s['baseline'])}</th>"
+            f"<th>{esc(s['candidate'])}</th><th>agree</th><th>similarity</th></tr>{cells}</table>"
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Rollout {esc(s["run_id"])}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#24292f}}
@@ -397,6 +425,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #d0d7de;pa
 <h2>Steps</h2><table><tr><th>step</th><th>phase</th><th>weights</th><th>looks</th><th>held</th><th>requests</th>
 <th>verdict</th></tr>{step_rows}</table>
 <h2>Plots</h2>{figs}
+{pairs}
 {load}
 <h2>Events</h2><ul>{events}</ul>
 </body></html>

@@ -30,6 +30,7 @@ class Seen:
     look: dict[str, Any]
     gpu: dict[str, dict[str, float]]
     agreement: dict[str, int] | None = None
+    samples: list[dict[str, Any]] | None = None  # LLM shadows: example generation pairs
 
 
 def custom_queries(policy: RolloutPolicy) -> dict[str, tuple[str, str]]:
@@ -68,7 +69,12 @@ def take_look(
     if at <= anchor:
         raise MetricsUnavailable("the step has just started: waiting for the first scrape after the traffic change")
     if mode == "shadow" and driver.source == "local":
-        return _local_shadow(query, endpoint, baseline, candidate, anchor, at, previous)
+        seen = _local_shadow(query, endpoint, baseline, candidate, anchor, at, previous)
+        samples = getattr(driver, "shadow_samples", None)
+        if samples is not None:
+            recent = [x for x in samples(endpoint) if isinstance(x.get("at"), int | float) and x["at"] >= anchor]
+            seen = Seen(seen.look, seen.gpu, seen.agreement, recent or None)
+        return seen
     custom = {} if mode == "shadow" else custom_queries(policy)
     req = LookRequest(
         llm_source=llm_source(driver.source, policy),

@@ -325,6 +325,8 @@ class Rollout:
             return s
         st["looks"].append(seen.look)
         st["agreement"].append(seen.agreement)
+        if seen.samples:
+            st["samples"] = seen.samples
         if seen.gpu:
             st["gpu"] = seen.gpu
         st["last_look_at"] = now

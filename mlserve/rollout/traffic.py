@@ -106,6 +106,21 @@ class LocalDriver:
     def describe(self) -> str:
         return f"local gateway of environment {self.env_name!r}"
 
+    def shadow_samples(self, endpoint: str) -> list[dict[str, Any]]:
+        """Recent (routed, mirrored) generation pairs of an LLM endpoint, redacted and truncated
+        by the gateway (``.mlserve/local/llm-shadow-samples.json``); none for V2 endpoints."""
+        import json
+
+        from mlserve.local.state import LocalPaths
+
+        path = LocalPaths(self.project.state_dir).local_dir / "llm-shadow-samples.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        got = data.get("endpoints", {}).get(endpoint, []) if isinstance(data, dict) else []
+        return [x for x in got if isinstance(x, dict)][-5:]
+
 
 @dataclass
 class KubernetesDriver:

@@ -101,6 +101,9 @@ def test_shadow_text_agreement_rolls_back_other_generations_and_passes_identical
     assert "agree with the baseline's on only" in result["outcome"]["reason"]
     samples = json.loads((loaded / ".mlserve/local/llm-shadow-samples.json").read_text())["endpoints"]["chat"]
     assert samples and all(len(s["routed_text"]) <= 160 for s in samples)
+    report = (Path(result["run_dir"]) / "report.md").read_text()
+    assert "## Example generations (shadow)" in report and "| prompt | v1 | v2 | agree | similarity |" in report
+    assert "| no |" in report
     run_cli("rollback", "chat", cwd=loaded)
     code, result = _rollout(loaded, "v1b")
     decision = _decision(result)
