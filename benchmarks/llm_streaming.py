@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._report import write_section  # noqa: E402
+from benchmarks._report import write_section
 
 PROMPT = "my card was charged twice for the same order"
 

@@ -567,10 +567,10 @@ class Gateway:
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise GatewayConfigError(f"body is not valid JSON: {exc}") from None
 
-    async def _probe(self, url: str) -> bool:
+    async def _probe(self, url: str, path: str = "/v2/health/ready") -> bool:
         assert self.client is not None
         try:
-            answer = await self.client.get(f"{url}/v2/health/ready", timeout=1.0)
+            answer = await self.client.get(f"{url}{path}", timeout=1.0)
         except (UpstreamDown, UpstreamTimeout):
             return False
         return answer.status == 200
@@ -579,8 +579,11 @@ class Gateway:
         table = self.tables[endpoint]
         ep = self.config.endpoints[endpoint]
         names = list(ep.versions)
-        health: list[bool | None] = (
-            list(await asyncio.gather(*(self._probe(ep.versions[v]) for v in names))) if probe else [None] * len(names)
+        health = "/health" if ep.protocol == "openai" else "/v2/health/ready"  # OpenAI servers' own check
+        healthy: list[bool | None] = (
+            list(await asyncio.gather(*(self._probe(ep.versions[v], health) for v in names)))
+            if probe
+            else [None] * len(names)
         )
         return EndpointStatus(
             baseline=ep.baseline,
@@ -595,7 +598,7 @@ class Gateway:
                     fault=table.faults.get(v, Fault()),
                     healthy=h,
                 )
-                for v, h in zip(names, health, strict=True)
+                for v, h in zip(names, healthy, strict=True)
             },
         )
 

@@ -103,6 +103,16 @@ RUNTIMES: dict[str, RuntimeSpec] = {
         None,
         args=("--backend=vllm", "--http_port=8080"),
     ),
+    # `transformers serve` has no published image: on a cluster a transformers version runs in
+    # KServe's Hugging Face server (the same transformers backend, OpenAI routes under /openai/v1).
+    "transformers": RuntimeSpec(
+        "docker.io/kserve/huggingfaceserver:v0.14.1",
+        "huggingface",
+        "kserve-huggingfaceserver",
+        "v2",
+        None,
+        args=("--backend=huggingface", "--http_port=8080"),
+    ),
     "torchserve": RuntimeSpec("docker.io/pytorch/torchserve-kfs:0.12.0", "pytorch", "kserve-torchserve", "v1", None),
     "seldon": RuntimeSpec("docker.io/seldonio/seldon-core-s2i-python3:1.17.1", None, None, "v1", None),
     "custom": RuntimeSpec("", None, None, "v2", None),
@@ -216,6 +226,12 @@ def _variant(
         ]
     elif ep.runtime == "vllm":
         args = ["--model=/mnt/models", "--port=9000", "--served-model-name", f"{ep_name}-{version}", ep_name]
+    elif ep.runtime == "transformers":
+        args = (
+            [f"--model_name={ep_name}", *args]
+            if serving == "kserve"
+            else ["--model_dir=/mnt/models", f"--model_name={ep_name}", "--backend=huggingface", "--http_port=9000"]
+        )
     if ep.runtime == "seldon" and serving == "kserve":
         args = [v.model_class or "Model", "--http-port", str(KSERVE_PORT)]
     args += list(v.args)

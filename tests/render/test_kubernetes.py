@@ -15,7 +15,7 @@ from mlserve.project import Project
 from mlserve.render import EndpointTraffic, render_environment, render_files
 from mlserve.tools import run
 from tests.render.k8s_schemas import InvalidObject, validate_object
-from tests.render.manifests import example, project_from, wide
+from tests.render.manifests import REPO, example, project_from, wide
 
 
 def kustomize(project: Project, env: str, out: Path, traffic: Any = None) -> list[dict[str, Any]]:
@@ -270,3 +270,26 @@ def test_environment_without_endpoints_still_builds(tmp_path: Path) -> None:
     text = WIDE.replace('kube_context = "onprem-admin"', 'kube_context = "onprem-admin"\nendpoints = []')
     docs = kustomize(project_from(text, tmp_path / "p"), "onprem", tmp_path / "out")
     assert sorted(d["kind"] for d in docs) == ["Namespace", "NetworkPolicy", "PeerAuthentication"]
+
+
+def test_the_local_chat_endpoint_renders_and_validates_on_both_serving_stacks(tmp_path: Path) -> None:
+    """runtime = "transformers" on a cluster: KServe's Hugging Face server (no image of
+    `transformers serve` exists), an InferenceService on KServe, a custom container on Seldon."""
+    text = (
+        (REPO / "mlserve.toml")
+        .read_text()
+        .replace('endpoints = ["fraud", "summarize"]', 'endpoints = ["fraud", "summarize", "chat"]')
+    )
+    project = project_from(text, tmp_path / "p")
+    for env in ("staging", "prod"):
+        docs = kustomize(project, env, tmp_path / env)
+        for d in docs:
+            validate_object(d)
+        if env == "staging":
+            model = by_kind(docs, "InferenceService")["chat-v1"]["spec"]["predictor"]["model"]
+            assert model["modelFormat"]["name"] == "huggingface" and "--backend=huggingface" in model["args"]
+            assert model["storageUri"] == "s3://acme-ml-models/models/chat/v1"
+        else:
+            sdep = by_kind(docs, "SeldonDeployment")["chat"]
+            container = sdep["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0]
+            assert "--backend=huggingface" in container["args"] and "--http_port=9000" in container["args"]
