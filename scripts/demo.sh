@@ -59,7 +59,8 @@ ms deploy --env local
 ms status
 
 say "mlserve loadtest fraud (10 s, 8 users)"
-ms loadtest fraud --duration 10s --users 8 --spawn-rate 8
+# exit 3 when the SLO is broken (a busy laptop can miss a 250 ms p99): shown, not fatal
+ms loadtest fraud --duration 10s --users 8 --spawn-rate 8 || echo "loadtest exit code: $? (3 = SLO broken)"
 
 say "canary of v2, a retrained model: expect PROMOTED"
 set +e
@@ -94,12 +95,11 @@ echo "rollout exit code: $code (3 = rolled back)"
 say "the LLM endpoint: a streamed chat answer through the gateway (curl -N)"
 gateway=$(ms --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["gateway_url"])')
 curl -sN "$gateway/v1/chat/completions" -H 'content-type: application/json' \
-  -d '{"model": "chat", "messages": [{"role": "user", "content": "my card was charged twice for the same order"}], "stream": true, "max_tokens": 8}' \
-  | head -c 1200
+  -d '{"model": "chat", "messages": [{"role": "user", "content": "my card was charged twice for the same order"}], "stream": true, "max_tokens": 6}'
 echo
 
 say "mlserve loadtest chat (8 s, 2 users): time to first token, inter-token gap, tokens/s"
-ms loadtest chat --duration 8s --users 2 --spawn-rate 2
+ms loadtest chat --duration 8s --users 2 --spawn-rate 2 || echo "loadtest exit code: $? (3 = SLO broken)"
 
 say "shadow of chat/v2 (other weights, other generations): expect ROLLED BACK on text agreement"
 python3 - "$project/mlserve.toml" <<'PY'
@@ -118,7 +118,7 @@ code=$?
 set -e
 echo "rollout exit code: $code (3 = rolled back)"
 report=$(find "$project/experiments/chat" -name report.md | sort | tail -1)
-sed -n '/## Example generations (shadow)/,/^$/p' "$report" | head -8
+awk '/^## Example generations/{on=1} /^## Load test/{on=0} on' "$report" | head -9
 
 say "reports"
 find "$project/experiments" -name 'report.html' | sort | sed 's/^/  /'

@@ -133,10 +133,16 @@ def _generic(
 
 
 def shadow_policy(policy: RolloutPolicy) -> RolloutPolicy:
-    """Only error rate and latency apply to mirrored traffic (nobody sees its answers)."""
+    """Only error rate and latency apply to mirrored traffic (nobody sees its answers, and the
+    token-stream kinds of an LLM endpoint are measured on routed streams only). A policy with
+    none of them (an LLM canary policy used for a shadow) is judged on errors alone, at a
+    one-point margin, beside the agreement gate."""
     metrics = [m for m in policy.metrics if m.kind in ("error_rate", "latency")]
     if not metrics:
-        return policy
+        from mlserve.manifest.models import MetricSpec
+        from mlserve.manifest.units import Margin
+
+        metrics = [MetricSpec(name="error_rate", kind="error_rate", margin=Margin(0.01, False), critical=True)]
     return policy.model_copy(update={"metrics": metrics})
 
 
@@ -215,7 +221,7 @@ def _shadow(
     if test["verdict"] == "fail":
         return Decision(
             "rollback",
-            f"roll back {cand}: its predictions agree with the baseline's on only "
+            f"roll back {cand}: its answers agree with the baseline's on only "
             f"{test['estimate'] * 100:.2f}% of {test['compared']:,} mirrored requests, below the required "
             f"{agreement_min * 100:g}% (always-valid p = {test['p_value']:.2g})",
             len(looks),
@@ -229,7 +235,7 @@ def _shadow(
     if base.verdict == "promote" and test["verdict"] == "pass":
         return Decision(
             "promote",
-            base.reason.rstrip(".") + f"; predictions agree on {test['estimate'] * 100:.2f}% of "
+            base.reason.rstrip(".") + f"; answers agree on {test['estimate'] * 100:.2f}% of "
             f"{test['compared']:,} mirrored requests (at least {agreement_min * 100:g}% required).",
             len(looks),
             metrics,

@@ -140,21 +140,22 @@ def _ms(value: float | None) -> str:
 
 def _show_llm(con: Console, llm: dict[str, Any]) -> None:
     table = Table(title="Token streams (per request)", title_justify="left")
-    cols = ("variant", "streams", "failed", "tokens", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "ITL p95 ms")
-    for col in (*cols, "tok/s p10", "tok/s p50"):
+    for col in ("variant", "streams", "failed", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "tok/s p10", "tok/s p50"):
         table.add_column(col, justify="left" if col == "variant" else "right")
+
+    def r(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
     for name, v in llm.items():
         table.add_row(
             escape(name),
             str(v["requests"]),
             str(v["failed_streams"]),
-            str(v["generated_tokens"]),
-            _ms(v["ttft_ms"]["p50"]),
-            _ms(v["ttft_ms"]["p95"]),
-            _ms(v["itl_ms"]["p50"]),
-            _ms(v["itl_ms"]["p95"]),
-            _ms(v["tokens_per_second"]["p10"]),
-            _ms(v["tokens_per_second"]["p50"]),
+            r(v["ttft_ms"]["p50"]),
+            r(v["ttft_ms"]["p95"]),
+            r(v["itl_ms"]["p50"]),
+            r(v["tokens_per_second"]["p10"]),
+            r(v["tokens_per_second"]["p50"]),
             style="bold" if name == "all" else None,
         )
     con.print(table)
