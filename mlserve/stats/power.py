@@ -211,15 +211,20 @@ def plan(
         w = pct / 100.0
         metrics = []
         for spec in policy.metrics:
-            if spec.kind == "error_rate":
+            if spec.kind in ("error_rate", "stream_errors"):  # broken streams planned like errors
                 m = spec.margin
                 rho0 = 1.0 + (m.value if m.relative else m.value / max(error_rate, 1e-12))
                 metrics.append(
                     _metric_plan(spec, w, error_rate, math.log(rho0), math.log(error_ratio), rps, alpha, power, "")
                 )
-            elif spec.kind == "latency":
+            elif spec.kind in ("latency", "ttft", "inter_token", "tokens_per_second"):
                 q = float(spec.quantile or 0.99)
                 m = spec.margin
+                if spec.kind == "tokens_per_second":  # planned on seconds per token (stats/llm.py)
+                    from mlserve.manifest.units import Margin
+
+                    r = min(m.value, 0.999)
+                    q, m = 1.0 - q, Margin(r / (1.0 - r), relative=True)
                 # log-normal latencies with spread sigma; fine buckets assumed at the quantile
                 base_q = math.exp(latency_sigma * norm.ppf(q))
                 thr = base_q * (1 + m.value) if m.relative else base_q + m.value
