@@ -187,3 +187,21 @@ def test_stack_llm_adds_histograms_and_counts() -> None:
         "streams": 7,
         "streams_failed": 1,
     }
+
+
+def test_power_plan_covers_the_llm_kinds() -> None:
+    from mlserve.stats.power import plan
+
+    policy = RolloutPolicy(
+        steps=[50, 100],
+        metrics=[
+            MetricSpec(name="stream_errors", kind="stream_errors", margin=Margin(0.01, False)),
+            MetricSpec(name="ttft_p90", kind="ttft", quantile=0.9, margin=Margin(0.1, True)),
+            MetricSpec(name="rate_p10", kind="tokens_per_second", quantile=0.1, margin=Margin(0.1, True)),
+        ],
+    )
+    got = plan(policy, rps=10.0, error_rate=0.01, latency_shift=0.5)
+    kinds = {m.kind: m for m in got.steps[0].metrics}
+    assert set(kinds) == {"stream_errors", "ttft", "tokens_per_second"}
+    assert kinds["ttft"].seconds is not None and kinds["ttft"].seconds > 0
+    assert kinds["tokens_per_second"].promote_seconds is not None
