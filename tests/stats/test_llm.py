@@ -35,12 +35,17 @@ def test_mirror_is_the_histogram_of_the_reciprocal_at_every_bound() -> None:
     assert list(y_le[:-1]) == sorted(y_le[:-1]) and math.isinf(y_le[-1])
 
 
-def _look(rng: np.random.Generator, n_b: int, n_c: int, shift: dict[str, float], fail: tuple[float, float]) -> Any:
-    """One interval of traffic: per request TTFT (log-normal), tokens/s (log-normal), TPOT."""
+def _look(
+    rng: np.random.Generator, n_b: int, n_c: int, shift: dict[str, float], fail: tuple[float, float], wave: float = 0.0
+) -> Any:
+    """One interval of traffic: per request TTFT (log-normal), tokens/s (log-normal), TPOT.
+    ``wave``: the spread of a load factor shared by both variants in this interval (a busy
+    machine slows every request of the interval together: dependent observations)."""
     out = {}
+    load = float(np.exp(rng.normal(0.0, wave))) if wave else 1.0
     for name, n, sign in (("v1", n_b, 0.0), ("v2", n_c, 1.0)):
-        ttft = rng.lognormal(np.log(0.05), 0.35, n) * (1 + sign * shift.get("ttft", 0.0))
-        rate = rng.lognormal(np.log(60.0), 0.3, n) * (1 - sign * shift.get("rate", 0.0))
+        ttft = rng.lognormal(np.log(0.05), 0.35, n) * (1 + sign * shift.get("ttft", 0.0)) * load
+        rate = rng.lognormal(np.log(60.0), 0.3, n) * (1 - sign * shift.get("rate", 0.0)) / load
         tpot = 1.0 / rng.lognormal(np.log(70.0), 0.3, n) * (1 + sign * shift.get("tpot", 0.0))
         failed = int(rng.binomial(n, fail[int(sign)]))
         out[name] = {"ttft": ttft, "rate": rate, "tpot": tpot, "n": n, "failed": failed}
@@ -53,13 +58,14 @@ def _snapshot(
     shift: dict[str, float] | None = None,
     fail: tuple[float, float] = (0.0, 0.0),
     per_look: int = 60,
+    wave: float = 0.0,
 ) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     acc: dict[str, dict[str, list[np.ndarray]]] = {v: {"ttft": [], "rate": [], "tpot": []} for v in ("v1", "v2")}
     counts = {v: {"n": 0, "failed": 0} for v in ("v1", "v2")}
     doc_looks = []
     for j in range(looks):
-        got = _look(rng, per_look, per_look, shift or {}, fail)
+        got = _look(rng, per_look, per_look, shift or {}, fail, wave)
         variants = {}
         for v in ("v1", "v2"):
             for k in ("ttft", "rate", "tpot"):
@@ -154,15 +160,18 @@ def test_no_llm_field_holds() -> None:
 
 @pytest.mark.slow
 def test_aa_false_rollbacks_at_most_alpha_with_zero_margins() -> None:
-    """The hardest null: margins of zero, 20 looks, 120 A/A rollouts per kind (about a minute)."""
+    """The hardest null: margins of zero, 20 looks, 120 A/A rollouts per kind (about a minute),
+    and for TTFT also under load waves: each interval's requests of both variants slowed by a
+    shared log-normal factor (spread 0.5), the dependence of a busy shared machine."""
     reps = 120
     bound = int(stats.binom.ppf(0.999, reps, 0.05))
-    for kind, q in (("ttft", 0.9), ("tokens_per_second", 0.1)):
+    for kind, q, wave in (("ttft", 0.9, 0.0), ("tokens_per_second", 0.1, 0.0), ("ttft", 0.9, 0.5)):
         policy = _policy(kind, Margin(0.0, True), q, min_requests=10**9)
         verdicts = Counter(
-            analyze(parse_snapshot(_snapshot(20, 1000 + i, per_look=40)), policy).verdict for i in range(reps)
+            analyze(parse_snapshot(_snapshot(20, 1000 + i, per_look=40, wave=wave)), policy).verdict
+            for i in range(reps)
         )
-        assert verdicts["rollback"] <= bound, (kind, verdicts)
+        assert verdicts["rollback"] <= bound, (kind, wave, verdicts)
 
 
 def test_snapshot_llm_field_is_checked() -> None:
