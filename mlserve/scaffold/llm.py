@@ -163,11 +163,24 @@ def create_model(out: Path, version: str) -> list[str]:
     return sorted(str(p.relative_to(out)) for p in out.iterdir() if p.is_file())
 
 
+# Training is deterministic (fixed seeds, one thread), so a process that runs `init` more than
+# once (the test suite, a notebook) trains each version once and writes the same bytes again.
+_TRAINED: dict[str, dict[str, bytes]] = {}
+
+
 def create_models(models_dir: Path, endpoint: str = "chat") -> list[str]:
     """``models/chat/v1`` and ``models/chat/v2``; returns project-relative paths."""
-    written = []
+    written: list[str] = []
     for version in VERSIONS:
         out = models_dir / endpoint / version
-        for name in create_model(out, version):
-            written.append(str((out / name).relative_to(models_dir.parent)))
+        files = _TRAINED.get(version)
+        if files is None:
+            names = create_model(out, version)
+            _TRAINED[version] = {n: (out / n).read_bytes() for n in names}
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            for name, data in files.items():
+                (out / name).write_bytes(data)
+            names = sorted(files)
+        written.extend(str((out / name).relative_to(models_dir.parent)) for name in names)
     return written
