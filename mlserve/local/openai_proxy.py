@@ -306,6 +306,7 @@ class OpenAIProxy:
         self.embedder = Embedder()
         self.samples: dict[str, deque[dict[str, Any]]] = {}
         self._samples_written = 0.0
+        self._flush_pending = False
         self.samples_file: Path = Path(gw.config.state_file).with_name("llm-shadow-samples.json")
         for name, ep in gw.config.endpoints.items():
             if ep.protocol == "openai":
@@ -782,15 +783,23 @@ class OpenAIProxy:
                 "similarity": None if similarity is None or not math.isfinite(similarity) else round(similarity, 4),
             }
         )
-        now = time.monotonic()
-        if now - self._samples_written >= 1.0:
-            self._samples_written = now
-            data = {
-                "format": "mlserve.llm-shadow-samples/v1",
-                "endpoints": {k: list(v) for k, v in self.samples.items()},
-            }
-            with contextlib.suppress(OSError):
-                fsutil.atomic_write_json(self.samples_file, data, 0o600)
+        # at most one write a second; a sample kept in between is written by a flush scheduled
+        # for the end of that second, so the file never misses the latest pairs for long
+        if self._flush_pending:
+            return
+        wait = self._samples_written + 1.0 - time.monotonic()
+        if wait <= 0:
+            self._write_samples()
+        else:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_later(wait, self._write_samples)
+
+    def _write_samples(self) -> None:
+        self._flush_pending = False
+        self._samples_written = time.monotonic()
+        data = {"format": "mlserve.llm-shadow-samples/v1", "endpoints": {k: list(v) for k, v in self.samples.items()}}
+        with contextlib.suppress(OSError):
+            fsutil.atomic_write_json(self.samples_file, data, 0o600)
 
 
 async def _send_json(send: Send, status: int, obj: Any) -> None:

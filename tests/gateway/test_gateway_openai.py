@@ -135,8 +135,13 @@ def test_shadow_generations_are_compared_and_sticky_keys_on_user(procs: Procs) -
                 threading.Event().wait(0.05)
             assert gw.count("mlserve_shadow_agreement_total", endpoint="chat", variant=target, agree=agree) == 3
             assert gw.count("mlserve_llm_shadow_exact_match_total", endpoint="chat", variant=target, agree=agree) == 3
-        samples = json.loads((procs.tmp / ".mlserve/local/llm-shadow-samples.json").read_text())["endpoints"]["chat"]
-        assert any(s["shadow_text"] == "refund the second payment" and not s["agree"] for s in samples)
+        path = procs.tmp / ".mlserve/local/llm-shadow-samples.json"
+        for _ in range(60):  # written at most once a second
+            samples = json.loads(path.read_text())["endpoints"]["chat"] if path.exists() else []
+            if any(s["shadow_text"] == "refund the second payment" and not s["agree"] for s in samples):
+                break
+            threading.Event().wait(0.1)
+        assert any(s["shadow_text"] == "refund the second payment" and not s["agree"] for s in samples), samples
         with gw.admin() as admin:
             admin.set_traffic("chat", {"v1": 50, "v2": 50}, mode="sticky")
         seen: dict[str, set[str]] = {}
