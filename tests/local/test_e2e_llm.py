@@ -216,14 +216,19 @@ def test_sticky_split_keys_on_the_user_field(llm: Path) -> None:
         target.set_traffic("chat", {"v1": 100})
 
 
-def test_loadtest_reports_token_stream_percentiles_per_variant(llm: Path) -> None:
-    res = run_cli("loadtest", "chat", "--duration", "3s", "--users", "2", "--spawn-rate", "2", cwd=llm)
+def test_loadtest_reports_token_stream_percentiles_per_variant(llm: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lt"
+    res = run_cli(
+        "loadtest", "chat", "--duration", "3s", "--users", "2", "--spawn-rate", "2", "--out", str(out), cwd=llm
+    )
     assert res.exit_code == 0, res.output
     assert "Token streams (per request)" in res.stdout and "TTFT p50 ms" in res.stdout
-    res = run_cli("--json", "loadtest", "chat", "--duration", "2s", "--users", "1", cwd=llm)
-    summary = res.json["result"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["protocol"] == "openai" and summary["infer_path"] == "/v1/chat/completions"
     assert summary["llm"]["v1"]["requests"] == summary["variants"]["v1"]["requests"] > 0
     assert summary["llm"]["v1"]["ttft_ms"]["p95"] >= summary["llm"]["v1"]["ttft_ms"]["p50"] > 0
+    assert summary["llm"]["v1"]["tokens_per_second"]["p50"] > 0 and summary["llm"]["all"]["failed_streams"] == 0
+    assert "/v1/chat/completions" in (out / "locustfile.py").read_text()
 
 
 # ---------------------------------------------------------------------------
