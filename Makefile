@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mlserve-installed
 
-.PHONY: demo test test-all lint venv system-deps bench clean
+.PHONY: demo test test-all lint docs venv system-deps bench clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,12 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/vulture mlserve scripts benchmarks vulture_whitelist.py --min-confidence 60
+
+# Generated pages (docs/cli.md, docs/manifest.md, docs/reliability.*) change only here;
+# the tests check that they are current and never write them.
+docs: venv
+	$(BIN)/python scripts/gen_docs.py
 
 # The default run leaves out tests marked `slow` (10,000-example fuzzing, long
 # simulations: about 15 more minutes); `make test-all` runs them too.

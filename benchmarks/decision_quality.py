@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._report import write_section  # noqa: E402
+from mlserve.manifest.analysis import analysis_spec  # noqa: E402
 from mlserve.manifest.models import MetricSpec, RolloutPolicy  # noqa: E402
 from mlserve.manifest.units import Margin  # noqa: E402
 from mlserve.stats import latency as lat  # noqa: E402
@@ -139,7 +139,7 @@ def _outcome(decision: str, j: int, a: Arrays) -> Outcome:
 
 
 def judge_mlserve(snap: Snapshot, a: Arrays, policy: RolloutPolicy = POLICY) -> Outcome:
-    v = analyze(snap, policy)
+    v = analyze(snap, analysis_spec(policy))
     if v.verdict in ("rollback", "promote") and v.decided_at_look is not None:
         return _outcome(v.verdict, v.decided_at_look - 1, a)
     if v.verdict == "halt" and v.decided_at_look is not None:
@@ -537,8 +537,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     return 0
 
-
-Judge = Callable[[Snapshot, Arrays], Outcome]
 
 if __name__ == "__main__":
     raise SystemExit(main())

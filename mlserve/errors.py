@@ -1,24 +1,19 @@
 """One exception root for everything mlserve reports to a user.
 
 The CLI catches ``MlserveError`` once, prints ``str(err)`` without a traceback and
-exits with ``err.exit_code``. Core code raises the subclass for its concern.
+exits with ``err.exit_code`` (an :class:`~mlserve.status.ExitStatus`). Core code raises the
+subclass for its concern.
 """
 
 from __future__ import annotations
 
-# Exit codes, documented in the README.
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_REJECTED = 3
-EXIT_INCONCLUSIVE = 4
-EXIT_INTERRUPTED = 130
+from mlserve.status import ExitStatus
 
 
 class MlserveError(Exception):
     """A failure the user can act on. Never carries a traceback to the terminal."""
 
-    exit_code: int = EXIT_ERROR
+    exit_code: int = ExitStatus.ERROR
     kind: str = "error"
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
@@ -32,7 +27,7 @@ class MlserveError(Exception):
         return self.message
 
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"type": self.kind, "message": self.message, "exit_code": self.exit_code}
+        out: dict[str, object] = {"type": self.kind, "message": self.message, "exit_code": int(self.exit_code)}
         if self.hint:
             out["hint"] = self.hint
         return out
@@ -41,14 +36,14 @@ class MlserveError(Exception):
 class UsageError(MlserveError):
     """Bad command-line arguments or input files given on the command line."""
 
-    exit_code = EXIT_USAGE
+    exit_code = ExitStatus.USAGE
     kind = "usage"
 
 
 class ManifestError(MlserveError):
     """The manifest (or a policy file) is invalid; carries every problem found."""
 
-    exit_code = EXIT_USAGE
+    exit_code = ExitStatus.USAGE
     kind = "manifest"
 
     def __init__(self, problems: list[str], *, hint: str | None = None) -> None:

@@ -22,7 +22,8 @@ except ImportError:  # pragma: no cover
 
 from mlserve import __version__
 from mlserve.cli.output import State, get_state
-from mlserve.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, MlserveError
+from mlserve.errors import MlserveError
+from mlserve.status import ExitStatus
 
 # Order here is the order in `mlserve --help`.
 COMMAND_MODULES = [
@@ -111,12 +112,12 @@ def main(argv: list[str] | None = None) -> int:
             state.emit_error(_as_usage(ex))
         else:
             ex.show(file=sys.stderr)
-        return EXIT_USAGE if ex.exit_code == 2 else ex.exit_code
+        return ExitStatus.USAGE if ex.exit_code == 2 else ex.exit_code
     except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("\ninterrupted\n")
-        return EXIT_INTERRUPTED
+        return ExitStatus.INTERRUPTED
     except BrokenPipeError:
-        return EXIT_ERROR
+        return ExitStatus.ERROR
     except OSError as exc:  # the machine, not a bug: a read-only or full disk, a permission
         if state.traceback:
             raise
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 hint="check that the disk is writable and has space, then run the command again",
             )
         )
-        return EXIT_ERROR
+        return ExitStatus.ERROR
     except Exception as exc:  # a bug: say so plainly, keep the traceback behind a flag
         if state.traceback:
             raise
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             hint="this is a bug in mlserve; re-run with --traceback and report it",
         )
         state.emit_error(bug)
-        return EXIT_ERROR
+        return ExitStatus.ERROR
     return int(rv) if isinstance(rv, int) else 0
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlserve.errors import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REJECTED, StateError
+from mlserve.errors import StateError
 from mlserve.loadtest.layout import SUMMARY_FILE
+from mlserve.status import ExitStatus
 
 SUMMARY_FORMAT = "mlserve.loadtest/v1"
 
@@ -39,8 +40,8 @@ class SloVerdict:
     @property
     def exit_code(self) -> int:
         if self.passed is None:
-            return EXIT_INCONCLUSIVE
-        return EXIT_OK if self.passed else EXIT_REJECTED
+            return ExitStatus.INCONCLUSIVE
+        return ExitStatus.OK if self.passed else ExitStatus.REJECTED
 
     def to_dict(self) -> dict[str, Any]:
         return {

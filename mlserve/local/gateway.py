@@ -3,7 +3,7 @@ to an endpoint's versions by weight, sticky key or shadow mirror, and exports th
 the rollout statistics read.
 
 Started by deploy as ``python -m mlserve.local.gateway --config .mlserve/local/gateway.json``;
-see :mod:`mlserve.local.gateway_config` for the config and :mod:`mlserve.targets.local_client`
+see :mod:`mlserve.local.gateway_config` for the config and :mod:`mlserve.local.admin_client`
 for the admin API. Two listeners on 127.0.0.1 in one event loop: the data plane and the
 admin API. When both are bound the process prints one JSON line
 ``{"event": "ready", "pid": N, "port": P, "admin_port": A}`` to stdout (ports resolved, so
@@ -74,6 +74,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mlserve import fsutil
 from mlserve.local.gateway_config import (
     EndpointStatus,
     Fault,
@@ -83,7 +84,6 @@ from mlserve.local.gateway_config import (
     TrafficFile,
     TrafficState,
     VersionStatus,
-    atomic_write_json,
     load_gateway_config,
     load_traffic_file,
     read_token_file,
@@ -280,7 +280,7 @@ class Gateway:
 
     def _persist(self, tables: dict[str, RouteTable]) -> None:
         data = TrafficFile({k: t.traffic for k, t in tables.items()}, updated_at=time.time())
-        atomic_write_json(self.config.state_file, data.to_dict())
+        fsutil.atomic_write_json(self.config.state_file, data.to_dict())
 
     def _export_weights(self, endpoint: str) -> None:
         table = self.tables[endpoint]

@@ -447,7 +447,7 @@ class GatewayConfig:
         )
 
     def write(self, path: Path) -> None:
-        atomic_write_json(path, self.to_dict())
+        fsutil.atomic_write_json(path, self.to_dict())
 
 
 def load_gateway_config(path: Path) -> GatewayConfig:
@@ -512,11 +512,6 @@ def load_traffic_file(path: Path) -> TrafficFile | None:
         raise GatewayConfigError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     except GatewayConfigError as exc:
         raise GatewayConfigError(f"{path}: {exc}") from None
-
-
-def atomic_write_json(path: Path, data: Any, mode: int = 0o644) -> None:
-    """Write-then-rename in the same directory, so readers see the old or the new file, never half."""
-    fsutil.atomic_write_json(Path(path), data, mode)
 
 
 # ---------------------------------------------------------------------------

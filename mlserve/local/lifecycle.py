@@ -19,13 +19,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlserve import fsutil
 from mlserve.errors import StateError, TargetError, UsageError
-from mlserve.local.plan import GATEWAY, PROMETHEUS, Plan, build_plan, log_name, process_name
+from mlserve.local.plan import (
+    GATEWAY,
+    PROMETHEUS,
+    Plan,
+    build_plan,
+    checked_endpoints,
+    log_name,
+    process_name,
+    provision,
+)
 from mlserve.local.state import (
     LocalPaths,
     ProcessSpec,
-    atomic_write_json,
-    atomic_write_text,
     pid_alive,
     read_json,
     stop_group,
@@ -163,7 +171,7 @@ def _write_files(files: dict[str, str]) -> None:
         with contextlib.suppress(OSError):
             if p.read_text(encoding="utf-8") == text:
                 continue
-        atomic_write_text(p, text)
+        fsutil.atomic_write_text(p, text)
 
 
 def _start_supervisor(project: Project, paths: LocalPaths) -> None:
@@ -185,15 +193,7 @@ def _start_supervisor(project: Project, paths: LocalPaths) -> None:
 
 
 def log_tail(path: str | Path, lines: int = 20) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            data = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(data.splitlines()[-lines:])
+    return fsutil.tail(Path(path), lines)
 
 
 # ---------------------------------------------------------------------------
@@ -240,7 +240,9 @@ def _deploy(project: Project, env_name: str, paths: LocalPaths, say: Say, timeou
     running_ports = {int(port) for name in alive for port in (prev_specs.get(name, {}).get("ports") or {}).values()}
 
     ensure_token(paths)
-    plan = build_plan(project, env_name, paths, previous=previous, running_ports=running_ports, say=say)
+    checked_endpoints(project, env_name)  # fail fast, before anything is installed
+    provisioned = provision(project, env_name, paths, say)
+    plan = build_plan(project, env_name, paths, previous=previous, running_ports=running_ports, provisioned=provisioned)
     for note in plan.notes:
         say(note)
     for warning in plan.warnings:
@@ -270,7 +272,7 @@ def _deploy(project: Project, env_name: str, paths: LocalPaths, say: Say, timeou
     _write_files(plan.files)
     generation = int((previous or {}).get("generation", 0)) + 1
     # 0600: a version's env may carry credentials.
-    atomic_write_json(paths.desired, plan.desired_document(generation, project.root), mode=0o600)
+    fsutil.atomic_write_json(paths.desired, plan.desired_document(generation, project.root), mode=0o600)
     if sup_alive and sup_pid:
         os.kill(sup_pid, signal.SIGHUP)
     else:
@@ -424,7 +426,7 @@ def status(project: Project, *, probe: bool = True) -> StatusResult:
     weights: dict[tuple[str, str], int] = {}
     if desired and any(n == GATEWAY for n in alive):
         try:
-            from mlserve.targets.local_client import LocalGatewayClient
+            from mlserve.local.admin_client import LocalGatewayClient
 
             with LocalGatewayClient.from_token_file(
                 str(desired["admin_url"]), paths.admin_token, timeout=2.0
@@ -596,26 +598,3 @@ def log_files(project: Project, name: str, version: str | None) -> list[tuple[st
         return [(name, path)]
     known = ", ".join([*manifest.endpoints, *SPECIAL_LOGS])
     raise UsageError(f"unknown endpoint {name!r}; known: {known}")
-
-
-def follow(files: list[tuple[str, Path]], *, poll: float = 0.25) -> Iterator[tuple[str, str]]:
-    """New lines as they are written, (label, line), until interrupted."""
-    handles = []
-    for label, path in files:
-        fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
-        fh.seek(0, os.SEEK_END)
-        handles.append((label, fh))
-    try:
-        while True:
-            got = False
-            for label, fh in handles:
-                line = fh.readline()
-                while line:
-                    got = True
-                    yield label, line.rstrip("\n")
-                    line = fh.readline()
-            if not got:
-                time.sleep(poll)
-    finally:
-        for _, fh in handles:
-            fh.close()

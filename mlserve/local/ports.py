@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 from collections.abc import Iterable
 
@@ -43,9 +42,3 @@ def check_free(port: int, key: str) -> None:
             f"port {port} on 127.0.0.1 is already in use ({key} = {port})",
             hint=f"stop what listens there (e.g. `ss -ltnp 'sport = :{port}'`), or change or remove {key}",
         )
-
-
-def listening(port: int, timeout: float = 0.2) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=timeout):
-        return True
-    return False

@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     child = subprocess.Popen(command)  # same process group: stopping the group stops both
 
-    def _stop(signum: int, _frame: Any) -> None:
+    def _stop(_signum: int, _frame: Any) -> None:
         child.terminate()
         try:
             child.wait(timeout=10)

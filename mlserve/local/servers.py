@@ -43,6 +43,9 @@ EXTRA_PORTS = {
 }
 
 
+SELDON_ADAPTER = Path(__file__).with_name("seldon_adapter.py")  # V2 in front of seldon-core-microservice
+
+
 @dataclass(frozen=True)
 class ServerLaunch:
     """Everything the supervisor needs to run one version, plus the files to write first."""
@@ -53,7 +56,6 @@ class ServerLaunch:
     health_url: str
     metrics_url: str | None
     files: dict[str, str] = field(default_factory=dict)  # absolute path -> content
-    model_path: str = ""
     start_timeout: float = 120.0
     stamp: str = ""  # what the model files look like now (size, mtime), for the fingerprint
 
@@ -189,7 +191,6 @@ def mlserver_launch(
         health_url=f"http://127.0.0.1:{http}/v2/models/{endpoint_name}/ready",
         metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
         files=files,
-        model_path=str(path),
         stamp=stamp_of(path),
     )
 
@@ -235,7 +236,6 @@ def custom_launch(
         cwd=str(root),
         health_url=f"http://127.0.0.1:{ports['http']}/v2/health/ready",
         metrics_url=None,
-        model_path=str(path),
         stamp=stamp_of(path),
     )
 
@@ -350,8 +350,6 @@ def launch_for(
             ports=ports,
         )
     if endpoint.runtime == "seldon":
-        from mlserve.local.seldon_env import seldon_launch
-
         if seldon_python is None:
             raise TargetError("internal: the seldon environment was not prepared")
         return seldon_launch(
@@ -363,3 +361,59 @@ def launch_for(
             python=seldon_python,
         )
     raise TargetError(f"endpoints.{endpoint_name}.runtime: {endpoint.runtime!r} is not supported locally")
+
+
+def seldon_launch(
+    *,
+    root: Path,
+    endpoint_name: str,
+    version_name: str,
+    version: Version,
+    ports: dict[str, int],
+    python: str,
+) -> ServerLaunch:
+    key = key_of(endpoint_name, version_name, "model_class")
+    if not version.model_class:
+        raise TargetError(f"{key}: runtime = 'seldon' needs model_class = \"module.Class\" (a Seldon Core v1 class)")
+    model_dir = resolve_model_path(root, endpoint_name, version_name, version)
+    if not model_dir.is_dir():
+        raise TargetError(
+            f"{key_of(endpoint_name, version_name, 'model_uri')}: {model_dir} must be a directory holding "
+            f"the module of {version.model_class}"
+        )
+    module = version.model_class.rsplit(".", 1)[0] if "." in version.model_class else version.model_class
+    if not (model_dir / (module.replace(".", "/") + ".py")).is_file() and not (model_dir / module).is_dir():
+        raise TargetError(f"{key}: module {module!r} not found in {model_dir}")
+    argv = [
+        python,
+        str(SELDON_ADAPTER),
+        "--port",
+        str(ports["http"]),
+        "--name",
+        endpoint_name,
+        "--version",
+        version_name,
+        "--seldon-port",
+        str(ports["seldon_http"]),
+        "--",
+        version.model_class,
+        "--service-type",
+        "MODEL",
+        "--http-port",
+        str(ports["seldon_http"]),
+        "--grpc-port",
+        str(ports["seldon_grpc"]),
+        "--metrics-port",
+        str(ports["metrics"]),
+        "--workers",
+        "1",
+        *version.args,
+    ]
+    return ServerLaunch(
+        argv=argv,
+        env={"PYTHONUNBUFFERED": "1", **version.env},
+        cwd=str(model_dir),
+        health_url=f"http://127.0.0.1:{ports['http']}/v2/models/{endpoint_name}/ready",
+        metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
+        stamp=stamp_of(model_dir) + hashlib.sha256(SELDON_ADAPTER.read_bytes()).hexdigest()[:16],
+    )

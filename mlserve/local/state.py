@@ -9,17 +9,14 @@ kernel reports it, so that a pid reused by an unrelated program is never signall
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import secrets
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlserve import fsutil
-from mlserve.errors import StateError
 
 DESIRED_FORMAT = "mlserve.local.desired/v1"
 STATE_FORMAT = "mlserve.local.state/v1"
@@ -104,51 +101,9 @@ class ProcessSpec:
         return ProcessSpec(**data)
 
 
-@dataclass(frozen=True)
-class ProcessRecord:
-    """A process as the supervisor last saw it."""
-
-    name: str
-    pid: int | None
-    start_time: int | None  # /proc/PID/stat field 22, clock ticks since boot
-    fingerprint: str
-    status: str  # starting | healthy | unhealthy | crashed | backoff | stopped
-    restarts: int = 0
-    last_exit: int | None = None
-    started_at: float | None = None  # wall clock, for people
-    healthy_at: float | None = None
-
-    @staticmethod
-    def from_dict(data: dict[str, Any]) -> ProcessRecord:
-        return ProcessRecord(**data)
-
-
-def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
-    fsutil.atomic_write_text(path, text, mode)
-
-
-def atomic_write_json(path: Path, data: Any, mode: int = 0o644) -> None:
-    fsutil.atomic_write_json(path, data, mode)
-
-
 def read_json(path: Path) -> dict[str, Any] | None:
     """The document, or None when the file does not exist."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StateError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StateError(
-            f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})",
-            hint="run `mlserve down` to stop what is recorded there, or delete the file",
-        ) from None
-    if not isinstance(data, dict):
-        raise StateError(f"{path}: expected a JSON object")
-    return data
+    return fsutil.read_json(path, hint="run `mlserve down` to stop what is recorded there, or delete the file")
 
 
 # ---------------------------------------------------------------------------
@@ -236,27 +191,3 @@ def stop_group(pid: int, start_time: int | None, timeout: float = 10.0) -> bool:
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
-
-
-def ensure_admin_token(path: Path) -> str:
-    """The gateway's admin token: random, in a file only its owner can read, never printed."""
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-        if token:
-            if path.stat().st_mode & 0o077:
-                os.chmod(path, 0o600)
-            return token
-    except FileNotFoundError:
-        pass
-    token = new_token()
-    atomic_write_text(path, token + "\n", mode=0o600)
-    os.chmod(path, 0o600)
-    return token
-
-
-def record_dicts(records: dict[str, ProcessRecord]) -> dict[str, dict[str, Any]]:
-    return {name: asdict(rec) for name, rec in records.items()}

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlserve import fsutil
 from mlserve.local.state import (
     STATE_FORMAT,
     LocalPaths,
     ProcessSpec,
-    atomic_write_json,
     pid_alive,
     process_start_time,
     read_json,
@@ -119,7 +119,7 @@ class Supervisor:
     # -- state ---------------------------------------------------------------------
 
     def write_state(self) -> None:
-        atomic_write_json(
+        fsutil.atomic_write_json(
             self.paths.state,
             {
                 "format": STATE_FORMAT,

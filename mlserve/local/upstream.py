@@ -18,8 +18,6 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-UPSTREAM_CLIENTS = ("raw", "aiohttp", "httpx")
-
 
 class UpstreamDown(Exception):
     """No HTTP answer: connection refused, reset, or closed before the response."""
@@ -167,7 +165,6 @@ class _Conn(asyncio.Protocol):
         self._waiter: asyncio.Future[Answer] | None = None
         self._body: list[bytes] = []
         self._content_type = b""
-        self._header_name = b""
         self._got_bytes = False
 
     # asyncio.Protocol

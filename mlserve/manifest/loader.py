@@ -12,7 +12,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -272,17 +272,3 @@ def _display(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-def find_manifest(project_dir: Path) -> Path:
-    return project_dir / MANIFEST_NAME
-
-
-def iter_problem_paths(problems: Iterable[str]) -> list[str]:
-    """The dotted key paths in a list of problems (for tests and JSON output)."""
-    out = []
-    for p in problems:
-        parts = p.split(": ", 2)
-        if len(parts) == 3:
-            out.append(parts[1])
-    return out

@@ -213,9 +213,6 @@ class Backend(Strict):
     config: dict[Identifier, FreeText] = Field(default_factory=dict)
 
 
-GPU_TYPES = ("t4", "a10g", "l4", "l40s", "a100", "h100")
-
-
 class Environment(Strict):
     target: Literal["local", "kubernetes"]
     description: FreeText = ""

@@ -1,9 +1,13 @@
-"""Parsing of the small value languages used in the manifest: durations and margins."""
+"""Parsing of the small value languages used in the manifest: durations and margins.
+
+A parsed margin is the statistics' own :class:`~mlserve.stats.spec.Margin`.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from mlserve.stats.spec import Margin
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -40,20 +44,6 @@ def format_duration(seconds: float) -> str:
     if s or not parts:
         parts.append(f"{s}s")
     return "".join(parts)
-
-
-@dataclass(frozen=True)
-class Margin:
-    """A non-inferiority margin: absolute (in the metric's unit) or relative to the baseline."""
-
-    value: float
-    relative: bool
-
-    def __str__(self) -> str:
-        return f"{self.value * 100:g}%" if self.relative else f"{self.value:g}"
-
-    def absolute_for(self, baseline_value: float) -> float:
-        return self.value * abs(baseline_value) if self.relative else self.value
 
 
 _MARGIN_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")

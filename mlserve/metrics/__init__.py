@@ -5,7 +5,15 @@
 
 from __future__ import annotations
 
-from mlserve.metrics.collect import Collected, LookRequest, MetricsUnavailable, PrometheusQuery, collect_look
+from mlserve.metrics.collect import (
+    Collected,
+    LookRequest,
+    MetricsUnavailable,
+    PrometheusQuery,
+    QueryFn,
+    collect_look,
+    prometheus_query,
+)
 from mlserve.metrics.queries import QUERY_SETS, QuerySet, variant_queries
 
 __all__ = [
@@ -14,7 +22,9 @@ __all__ = [
     "LookRequest",
     "MetricsUnavailable",
     "PrometheusQuery",
+    "QueryFn",
     "QuerySet",
     "collect_look",
+    "prometheus_query",
     "variant_queries",
 ]

@@ -11,7 +11,6 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from mlserve.errors import MlserveError
@@ -24,6 +23,7 @@ from mlserve.metrics.queries import (
     variant_queries,
     window,
 )
+from mlserve.timefmt import utc
 
 
 class MetricsUnavailable(MlserveError):
@@ -65,6 +65,19 @@ class PrometheusQuery:
         return out
 
 
+def prometheus_query(url: str, timeout: float) -> PrometheusQuery:
+    """A PrometheusQuery that fails fast: prometheus-api-client mounts a retrying adapter
+    (several attempts with back-off), which turned one held look into ~26 s of waiting
+    against a stopped Prometheus. A look is retried at the next interval anyway."""
+    q = PrometheusQuery(url, timeout=timeout)
+    session = getattr(getattr(q, "_conn", None), "_session", None)
+    if session is not None:
+        from requests.adapters import HTTPAdapter
+
+        session.mount(q.url, HTTPAdapter(max_retries=0))
+    return q
+
+
 @dataclass(frozen=True)
 class LookRequest:
     endpoint: str
@@ -76,6 +89,7 @@ class LookRequest:
     namespace: str = ""
     revisions: Mapping[str, str] = field(default_factory=dict)
     custom: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    shadow: bool = False  # the last variant only receives mirrored copies of requests
     llm_source: str | None = None  # "local" or "vllm": also read token-stream statistics
 
 
@@ -182,10 +196,12 @@ def _scalar(query: QueryFn, promql: str, at: float, what: str) -> float:
 @dataclass(frozen=True)
 class Collected:
     """One look (``mlserve.snapshot/v1``, a plain dict) and, where the DCGM exporter is
-    scraped, GPU figures per variant for the report (not part of the snapshot)."""
+    scraped, GPU figures per variant for the report (not part of the snapshot); a shadow
+    look on a source that compares answers also counts prediction agreement."""
 
     look: dict[str, Any]
     gpu: dict[str, dict[str, float]]
+    agreement: dict[str, int] | None = None
 
 
 def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] | None = None) -> Collected:
@@ -252,7 +268,7 @@ def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] |
             entry["llm"] = collect_llm(query, LLM_QUERY_SETS[req.llm_source], req, variant, prev.get("llm"), seconds)
         variants[variant] = entry
     look: dict[str, Any] = {
-        "at": datetime.fromtimestamp(req.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "at": utc(req.at, fraction=False),
         "weights": {v: int(req.weights.get(v, 0)) for v in req.variants},
         "variants": variants,
     }

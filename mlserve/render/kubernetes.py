@@ -81,7 +81,6 @@ class RuntimeSpec:
     protocol: str  # KServe protocolVersion
     seldon_implementation: str | None  # Seldon prepackaged server (None: custom container)
     args: tuple[str, ...] = ()
-    gpu_image: str | None = None
 
 
 RUNTIMES: dict[str, RuntimeSpec] = {

@@ -10,7 +10,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mlserve.report.build import ReportData
+    from mlserve.report.data import ReportData
 
 
 def _plt() -> Any:
@@ -36,7 +36,7 @@ def weights_png(d: ReportData) -> str:
     points = d.weights
     last = max([p["t"] for p in points] + [h["t"] for h in d.history] + [1.0])
     end = last * 1.05 + 1.0  # show the final weights, not just the instant they were set
-    for variant in (s["baseline"], s["candidate"]):
+    for variant in (s.baseline, s.candidate):
         xs: list[float] = []
         ys: list[float] = []
         for p in points:

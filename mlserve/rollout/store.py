@@ -2,7 +2,7 @@
 
 ``experiments/ENDPOINT/RUN_ID/``::
 
-    state.json      the whole state machine (atomic: temp file + fsync + os.replace)
+    state.json      the run record, mlserve.rollout/v2 (atomic: temp file + fsync + os.replace)
     snapshot.json   the cumulative mlserve.snapshot/v1 of the run (derived from state.json)
     snapshots/      one mlserve.snapshot/v1 per step: exactly what each decision saw
     events.jsonl    append-only event log (one JSON object per line, fsync'd)
@@ -28,42 +28,22 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlserve import fsutil
 from mlserve.errors import StateError
+from mlserve.fsutil import read_json
+from mlserve.timefmt import parse_utc, utc
 
-STATE_FORMAT = "mlserve.rollout/v1"
-TERMINAL = ("promoted", "rolled_back", "halted", "inconclusive", "aborted")
-
-
-def utc(ts: float | None = None) -> str:
-    """Seconds since the epoch as an ISO-8601 UTC string (what people read in files)."""
-    t = time.time() if ts is None else ts
-    return _dt.datetime.fromtimestamp(t, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+if TYPE_CHECKING:
+    from mlserve.rollout.record import Run
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
+def _write(path: Path, data: Any) -> None:
     """Readers see the old or the new file, never half (run directories are committed: 0644)."""
-    fsutil.atomic_write_json(path, data, 0o644, indent=1)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StateError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StateError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise StateError(f"{path}: expected a JSON object")
-    return data
+    fsutil.atomic_write_json(path, data, indent=1)
 
 
 def _process_start(pid: int) -> int | None:
@@ -92,7 +72,7 @@ class LockInfo:
     def from_text(cls, text: str) -> LockInfo | None:
         try:
             data = json.loads(text)
-            since = _dt.datetime.strptime(data["since"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_dt.UTC).timestamp()
+            since = parse_utc(data["since"])
             return cls(int(data["pid"]), data.get("start_time"), str(data.get("hostname", "")), since)
         except (ValueError, KeyError, TypeError):
             return None
@@ -208,17 +188,31 @@ class RunDir:
 
     # -- state -----------------------------------------------------------------
 
-    def read_state(self) -> dict[str, Any]:
+    def read_state(self) -> Run:
+        """The run record (an ``mlserve.rollout/v1`` state is migrated on the way in)."""
+        from mlserve.rollout.record import load
+
         data = read_json(self.state)
         if data is None:
             raise StateError(f"{self.state}: no rollout state (was the run started?)")
-        if data.get("format") != STATE_FORMAT:
-            raise StateError(f"{self.state}: format must be {STATE_FORMAT!r} (got {data.get('format')!r})")
-        return data
+        return load(data, str(self.state))
 
-    def write_state(self, state: dict[str, Any]) -> None:
-        state["updated_at"] = utc()
-        atomic_write_json(self.state, state)
+    def write_state(self, record: Run) -> Run:
+        record = replace(record, updated_at=utc())
+        _write(self.state, record.to_dict())
+        return record
+
+    def write_snapshots(self, record: Run) -> None:
+        """What each step's decision saw (the finished steps' once), and the whole run."""
+        for i, step in enumerate(record.steps):
+            if step.looks and (i == len(record.steps) - 1 or not self.step_snapshot(i).exists()):
+                _write(self.step_snapshot(i), record.step_snapshot(step).to_dict())
+        _write(self.snapshot, record.cumulative_snapshot().to_dict())
+
+    def report_paths(self) -> dict[str, Path]:
+        from mlserve.report import report_paths
+
+        return report_paths(self.root)
 
     # -- events ----------------------------------------------------------------
 
@@ -249,7 +243,7 @@ class RunDir:
     # -- control requests ------------------------------------------------------
 
     def request(self, action: str, **fields: Any) -> None:
-        atomic_write_json(self.control, {"action": action, "at": utc(), "pid": os.getpid(), **fields})
+        _write(self.control, {"action": action, "at": utc(), "pid": os.getpid(), **fields})
 
     def take_request(self) -> dict[str, Any] | None:
         try:

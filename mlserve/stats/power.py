@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from mlserve.manifest.models import MetricSpec, RolloutPolicy
-from mlserve.stats.sequential import DEFAULT_MIXTURE, Mixture, log_mixture_last, logsumexp
+from mlserve.stats.sequential import DEFAULT_MIXTURE, Mixture, logsumexp
 from mlserve.stats.snapshot import Snapshot
+from mlserve.stats.spec import AnalysisSpec, MetricSpec
 
 
 @dataclass(frozen=True)
@@ -62,29 +62,6 @@ class Plan:
 
 def _theta(log_ratio: float, w: float) -> float:
     return 1.0 / (1.0 + (1.0 - w) / (w * math.exp(log_ratio)))
-
-
-def _crit(n: int, w: float, log_rho0: float, side: int, alpha: float, mixture: Mixture) -> int | None:
-    """Smallest (side=+1) or largest (side=-1) candidate count out of n events that the
-    mixture rejects at alpha; None if no count does."""
-    xs = np.arange(n + 1, dtype=float)
-    lm = log_mixture_last(
-        xs[:, None], (n - xs)[:, None], np.array([w]), np.array([1.0 - w]), np.full(n + 1, log_rho0), side, mixture
-    )
-    hit = np.flatnonzero(lm >= math.log(1.0 / alpha))
-    if not hit.size:
-        return None
-    return int(hit[0]) if side > 0 else int(hit[-1])
-
-
-def _power(n: int, w: float, log_rho0: float, log_rho1: float, side: int, alpha: float, mixture: Mixture) -> float:
-    from scipy.stats import binom
-
-    c = _crit(n, w, log_rho0, side, alpha, mixture)
-    if c is None:
-        return 0.0
-    theta = _theta(log_rho1, w)
-    return float(binom.sf(c - 1, n, theta)) if side > 0 else float(binom.cdf(c, n, theta))
 
 
 def events_needed(
@@ -190,88 +167,35 @@ def _metric_plan(
 
 
 def plan(
-    policy: RolloutPolicy,
+    spec: AnalysisSpec,
     *,
+    steps: Sequence[float],
     rps: float,
     error_rate: float,
     error_ratio: float = 2.0,
     latency_shift: float = 0.25,
     latency_sigma: float = 0.5,
-    steps: Sequence[float] | None = None,
     power: float = 0.8,
 ) -> Plan:
-    """Traffic and time each step needs to catch the given regressions (and to promote a
-    harmless candidate), under the policy's margins and alpha."""
-    from scipy.stats import norm
-
-    alpha = policy.alpha
-    weights = [float(s) for s in (steps or policy.steps) if 0 < float(s) < 100]
+    """Traffic and time each step (candidate weight in percent) needs to catch the given
+    regressions (and to promote a harmless candidate), under the spec's margins and alpha."""
+    alpha = spec.alpha
     out = []
-    for pct in weights:
+    for pct in [float(s) for s in steps if 0 < float(s) < 100]:
         w = pct / 100.0
         metrics = []
-        for spec in policy.metrics:
-            if spec.kind in ("error_rate", "stream_errors"):  # broken streams planned like errors
-                m = spec.margin
-                rho0 = 1.0 + (m.value if m.relative else m.value / max(error_rate, 1e-12))
+        for m in spec.metrics:
+            if m.kind == "error_rate":
+                rho0 = 1.0 + (m.margin.value if m.margin.relative else m.margin.value / max(error_rate, 1e-12))
                 metrics.append(
-                    _metric_plan(spec, w, error_rate, math.log(rho0), math.log(error_ratio), rps, alpha, power, "")
+                    _metric_plan(m, w, error_rate, math.log(rho0), math.log(error_ratio), rps, alpha, power, "")
                 )
-            elif spec.kind in ("latency", "ttft", "inter_token", "tokens_per_second"):
-                q = float(spec.quantile or 0.99)
-                m = spec.margin
-                if spec.kind == "tokens_per_second":  # planned on seconds per token (stats/llm.py)
-                    from mlserve.manifest.units import Margin
-
-                    r = min(m.value, 0.999)
-                    q, m = 1.0 - q, Margin(r / (1.0 - r), relative=True)
-                # log-normal latencies with spread sigma; fine buckets assumed at the quantile
-                base_q = math.exp(latency_sigma * norm.ppf(q))
-                thr = base_q * (1 + m.value) if m.relative else base_q + m.value
-                z_t = math.log(thr) / latency_sigma
-                tail = 1.0 - q
-                cand_tail = float(norm.sf(z_t - math.log1p(latency_shift) / latency_sigma))
-                base_tail_at_thr = float(norm.sf(z_t))
-                log_rho1 = math.log(max(cand_tail, 1e-300) / tail)
-                # the margin's own null: the candidate's tail at the threshold equals the
-                # baseline's at its quantile (rho0 = 1); promotion needs the tail below that
-                metrics.append(
-                    _metric_plan(
-                        spec,
-                        w,
-                        tail,
-                        0.0,
-                        log_rho1,
-                        rps,
-                        alpha,
-                        power,
-                        f"p{q * 100:g}; a harmless candidate's tail share at the threshold is "
-                        f"{base_tail_at_thr / tail:.2f}x the baseline's",
-                    )
-                )
-                # promotion for latency: harmless candidate has ratio base_tail_at_thr/tail < 1
-                last = metrics[-1]
-                n_ok = events_needed(w, 0.0, math.log(base_tail_at_thr / tail), alpha, power, -1)
-                per_req = tail * ((1 - w) + w * base_tail_at_thr / tail)
-                tot_ok = n_ok / per_req if n_ok is not None else None
-                metrics[-1] = MetricPlan(
-                    **{
-                        **last.__dict__,
-                        "promote_total_requests": math.ceil(tot_ok) if tot_ok is not None else None,
-                        "promote_seconds": tot_ok / rps if tot_ok is not None else None,
-                    }
-                )
+            elif m.kind == "latency":
+                metrics.append(_latency_plan(m, w, rps, alpha, power, latency_shift, latency_sigma))
         secs = [m.seconds for m in metrics]
         psecs = [m.promote_seconds for m in metrics]
         out.append(
-            StepPlan(
-                weight=pct,
-                metrics=tuple(metrics),
-                seconds=None if (not secs or any(s is None for s in secs)) else max(s for s in secs if s is not None),
-                promote_seconds=None
-                if (not psecs or any(s is None for s in psecs))
-                else max(s for s in psecs if s is not None),
-            )
+            StepPlan(weight=pct, metrics=tuple(metrics), seconds=_slowest(secs), promote_seconds=_slowest(psecs))
         )
     assumptions = [
         f"steady traffic of {rps:g} requests/s split by the step's weight",
@@ -290,6 +214,45 @@ def plan(
         latency_sigma=latency_sigma,
         steps=tuple(out),
         assumptions=assumptions,
+    )
+
+
+def _slowest(seconds: Sequence[float | None]) -> float | None:
+    """The step lasts until its slowest metric decides (unknown when any cannot)."""
+    if not seconds or any(s is None for s in seconds):
+        return None
+    return max(s for s in seconds if s is not None)
+
+
+def _latency_plan(
+    m: MetricSpec, w: float, rps: float, alpha: float, power: float, latency_shift: float, latency_sigma: float
+) -> MetricPlan:
+    from scipy.stats import norm
+
+    q = float(m.quantile or 0.99)
+    # log-normal latencies with spread sigma; fine buckets assumed at the quantile
+    base_q = math.exp(latency_sigma * norm.ppf(q))
+    thr = base_q * (1 + m.margin.value) if m.margin.relative else base_q + m.margin.value
+    z_t = math.log(thr) / latency_sigma
+    tail = 1.0 - q
+    cand_tail = float(norm.sf(z_t - math.log1p(latency_shift) / latency_sigma))
+    base_tail_at_thr = float(norm.sf(z_t))
+    log_rho1 = math.log(max(cand_tail, 1e-300) / tail)
+    # the margin's own null: the candidate's tail at the threshold equals the
+    # baseline's at its quantile (rho0 = 1); promotion needs the tail below that
+    note = (
+        f"p{q * 100:g}; a harmless candidate's tail share at the threshold is "
+        f"{base_tail_at_thr / tail:.2f}x the baseline's"
+    )
+    first = _metric_plan(m, w, tail, 0.0, log_rho1, rps, alpha, power, note)
+    # promotion for latency: a harmless candidate has ratio base_tail_at_thr/tail < 1
+    n_ok = events_needed(w, 0.0, math.log(base_tail_at_thr / tail), alpha, power, -1)
+    per_req = tail * ((1 - w) + w * base_tail_at_thr / tail)
+    tot_ok = n_ok / per_req if n_ok is not None else None
+    return replace(
+        first,
+        promote_total_requests=math.ceil(tot_ok) if tot_ok is not None else None,
+        promote_seconds=tot_ok / rps if tot_ok is not None else None,
     )
 
 

@@ -21,7 +21,6 @@ numpy operations on (K, G) arrays per distinct null.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -316,17 +315,3 @@ def log_difference_above(xc: Array, nc: Array, xb: Array, nb: Array, margin: flo
     both = np.where(usable, np.minimum(m_c, m_b), -np.inf)
     out: Array = np.max(both, axis=1)
     return out
-
-
-# Registry: every statistical function, by name (the engine and the docs refer to these).
-TESTS: dict[str, Callable[..., object]] = {
-    "rate_ratio_mixture": log_mixture_rate_ratio,
-    "rate_ratio_mixture_per_look": log_mixture_per_look,
-    "rate_ratio_interval": rate_ratio_interval,
-    "rate_ratio_mixture_last": log_mixture_last,
-    "always_valid_p": always_valid_p,
-    "wald_sprt": wald_sprt_log_lr,
-    "beta_binomial_below": log_beta_binomial_below,
-    "beta_binomial_point": log_beta_binomial_point,
-    "difference_above": log_difference_above,
-}

@@ -14,7 +14,7 @@ import json
 import math
 import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -510,3 +510,65 @@ def _bounds(le_raw: list[Any], where: str) -> tuple[float, ...]:
         if le[j] <= le[j - 1]:
             raise _Bad(f"{where}.le[{j + 1}]", f"bounds must increase ({_num_out(le[j])} after {_num_out(le[j - 1])})")
     return le
+
+
+def parse_look(raw: Any, baseline: str, candidate: str, previous: Look | None = None, where: str = "look") -> Look:
+    """Check one look (against the one before it, whose counts it must not undercut)."""
+    try:
+        return _look(raw, where, (baseline, candidate), previous, {})
+    except _Bad as bad:
+        raise UsageError(f"{bad.where}: {bad.message}") from None
+
+
+# ---------------------------------------------------------------------------
+# Arithmetic: looks of consecutive steps stacked into one cumulative snapshot
+# ---------------------------------------------------------------------------
+
+_ZERO = VariantStats(0, 0)
+
+
+def stack(below: VariantStats, above: VariantStats) -> VariantStats:
+    """Counts ``above`` (cumulative within their own step) on top of the totals ``below``.
+
+    A histogram is carried only when ``above`` has one with the bounds of ``below`` (or
+    ``below`` has none); custom ratios only those ``above`` reports."""
+    latency = None
+    hb, ha = above.latency, below.latency
+    if hb is not None and (ha is None or ha.le == hb.le):
+        counts = ha.counts if ha is not None else (0,) * len(hb.counts)
+        latency = Histogram(
+            hb.le,
+            tuple(int(x) + int(y) for x, y in zip(counts, hb.counts, strict=True)),
+            round((ha.sum if ha is not None else 0.0) + hb.sum, 6),
+        )
+    custom = {
+        name: Ratio(
+            (below.custom[name].numerator if name in below.custom else 0) + r.numerator,
+            (below.custom[name].denominator if name in below.custom else 0) + r.denominator,
+        )
+        for name, r in above.custom.items()
+    }
+    return VariantStats(below.requests + above.requests, below.errors + above.errors, latency, custom)
+
+
+def cumulative(endpoint: str, baseline: str, candidate: str, steps: Sequence[tuple[str, Sequence[Look]]]) -> Snapshot:
+    """A run's steps (phase, looks) as one snapshot: each step's looks stacked on the totals of
+    the steps before it, with the weights of each interval. Requests served between a traffic
+    change and the step's first scrape belong to no step and are left out.
+
+    Mirrored requests are not a split: a shadow phase before a canary stays out (it has its
+    own step snapshot), or the sample-ratio check of a replay would read it as misrouting."""
+    phases = {phase for phase, _ in steps}
+    if phases - {"shadow"}:
+        steps = [(phase, looks) for phase, looks in steps if phase != "shadow"]
+        phases -= {"shadow"}
+    arms = (baseline, candidate)
+    offset = {v: _ZERO for v in arms}
+    out: list[Look] = []
+    for _phase, looks in steps:
+        for look in looks:
+            out.append(Look(look.at, look.weights, {v: stack(offset[v], look.variants[v]) for v in arms}))
+        if looks:
+            offset = {v: stack(offset[v], looks[-1].variants[v]) for v in arms}
+    strategy = "shadow" if phases == {"shadow"} else "ab" if "ab" in phases else "canary"
+    return Snapshot(endpoint, baseline, candidate, strategy, tuple(out))

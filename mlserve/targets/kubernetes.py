@@ -1,4 +1,6 @@
-"""The kubernetes target: render, then apply each layer in order, and remember what was applied.
+"""The kubernetes target: render, then apply each layer in order, and remember what was applied;
+its router (a re-render of the traffic applied with ``kubectl apply --server-side``) and its
+metrics source (the cluster's Prometheus: Istio's or the Seldon executor's series).
 
 Layers, in order: ``cluster`` (Terraform, only when ``cluster = "aws-eks"``),
 ``platform`` (Terraform: Istio, KServe or Seldon, Prometheus, the NVIDIA plugin) and
@@ -21,13 +23,15 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mlserve.errors import MlserveError, StateError, ToolError, UsageError
+from mlserve.errors import MlserveError, StateError, TargetError, ToolError, UsageError
+from mlserve.metrics import Collected, LookRequest, QueryFn
 from mlserve.project import Project
+from mlserve.targets.base import Capabilities, Confirm, DeployRequest, Environment, LogFile, Mode, Options, Plan
 from mlserve.tools import terraform as tfmod
 from mlserve.tools.kubectl import Kubectl
 
@@ -41,10 +45,6 @@ READINESS: dict[str, tuple[str, str]] = {
     "kserve": ("inferenceservices.serving.kserve.io", "condition=Ready"),
     "seldon": ("seldondeployments.machinelearning.seldon.io", "jsonpath={.status.state}=Available"),
 }
-
-Say = Callable[[str], None]
-LineSink = Callable[[str, str], None]  # (layer, line)
-Confirm = Callable[[str, dict[str, Any]], bool]  # (layer, plan summary) -> go ahead?
 
 
 # ---------------------------------------------------------------------------
@@ -157,16 +157,17 @@ def _now() -> str:
 class KubernetesTarget:
     kind = "kubernetes"
 
+    layered = True  # cluster, platform and kubernetes layers: plan, deploy and destroy work per layer
+
     def __init__(
         self,
         project: Project,
         env_name: str,
         *,
-        plugin_dir: str | Path | None = None,
-        on_line: LineSink | None = None,
-        say: Say | None = None,
+        options: Options | None = None,
         ready_timeout: float = DEFAULT_READY_TIMEOUT,
         traffic: Mapping[str, Any] | None = None,
+        work_root: Path | None = None,
     ) -> None:
         env = project.manifest.environments.get(env_name)
         if env is None:
@@ -175,31 +176,45 @@ class KubernetesTarget:
             )
         if env.target != "kubernetes":
             raise UsageError(f"environment {env_name!r} has target = {env.target!r}, not 'kubernetes'")
+        options = options or Options()
         self.project = project
         self.env_name = env_name
         self.env = env
-        self.plugin_dir = plugin_dir
-        self.on_line = on_line
-        self._say = say
+        self.plugin_dir = options.plugin_dir
+        self.on_line = options.on_line
+        self._say = options.say
         self.ready_timeout = ready_timeout
         self.traffic = traffic
-        self.work_root = project.state_dir / "deploy"
+        self.work_root = work_root or project.state_dir / "deploy"
 
-    def attach(
-        self,
-        *,
-        plugin_dir: str | Path | None = None,
-        on_line: LineSink | None = None,
-        say: Say | None = None,
-        ready_timeout: float | None = None,
-    ) -> KubernetesTarget:
-        """Set what the generic dispatch (``get_target``) cannot know: progress sinks, mirror, timeout."""
-        self.plugin_dir = plugin_dir if plugin_dir is not None else self.plugin_dir
-        self.on_line = on_line or self.on_line
-        self._say = say or self._say
-        if ready_timeout is not None:
-            self.ready_timeout = ready_timeout
-        return self
+    # -- the Target interface ----------------------------------------------------
+
+    def deploy(self, request: DeployRequest) -> KubeResult:
+        if request.timeout is not None:
+            self.ready_timeout = request.timeout
+        return self.deploy_layers(request.layer, confirm=request.confirm)
+
+    def teardown(self, layer: str | None = None) -> KubeResult:
+        return self.destroy(layer)
+
+    def logs(self, name: str, version: str | None = None) -> list[LogFile]:
+        raise UsageError(
+            f"environment {self.env_name!r} runs on a cluster: `mlserve logs` shows local processes",
+            hint=f"kubectl --context {self.kube_context} logs shows the pods' logs",
+        )
+
+    def entry_url(self) -> str | None:
+        return None  # clients reach the cluster through its own ingress
+
+    def apply_traffic(self) -> Path:
+        """Render the kubernetes layer with this target's traffic and ``kubectl apply`` it
+        (server-side): what a rollout's router does at every transition. Returns the folder."""
+        dirs, _hashes = self._render()
+        folder = dirs.get("kubernetes")
+        if folder is None:
+            raise TargetError(f"environment {self.env_name!r} rendered no kubernetes layer")
+        self._kubectl().apply(folder)
+        return folder
 
     # -- small pieces ----------------------------------------------------------
 
@@ -316,7 +331,7 @@ class KubernetesTarget:
 
     # -- deploy ----------------------------------------------------------------
 
-    def deploy(self, layer: str | None = None, *, confirm: Confirm | None = None) -> KubeResult:
+    def deploy_layers(self, layer: str | None = None, *, confirm: Confirm | None = None) -> KubeResult:
         """Apply the chosen layers in order; ``confirm`` (None: approve) sees each plan with changes."""
         start = time.monotonic()
         chosen = self.select(layer)
@@ -463,6 +478,8 @@ class KubernetesTarget:
     # -- status ----------------------------------------------------------------
 
     def status(self, *, probe_cluster: bool = True) -> KubeStatus:
+        """What each layer last applied, its drift from the manifest, and (when the cluster
+        answers) every endpoint's readiness and weights."""
         record = read_record(self.project, self.env_name)
         manifest_hash = self.manifest_hash()
         problems: list[str] = []
@@ -527,8 +544,6 @@ def endpoint_row(item: Mapping[str, Any], serving: str) -> dict[str, Any]:
 
 
 def _with_seconds(outcome: LayerOutcome, seconds: float) -> LayerOutcome:
-    from dataclasses import replace
-
     return replace(outcome, seconds=round(seconds, 2))
 
 
@@ -578,7 +593,7 @@ class _clean_if_new:
     def __enter__(self) -> _clean_if_new:
         return self
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def __exit__(self, exc_type: object, _exc: object, _tb: object) -> None:
         if exc_type is None or self.had_state:
             return
         for name in _TF_WORK:
@@ -591,5 +606,118 @@ class _clean_if_new:
                 path.unlink()
 
 
-def layers_help(layers: Sequence[str] = LAYER_ORDER) -> str:
-    return "|".join(layers)
+# ---------------------------------------------------------------------------
+# Traffic and metrics for rollouts
+# ---------------------------------------------------------------------------
+
+
+class KubernetesRouter:
+    """A plan is a re-render of the environment with the new traffic state (only the kubernetes
+    layer's ``traffic.yaml`` changes) and one ``kubectl apply --server-side`` of that layer.
+
+    Every endpoint of the environment is rendered at once, so the router remembers the last
+    plan it applied to each (``.mlserve/rollout-traffic/ENV.json``) and keeps the others' live
+    traffic when it moves one."""
+
+    def __init__(self, project: Project, env_name: str, *, render_root: Path | None = None) -> None:
+        self.project = project
+        self.env_name = env_name
+        self.render_root = render_root or project.state_dir / "rollout-render"
+        self.memory = project.state_dir / "rollout-traffic" / f"{env_name}.json"
+        self.last_applied: Path | None = None
+
+    def plans(self) -> dict[str, Plan]:
+        from mlserve.fsutil import read_json
+
+        data = read_json(self.memory) or {}
+        return {str(ep): Plan.from_dict(p) for ep, p in data.items()}
+
+    def apply(self, endpoint: str, plan: Plan) -> None:
+        from mlserve import fsutil
+        from mlserve.render import EndpointTraffic
+
+        plans = {**self.plans(), endpoint: plan}
+        traffic = {ep: to_render(p, EndpointTraffic) for ep, p in plans.items()}
+        target = KubernetesTarget(self.project, self.env_name, traffic=traffic, work_root=self.render_root)
+        self.last_applied = target.apply_traffic()
+        fsutil.atomic_write_json(self.memory, {ep: p.to_dict() for ep, p in plans.items()})
+
+    def current(self, endpoint: str) -> Plan | None:
+        return self.plans().get(endpoint)
+
+    def describe(self) -> str:
+        env = self.project.manifest.environments[self.env_name]
+        context = env.kube_context or _cluster_name(self.project, self.env_name)
+        return f"kubernetes environment {self.env_name!r} (kubectl context {context})"
+
+
+def _cluster_name(project: Project, env_name: str) -> str:
+    from mlserve.render.context import cluster_name
+
+    return str(cluster_name(project.manifest, env_name))
+
+
+def to_render(plan: Plan, cls: Any) -> Any:
+    """A traffic plan as the renderer's EndpointTraffic (one version per arm)."""
+    baseline, candidate = plan.baseline, plan.candidate
+    if plan.mode is Mode.STABLE or candidate is None:
+        return cls(baseline=baseline, weights={baseline: 100})
+    if plan.mode is Mode.SHADOW:
+        return cls(
+            baseline=baseline, candidate=candidate, mode="shadow", weights={baseline: 100, candidate: 0},
+            shadow=plan.mirror_percent,
+        )  # fmt: skip
+    versions = plan.versions
+    return cls(
+        baseline=baseline,
+        candidate=candidate,
+        mode=str(plan.mode),
+        weights={baseline: int(versions.get(baseline, 0)), candidate: int(versions[candidate])},
+    )
+
+
+class KubernetesMetrics:
+    """Looks from the cluster's Prometheus (``prometheus_url``, or ``MLSERVE_PROMETHEUS_URL``
+    for a port-forward): Istio's series for KServe versions behind the Istio router, or the
+    Seldon executor's. Mirrored requests carry the candidate's own workload labels, so a
+    shadow look is an ordinary look; agreement is not counted."""
+
+    SETTLE_SECONDS = 15.0  # a cluster Prometheus' usual scrape interval
+
+    def __init__(self, project: Project, env_name: str, query: QueryFn | None = None) -> None:
+        env = project.manifest.environments[env_name]
+        self.project = project
+        self.env_name = env_name
+        self.namespace = env.namespace or ""
+        source = "seldon" if env.serving == "seldon" else "istio"
+        self.capabilities = Capabilities(shadow_agreement=False, background_load=False, query_set=source)
+        self._query = query
+
+    def query(self) -> QueryFn:
+        if self._query is None:
+            from mlserve.metrics import prometheus_query
+
+            env = self.project.manifest.environments[self.env_name]
+            url = os.environ.get("MLSERVE_PROMETHEUS_URL") or env.prometheus_url
+            if not url:
+                raise TargetError(
+                    f"environment {self.env_name!r} has no prometheus_url",
+                    hint="set prometheus_url in mlserve.toml, or MLSERVE_PROMETHEUS_URL (e.g. a port-forward)",
+                )
+            self._query = prometheus_query(url, timeout=10.0)
+        return self._query
+
+    def look(self, request: LookRequest, previous: Mapping[str, Any] | None) -> Collected:
+        from mlserve.metrics import collect_look
+
+        request = replace(request, source=self.capabilities.query_set, namespace=self.namespace, shadow=False)
+        return collect_look(self.query(), request, previous)
+
+    def settle_seconds(self) -> float:
+        return self.SETTLE_SECONDS + 0.5
+
+
+def open_kubernetes(project: Project, env_name: str | None, options: Options) -> Environment:
+    name = project.environment(env_name)
+    target = KubernetesTarget(project, name, options=options)
+    return Environment(name, target, KubernetesRouter(project, name), KubernetesMetrics(project, name))

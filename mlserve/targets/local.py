@@ -1,76 +1,111 @@
 """The local target: real model servers, the gateway and Prometheus as processes on this machine.
 
-A thin face over ``mlserve.local.lifecycle`` (processes) and the gateway's admin
-client (traffic), with the same verbs a cluster target offers.
+- :class:`LocalTarget`: deploy / status / teardown / logs through ``mlserve.local.lifecycle``
+  (and the gateway's admin client for traffic and faults, used by tests and rollbacks).
+- :class:`GatewayRouter`: a traffic plan is one ``PUT /admin/endpoints/EP/traffic`` on the
+  gateway's admin API (a full replacement).
+- :class:`LocalMetrics`: looks from the local Prometheus (query set ``local``), settling one
+  scrape interval after a weight change; it counts shadow agreement and can take ``--load``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-from mlserve.errors import TargetError
+from mlserve.errors import TargetError, UsageError
+from mlserve.metrics import Collected, LookRequest, QueryFn
 from mlserve.project import Project
+from mlserve.targets.base import (
+    Arm,
+    Capabilities,
+    DeployRequest,
+    Environment,
+    LogFile,
+    Mode,
+    Options,
+    Plan,
+    Role,
+)
 
 if TYPE_CHECKING:
+    from mlserve.local.admin_client import LocalGatewayClient
     from mlserve.local.gateway_config import EndpointStatus, Fault, GatewayState
     from mlserve.local.lifecycle import DeployResult, DownResult, StatusResult
-    from mlserve.targets.local_client import LocalGatewayClient
+
+
+def _quiet(_msg: str) -> None:
+    return None
 
 
 class LocalTarget:
     kind = "local"
+    layered = False  # no layers: `mlserve plan` and `mlserve destroy` are for kubernetes environments
 
-    def __init__(self, project: Project, env_name: str) -> None:
+    def __init__(self, project: Project, env_name: str | None, options: Options | None = None) -> None:
         self.project = project
-        self.env_name = env_name
+        self.env_name = env_name  # None: the project's local processes, whichever environment runs
+        self.options = options or Options()
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def deploy(self, *, say: Callable[[str], None] = lambda _m: None, timeout: float | None = None) -> DeployResult:
+    def plan(self, layer: str | None = None) -> Any:
+        raise UsageError(
+            f"environment {self.env_name!r} is local: `mlserve plan` works on kubernetes environments",
+            hint="`mlserve deploy` / `mlserve down` run and stop a local environment",
+        )
+
+    def deploy(self, request: DeployRequest) -> DeployResult:
         from mlserve.local.lifecycle import deploy
 
-        return deploy(self.project, self.env_name, say=say, timeout=timeout)
+        return deploy(self.project, self._env(), say=self.options.say or _quiet, timeout=request.timeout)
 
-    def status(self, *, probe: bool = True) -> StatusResult:
+    def status(self) -> StatusResult:
         from mlserve.local.lifecycle import status
 
-        return status(self.project, probe=probe)
+        return status(self.project, probe=True)
 
-    def down(self, *, say: Callable[[str], None] = lambda _m: None) -> DownResult:
+    def teardown(self, layer: str | None = None) -> DownResult:
         from mlserve.local.lifecycle import down
 
-        return down(self.project, say=say)
+        return down(self.project, say=self.options.say or _quiet)
 
-    def log_files(self, name: str, version: str | None = None) -> list[tuple[str, Path]]:
+    def logs(self, name: str, version: str | None = None) -> list[LogFile]:
         from mlserve.local.lifecycle import log_files
 
-        return log_files(self.project, name, version)
+        return [LogFile(label, path) for label, path in log_files(self.project, name, version)]
 
-    # -- traffic -------------------------------------------------------------------
+    def entry_url(self) -> str:
+        return self.gateway_url()
+
+    def _env(self) -> str:
+        return self.project.environment(self.env_name)
+
+    # -- the running deployment ------------------------------------------------------
 
     def urls(self) -> dict[str, str]:
         """gateway_url, admin_url and prometheus_url of the running deployment."""
         from mlserve.local.lifecycle import paths_for
         from mlserve.local.state import read_json
 
+        env_name = self._env()
         desired = read_json(paths_for(self.project).desired)
         if desired is None:
             raise TargetError(
-                f"environment {self.env_name!r} is not deployed locally",
-                hint=f"run `mlserve deploy --env {self.env_name}` first",
+                f"environment {env_name!r} is not deployed locally",
+                hint=f"run `mlserve deploy --env {env_name}` first",
             )
-        if desired.get("env") != self.env_name:
+        if desired.get("env") != env_name:
             raise TargetError(
-                f"the local deployment runs environment {desired.get('env')!r}, not {self.env_name!r}",
-                hint=f"run `mlserve deploy --env {self.env_name}`",
+                f"the local deployment runs environment {desired.get('env')!r}, not {env_name!r}",
+                hint=f"run `mlserve deploy --env {env_name}`",
             )
         return {k: str(desired[k]) for k in ("gateway_url", "admin_url", "prometheus_url")}
 
     def client(self, timeout: float = 5.0) -> LocalGatewayClient:
+        from mlserve.local.admin_client import LocalGatewayClient
         from mlserve.local.lifecycle import paths_for
-        from mlserve.targets.local_client import LocalGatewayClient
 
         return LocalGatewayClient.from_token_file(
             self.urls()["admin_url"], paths_for(self.project).admin_token, timeout=timeout
@@ -97,7 +132,7 @@ class LocalTarget:
     ) -> EndpointStatus:
         from mlserve.local.gateway_config import Shadow
 
-        self.project.endpoint(endpoint, self.env_name)
+        self.project.endpoint(endpoint, self._env())
         shadow = Shadow(shadow_version, shadow_percent) if shadow_version else None
         with self.client() as c:
             return c.set_traffic(endpoint, weights, mode=mode, shadow=shadow)
@@ -105,3 +140,81 @@ class LocalTarget:
     def set_fault(self, endpoint: str, version: str, fault: Fault) -> EndpointStatus:
         with self.client() as c:
             return c.set_fault(endpoint, version, fault)
+
+
+class GatewayRouter:
+    """Traffic plans on the local gateway's admin API."""
+
+    def __init__(self, target: LocalTarget) -> None:
+        self.target = target
+
+    def apply(self, endpoint: str, plan: Plan) -> None:
+        versions = {arm.version for arm in plan.arms.values()}
+        if len(versions) != len(plan.arms):
+            raise TargetError(f"the local gateway routes by version: plan {plan.to_dict()} has two arms of one version")
+        if plan.mode is Mode.SHADOW:
+            mirrored = next(a for a in plan.arms.values() if a.mirror)
+            self.target.set_traffic(
+                endpoint, {plan.baseline: 100}, mode="split", shadow_version=mirrored.version,
+                shadow_percent=mirrored.mirror,
+            )  # fmt: skip
+            return
+        mode = "sticky" if plan.mode is Mode.AB else "split"
+        self.target.set_traffic(endpoint, plan.versions, mode=mode)
+
+    def current(self, endpoint: str) -> Plan | None:
+        state = self.target.traffic().endpoints.get(endpoint)
+        if state is None:
+            return None
+        traffic = state.traffic
+        weights = {v: w for v, w in dict(traffic.weights).items() if w or v == state.baseline}
+        if traffic.shadow is not None:
+            return Plan.shadow(state.baseline, traffic.shadow.version, traffic.shadow.percent)
+        others = [v for v in weights if v != state.baseline]
+        if not others:
+            return Plan.stable(state.baseline)
+        if len(others) == 1:
+            mode = Mode.AB if traffic.mode == "sticky" else Mode.CANARY
+            return Plan.split(mode, state.baseline, others[0], weights[others[0]])
+        arms = {v: Arm(v, w, Role.PRIMARY if v == state.baseline else Role.CANDIDATE) for v, w in weights.items()}
+        return Plan(Mode.AB if traffic.mode == "sticky" else Mode.CANARY, arms)
+
+    def describe(self) -> str:
+        return f"local gateway of environment {self.target.env_name!r}"
+
+
+class LocalMetrics:
+    """Looks from the local Prometheus, which scrapes the gateway's ``mlserve_*`` series."""
+
+    capabilities = Capabilities(shadow_agreement=True, background_load=True, query_set="local")
+
+    def __init__(self, target: LocalTarget, query: QueryFn | None = None) -> None:
+        self.target = target
+        self._query = query
+
+    def query(self) -> QueryFn:
+        if self._query is None:
+            from mlserve.metrics import prometheus_query
+
+            self._query = prometheus_query(self.target.prometheus_url(), timeout=5.0)
+        return self._query
+
+    def look(self, request: LookRequest, previous: Mapping[str, Any] | None) -> Collected:
+        from mlserve.metrics import collect_look
+
+        request = replace(request, source=self.capabilities.query_set, namespace="")
+        if request.shadow:
+            from mlserve.metrics.shadow import collect_gateway_shadow_look
+
+            return collect_gateway_shadow_look(self.query(), request, previous)
+        return collect_look(self.query(), request, previous)
+
+    def settle_seconds(self) -> float:
+        """One scrape interval after a weight change, the first scrape has seen only the new split."""
+        env = self.target.project.manifest.environments[self.target._env()]
+        return float(env.scrape_interval) + 0.5
+
+
+def open_local(project: Project, env_name: str | None, options: Options) -> Environment:
+    target = LocalTarget(project, env_name, options)
+    return Environment(env_name or "", target, GatewayRouter(target), LocalMetrics(target))

@@ -422,22 +422,6 @@ class Terraform:
         rc, _, _ = self._engine.cmd("workspace select", name, or_create=IsFlagged, no_color=IsFlagged)
         self._check(f"workspace select {name}", rc)
 
-    def validate(self) -> None:
-        rc, _, _ = self._engine.cmd("validate", json=IsFlagged, no_color=IsFlagged)
-        run = self._check("validate", rc, ok=(0, 1))
-        if rc != 0:
-            try:
-                doc = json.loads(run.stdout)
-            except ValueError:
-                raise self._error("validate", run) from None
-            diags = [_diagnostic({"diagnostic": d}) for d in doc.get("diagnostics", [])]
-            raise ToolError(
-                f"terraform validate failed in {self.working_dir}:\n" + "\n".join(d for d in diags if d),
-                stdout=run.stdout,
-                stderr=run.stderr,
-                returncode=rc,
-            )
-
     def plan(
         self,
         *,

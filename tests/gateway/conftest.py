@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from mlserve.local.admin_client import LocalGatewayClient
 from mlserve.local.gateway_config import create_token_file
-from mlserve.targets.local_client import LocalGatewayClient
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from mlserve.errors import TargetError
+from mlserve.local.admin_client import LocalGatewayClient
 from mlserve.local.gateway_config import Fault, Shadow
-from mlserve.targets.local_client import LocalGatewayClient
 from tests.gateway.conftest import REPO, Procs, endpoint, gateway_config, payload, start_gateway
 from tests.gateway.load import fire
 

@@ -128,9 +128,9 @@ def test_weighted_split_matches_and_prometheus_agrees(deployed: Path) -> None:
     from scipy.stats import chisquare
 
     from mlserve.project import load_project
-    from mlserve.targets import get_target
+    from mlserve.targets import open_target
 
-    target = get_target(load_project(deployed), "local")
+    target = open_target(load_project(deployed), "local")
     st = target.set_traffic("fraud", {"v1": 90, "v2": 10})
     assert st.traffic.weights == {"v1": 90, "v2": 10}
     url = target.gateway_url()
@@ -158,9 +158,9 @@ def test_weighted_split_matches_and_prometheus_agrees(deployed: Path) -> None:
 
 def test_sticky_and_shadow_through_the_deployed_gateway(deployed: Path) -> None:
     from mlserve.project import load_project
-    from mlserve.targets import get_target
+    from mlserve.targets import open_target
 
-    target = get_target(load_project(deployed), "local")
+    target = open_target(load_project(deployed), "local")
     url = target.gateway_url()
     body = _payloads(deployed)[0]
     target.set_traffic("fraud", {"v1": 50, "v2": 50}, mode="sticky")
@@ -203,9 +203,9 @@ def test_changed_version_restarts_only_that_process(deployed: Path) -> None:
     assert after["fraud/v2"] != before["fraud/v2"] and not pid_alive(*before["fraud/v2"])
     # The gateway kept the live traffic of the rollout (shadow set by the previous test).
     from mlserve.project import load_project
-    from mlserve.targets import get_target
+    from mlserve.targets import open_target
 
-    state = get_target(load_project(deployed), "local").traffic()
+    state = open_target(load_project(deployed), "local").traffic()
     assert state.endpoints["fraud"].traffic.shadow is not None
 
 

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from mlserve.errors import TargetError, ToolError
+from mlserve.fsutil import atomic_write_json
 from mlserve.local import gpu
 from mlserve.local.ports import check_free, free_port, port_in_use
 from mlserve.local.prometheus import ScrapeTarget, duration, prometheus_binary, render_config
 from mlserve.local.servers import check_runtime, model_file, resolve_model_path
-from mlserve.local.state import atomic_write_json, pid_alive, process_start_time, read_json, stop_group
+from mlserve.local.state import pid_alive, process_start_time, read_json, stop_group
 from mlserve.manifest.models import Endpoint, Version
 
 
@@ -204,10 +205,10 @@ def test_admin_token_file_is_private(tmp_path: Path) -> None:
 
 def test_local_environment_dispatches_to_the_local_target(project: Path) -> None:
     from mlserve.project import load_project
-    from mlserve.targets import get_target
+    from mlserve.targets import open_target
     from mlserve.targets.local import LocalTarget
 
-    target = get_target(load_project(project), None)
+    target = open_target(load_project(project), None)
     assert isinstance(target, LocalTarget) and target.env_name == "local"
 
 
@@ -260,7 +261,7 @@ def test_follow_yields_new_lines(tmp_path: Path) -> None:
     import threading
     import time
 
-    from mlserve.local.lifecycle import follow
+    from mlserve.targets.base import LogFile, follow
 
     a, b = tmp_path / "a.log", tmp_path / "b.log"
     a.write_text("old\n")
@@ -274,7 +275,7 @@ def test_follow_yields_new_lines(tmp_path: Path) -> None:
             fh.write("new b\n")
 
     threading.Thread(target=write).start()
-    gen = follow([("a", a), ("b", b)], poll=0.05)
+    gen = follow([LogFile("a", a), LogFile("b", b)], poll=0.05)
     got = [next(gen), next(gen)]
     gen.close()
     assert sorted(got) == [("a", "new a"), ("b", "new b")]

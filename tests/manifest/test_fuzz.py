@@ -17,6 +17,7 @@ from mlserve.manifest import loads_manifest
 from mlserve.scaffold import manifest_text
 from tests.conftest import run_cli
 from tests.manifest.test_errors import BASE
+from tests.support.fuzz import set_path, tree_paths
 
 KEYS = st.sampled_from(
     [
@@ -57,25 +58,8 @@ VALUES = st.recursive(
 )
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out.extend(_paths(v, (*prefix, k)))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out.extend(_paths(v, (*prefix, i)))
-    return out
-
-
 BASE_DOC = tomllib.loads(BASE)
-BASE_PATHS = _paths(BASE_DOC)
-
-
-def _set(doc: Any, path: tuple[Any, ...], value: Any) -> None:
-    for part in path[:-1]:
-        doc = doc[part]
-    doc[path[-1]] = value
+BASE_PATHS = tree_paths(BASE_DOC)
 
 
 def _dump(doc: Any) -> str | None:
@@ -101,7 +85,7 @@ def test_random_documents(doc: dict[str, Any]) -> None:
 @given(path=st.sampled_from(BASE_PATHS), value=VALUES)
 def test_random_values_in_a_valid_manifest(path: tuple[Any, ...], value: Any) -> None:
     doc = copy.deepcopy(BASE_DOC)
-    _set(doc, path, value)
+    set_path(doc, path, value)
     text = _dump(doc)
     if text is None:
         return
@@ -119,7 +103,7 @@ def test_random_values_in_a_valid_manifest(path: tuple[Any, ...], value: Any) ->
 @given(path=st.sampled_from(BASE_PATHS), value=VALUES, raw=st.text(max_size=200))
 def test_cli_exit_codes(tmp_path: Path, path: tuple[Any, ...], value: Any, raw: str) -> None:
     doc = copy.deepcopy(BASE_DOC)
-    _set(doc, path, value)
+    set_path(doc, path, value)
     for text in (_dump(doc), raw):
         if text is None:
             continue

@@ -2,20 +2,19 @@
 
 A test takes the ``reliability`` fixture and calls ``reliability.case(...)`` with what was
 expected and what it measured. At the end of the session the records of the tests that ran
-are merged into ``docs/reliability.json`` and ``docs/reliability.md`` is regenerated from it,
-so the document always says what the suite last measured (set
-``MLSERVE_RELIABILITY_DOC=0`` to leave the docs alone).
+are kept in ``build/reliability-records.json`` (untracked); ``make docs`` merges them into
+``docs/reliability.json`` and regenerates ``docs/reliability.md``, so running the tests never
+rewrites a tracked file.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.reliability.report import Record, load, merge, save, write_doc
+from tests.reliability.report import Record, record_session
 
 _RECORDS: list[Record] = []
 _RAN: set[str] = set()
@@ -64,7 +63,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if not _RAN or os.environ.get("MLSERVE_RELIABILITY_DOC", "1") == "0":
+    if not _RAN:
         return
     for rec in _RECORDS:
         rec.outcome = _OUTCOMES.get(rec.test, "passed")
@@ -73,9 +72,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for nodeid, outcome in _OUTCOMES.items():
         if nodeid not in recorded:
             _RECORDS.append(Record(nodeid, "other", nodeid.split("::")[-1], "", "no record", outcome=outcome))
-    records = merge(load(), _RECORDS, _RAN)
-    save(records)
-    write_doc(records)
+    record_session(_RECORDS, _RAN)
 
 
 @pytest.fixture

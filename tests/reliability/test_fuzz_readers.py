@@ -33,6 +33,7 @@ from tests.conftest import run_cli
 from tests.reliability.conftest import Recorder
 from tests.stats.test_cli import example
 from tests.stats.test_fuzz import mutated_snapshots
+from tests.support.fuzz import tree_paths
 
 DEFAULT_EXAMPLES = int(os.environ.get("MLSERVE_FUZZ_EXAMPLES", "500"))
 SLOW_EXAMPLES = 10_000
@@ -112,17 +113,6 @@ VALUES = st.recursive(
 )
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out.extend(_paths(v, (*prefix, k)))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out.extend(_paths(v, (*prefix, i)))
-    return out
-
-
 @st.composite
 def mutated_docs(draw: st.DrawFn, base: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...]]:
     """The base document with 1-3 nodes replaced, deleted, or given an extra key.
@@ -130,7 +120,7 @@ def mutated_docs(draw: st.DrawFn, base: dict[str, Any]) -> tuple[dict[str, Any],
     doc = copy.deepcopy(base)
     first: tuple[Any, ...] = ()
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        paths = _paths(doc)
+        paths = tree_paths(doc)
         if not paths:
             break
         path = draw(st.sampled_from(paths))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +31,9 @@ from mlserve.rollout.store import RunDir
 from mlserve.targets.local import LocalTarget
 from tests.conftest import run_cli
 from tests.reliability.conftest import Recorder
-from tests.rollout.helpers import set_policy
+from tests.support.deploy import deployed_project
+from tests.support.load import Load
+from tests.support.policy import set_policy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
 
@@ -41,49 +42,6 @@ METRICS = [
     {"name": "error_rate", "kind": "error_rate", "margin": 0.01, "critical": True},
     {"name": "latency_p95", "kind": "latency", "quantile": 0.95, "margin": "50%"},
 ]
-
-
-class Load:
-    """Threads posting payloads to the gateway until stopped; every answer is tallied."""
-
-    def __init__(self, url: str, bodies: list[str], threads: int = 4) -> None:
-        self.url = url
-        self.bodies = bodies
-        self.stop_at = time.monotonic() + LOAD_CAP_SECONDS
-        self.done = threading.Event()
-        self.lock = threading.Lock()
-        self.codes: Counter[str] = Counter()
-        self.threads = [threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(threads)]
-        for t in self.threads:
-            t.start()
-
-    def _work(self, i: int) -> None:
-        k = i
-        with httpx.Client(timeout=10, trust_env=False) as client:
-            while not self.done.is_set() and time.monotonic() < self.stop_at:
-                body = self.bodies[k % len(self.bodies)]
-                try:
-                    r = client.post(
-                        f"{self.url}/v2/models/fraud/infer",
-                        content=body,
-                        headers={"content-type": "application/json", "x-user-id": f"user-{k}"},
-                    )
-                    code = str(r.status_code)
-                except httpx.HTTPError as exc:
-                    code = f"no answer ({type(exc).__name__})"
-                    time.sleep(0.02)
-                with self.lock:
-                    self.codes[code] += 1
-                k += 4
-
-    def snapshot(self) -> Counter[str]:
-        with self.lock:
-            return Counter(self.codes)
-
-    def stop(self) -> None:
-        self.done.set()
-        for t in self.threads:
-            t.join(timeout=15)
 
 
 def tally(before: Counter[str], after: Counter[str]) -> tuple[int, int, int, dict[str, int]]:
@@ -113,23 +71,13 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory, scaffolded: Path) -> Iterator[Deployment]:
-    root = tmp_path_factory.mktemp("faults") / "acme-ml"
-    shutil.copytree(scaffolded, root)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NO_COLOR", "1")
-    mp.setenv("COLUMNS", "200")
-    load: Load | None = None
-    try:
-        res = run_cli("deploy", "--env", "local", cwd=root)
-        assert res.exit_code == 0, res.output
+    with deployed_project(tmp_path_factory, scaffolded, "faults") as root:
         url = LocalTarget(load_project(root), "local").gateway_url()
-        load = Load(url, (root / "payloads/fraud.jsonl").read_text().splitlines())
-        yield Deployment(root, load)
-    finally:
-        if load is not None:
+        load = Load(url, (root / "payloads/fraud.jsonl").read_text().splitlines(), cap_seconds=LOAD_CAP_SECONDS)
+        try:
+            yield Deployment(root, load)
+        finally:
             load.stop()
-        run_cli("down", cwd=root)
-        mp.undo()
 
 
 def _healthy(d: Deployment, timeout: float = 60.0) -> None:
@@ -281,13 +229,13 @@ def test_candidate_killed_during_canary_rolls_back_and_users_see_nothing(
     state = run.read_state()
     looks_after = len(_looks(run)) - looks_before
     sent, failed, lost, codes = tally(before, after)
-    failing = [m["name"] for m in (state.get("decision") or {}).get("metrics", []) if m.get("verdict") == "fail"]
+    failing = [m.name for m in (state.decision.metrics if state.decision else ()) if m.verdict == "fail"]
     reliability.case(
         "faults",
         "candidate's MLServer killed with -9 during a 50% canary step",
         expected="gateway retries on the baseline (no user-visible failure); errors counted against the "
         "candidate; rolled back within 2 looks (exit 3)",
-        measured=f"exit {code}, status {state['status']}, {looks_after} look(s) after the kill, "
+        measured=f"exit {code}, status {state.status}, {looks_after} look(s) after the kill, "
         f"failing metrics {failing}; user answers {codes}",
         sent=sent,
         failed=failed,
@@ -295,7 +243,7 @@ def test_candidate_killed_during_canary_rolls_back_and_users_see_nothing(
         decisions=_decisions(run),
     )
     assert code == 3, (tmp_path / "run.log").read_text()[-3000:]
-    assert state["status"] == "rolled_back"
+    assert state.status == "rolled_back"
     assert "error_rate" in failing
     assert looks_after <= 2
     assert failed == 0 and lost == 0, codes
@@ -344,7 +292,7 @@ def test_gateway_killed_mid_rollout_is_restored_by_deploy_and_the_rollout_contin
         "requests during the outage fail (nothing listens), none after",
         measured=f"deploy exit {res.exit_code}, gateway back after {restored_after:.1f} s "
         f"(pid {old_pid} -> {new_pid}), weights {weights_before} -> {weights_restored}; "
-        f"rollout exit {code}{resumed}, status {state['status']}; user answers {codes}",
+        f"rollout exit {code}{resumed}, status {state.status}; user answers {codes}",
         sent=sent,
         failed=failed,
         lost=lost,
@@ -353,7 +301,7 @@ def test_gateway_killed_mid_rollout_is_restored_by_deploy_and_the_rollout_contin
     assert res.exit_code == 0, res.output
     assert new_pid != old_pid
     assert weights_restored == weights_before
-    assert code == 0 and state["status"] == "promoted", (tmp_path / "run.log").read_text()[-3000:]
+    assert code == 0 and state.status == "promoted", (tmp_path / "run.log").read_text()[-3000:]
 
 
 # ---------------------------------------------------------------------------
@@ -378,7 +326,7 @@ def test_prometheus_paused_holds_the_rollout_and_it_continues_when_back(
         os.kill(prom, signal.SIGSTOP)
         _wait_for(run, lambda e: e.get("event") == "held", 30)
         time.sleep(4)
-        status_during = run.read_state()["status"]
+        status_during = run.read_state().status
         weights_during = dict(clean.target().traffic().endpoints["fraud"].traffic.weights)
         events_at_resume = len(run.read_events())
         os.kill(prom, signal.SIGCONT)
@@ -398,13 +346,13 @@ def test_prometheus_paused_holds_the_rollout_and_it_continues_when_back(
         "Prometheus stopped (SIGSTOP) after the first look, resumed (SIGCONT) after the run held",
         expected="looks held with the reason shown, no promotion while held; rollout continues when it returns",
         measured=f"{len(held)} held look(s), reason {reason[:80]!r}, status while held {status_during}, "
-        f"weights while held {weights_during}; then exit {code}, status {state['status']}",
+        f"weights while held {weights_during}; then exit {code}, status {state.status}",
         decisions=_decisions(run),
     )
     assert held and "Prometheus" in reason and "Prometheus" in log.read_text()
     assert weights_during == {"v1": 50, "v2": 50}
     assert not moved_while_held
-    assert code == 0 and state["status"] == "promoted", log.read_text()[-3000:]
+    assert code == 0 and state.status == "promoted", log.read_text()[-3000:]
 
 
 # ---------------------------------------------------------------------------
@@ -530,12 +478,12 @@ def test_read_only_experiments_and_state_dirs(clean: Deployment, reliability: Re
         "disk",
         "the same `rollout step` once the mount is writable again",
         expected="continues from the saved state: look recorded, no step skipped or repeated",
-        measured=f"exit {step.exit_code}; status {state['status']}; steps entered {len(state['steps'])}; "
+        measured=f"exit {step.exit_code}; status {state.status}; steps entered {len(state.steps)}; "
         f"events {events_before} -> {len(run.read_events())}",
         decisions=_decisions(run),
     )
     assert step.exit_code in (0, 3, 4), step.output
-    assert state["steps"] and len(run.read_events()) > events_before
+    assert state.steps and len(run.read_events()) > events_before
 
     # 4. .mlserve/ read-only: deploy (reconcile) fails cleanly, the local state stays whole
     state_dir = root / ".mlserve"
@@ -677,10 +625,10 @@ def test_prometheus_answering_errors_holds_and_the_rollout_continues_after(
         expected="looks held with the reason shown, weights kept, no promotion; the rollout continues when it returns",
         measured=f"{n_held} held look(s) in 3 s, reason {str(held.get('reason', ''))[:90]!r}, weights {weights_during}, "
         f"{len(moved)} transitions while failing; deploy exit {res.exit_code} in {deploy_s:.1f} s; then exit {code}, "
-        f"status {state['status']} {finish_s:.0f} s after Prometheus was back",
+        f"status {state.status} {finish_s:.0f} s after Prometheus was back",
         decisions=_decisions(run),
     )
     assert "Prometheus" in str(held.get("reason", "")) or "503" in str(held.get("reason", ""))
     assert weights_during == {"v1": 50, "v2": 50} and not moved
     assert res.exit_code == 0, res.output
-    assert code == 0 and state["status"] == "promoted", log.read_text()[-3000:]
+    assert code == 0 and state.status == "promoted", log.read_text()[-3000:]

@@ -28,6 +28,7 @@ from mlserve.render import render_files
 from mlserve.render.context import aws_tag_value
 from tests.reliability.conftest import Recorder
 from tests.render.test_hostile import EXPLICIT
+from tests.support.hostile import hostile_manifest
 
 PARSE = hcl2.SerializationOptions(strip_string_quotes=True)
 MARKER = "mlserve-marker-7f3a"
@@ -61,73 +62,12 @@ QUICK = [
 ]
 
 
-def manifest(s: str) -> dict[str, Any]:
-    """Every free-text field of the models that a kubernetes environment renders, set to ``s``."""
-    return {
-        "project": {"name": "inj", "description": s, "owner": s},
-        "environments": {
-            "eks": {
-                "target": "kubernetes",
-                "serving": "kserve",
-                "namespace": "ns-eks",
-                "cluster": "aws-eks",
-                "region": "eu-west-1",
-                "description": s,
-                "model_store": "s3://bucket",
-                "backend": {"type": "s3", "config": {"bucket": s, "key": s, "region": "eu-west-1"}},
-            },
-            "onprem": {
-                "target": "kubernetes",
-                "serving": "seldon",
-                "namespace": "ns-onprem",
-                "cluster": "existing",
-                "kube_context": s,
-                "description": s,
-                "model_store": "s3://bucket",
-                "backend": {"type": "gcs", "config": {"bucket": s, "prefix": s}},
-            },
-        },
-        "endpoints": {
-            "e": {
-                "runtime": "sklearn",
-                "baseline": "v1",
-                "description": s,
-                "versions": {
-                    "v1": {"model_uri": "s3://bucket/m1", "description": s, "args": [s, "--x"], "env": {"A": s}},
-                    "v2": {"model_uri": "s3://bucket/m2", "description": s, "args": ["--y", s], "env": {"B": s}},
-                },
-                "auth": {"allowed_principals": [s]},
-                "rollout": {
-                    "metrics": [
-                        {"name": "error_rate", "kind": "error_rate", "description": s},
-                        {
-                            "name": "conv",
-                            "kind": "ratio",
-                            "direction": "higher",
-                            "description": s,
-                            "numerator": s,
-                            "denominator": s,
-                        },
-                    ]
-                },
-            },
-            "g": {
-                "runtime": "vllm",
-                "baseline": "a",
-                "description": s,
-                "versions": {"a": {"model_uri": "hf://org/model", "args": ["--max-model-len", s]}},
-                "resources": {"gpu": 1, "gpu_type": "a10g"},
-            },
-        },
-    }
-
-
 def render_all(s: str, root: Path) -> dict[str, Any]:
     """path -> parsed content, for every file of both environments."""
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    (root / "mlserve.toml").write_text(tomlkit.dumps(manifest(s)), encoding="utf-8")
+    (root / "mlserve.toml").write_text(tomlkit.dumps(hostile_manifest(s, everything=True)), encoding="utf-8")
     project = load_project(root)
     out: dict[str, Any] = {}
     for env in ("eks", "onprem"):

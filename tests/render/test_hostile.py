@@ -24,6 +24,7 @@ from mlserve.render.filters import hcl
 from mlserve.render.filters import yaml as yaml_filter
 from mlserve.tools import run
 from tests.render.k8s_schemas import validate_object
+from tests.support.hostile import hostile_manifest
 
 PARSE = hcl2.SerializationOptions(strip_string_quotes=True)
 
@@ -61,44 +62,6 @@ EXPLICIT = [
     "x" * 4096,
     "$" * 50 + "{" + "%" * 20 + "{",
 ]
-
-
-def hostile_manifest(s: str) -> dict[str, Any]:
-    return {
-        "project": {"name": "hostile", "description": s, "owner": s},
-        "environments": {
-            "eks": {
-                "target": "kubernetes",
-                "serving": "kserve",
-                "namespace": "ns-eks",
-                "cluster": "aws-eks",
-                "region": "eu-west-1",
-                "description": s,
-                "model_store": "s3://bucket",
-                "backend": {"type": "s3", "config": {"bucket": s, "key": s, "region": "eu-west-1"}},
-            },
-            "onprem": {
-                "target": "kubernetes",
-                "serving": "seldon",
-                "namespace": "ns-onprem",
-                "cluster": "existing",
-                "kube_context": s,
-                "description": s,
-                "model_store": "s3://bucket",
-            },
-        },
-        "endpoints": {
-            "e": {
-                "runtime": "sklearn",
-                "baseline": "v1",
-                "description": s,
-                "versions": {
-                    "v1": {"model_uri": "s3://bucket/m", "description": s, "args": [s, "--x"], "env": {"HOSTILE": s}}
-                },
-                "auth": {"allowed_principals": [s]},
-            }
-        },
-    }
 
 
 def write_project(s: str, root: Path) -> Project:

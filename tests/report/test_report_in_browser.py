@@ -13,10 +13,10 @@ import matplotlib.image
 import pytest
 
 from mlserve.project import load_project
-from mlserve.rollout import machine
+from mlserve.rollout import service
 from mlserve.tools import run, which
-from tests.rollout.helpers import FAST, set_policy
-from tests.rollout.sim import Clock, FakeDriver, Sim
+from tests.support.policy import FAST, set_policy
+from tests.support.sim import Clock, FakeRouter, Sim, opener
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -57,11 +57,10 @@ def browse(html: Path, tmp: Path, *extra: str) -> str:
 
 def rollout_report(project: Path, monkeypatch: pytest.MonkeyPatch, **sim: Any) -> Path:
     s = Sim(**sim)
-    monkeypatch.setattr(machine, "take_look", s)
     set_policy(project, **FAST)
-    clock, drv = Clock(), FakeDriver()
-    machine.start(load_project(project), "fraud", "v2", clock=clock, driver=drv)
-    res = machine.run_to_end(load_project(project), "fraud", driver=drv, clock=clock, sleep=clock.sleep)
+    clock, drv = Clock(), FakeRouter()
+    service.start(load_project(project), "fraud", "v2", clock=clock)
+    res = service.run_to_end(load_project(project), "fraud", opener=opener(s, drv), clock=clock, sleep=clock.sleep)
     return Path(res.run_dir) / "report.html"
 
 

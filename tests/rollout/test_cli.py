@@ -7,23 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from mlserve.rollout import machine
+from mlserve.rollout import service
+from mlserve.rollout.service import RolloutResult
 from mlserve.rollout.store import RunDir
 from tests.conftest import run_cli
-from tests.rollout.helpers import FAST, set_policy
-from tests.rollout.sim import FakeDriver, Sim
+from tests.support.policy import FAST, set_policy
+from tests.support.sim import FakeRouter, Sim, opener
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch, project: Path) -> FakeDriver:
-    drv = FakeDriver()
-    monkeypatch.setattr(machine, "driver_for", lambda *a, **k: drv)
-    monkeypatch.setattr(machine, "take_look", Sim(rate=3000.0))
+def fake(monkeypatch: pytest.MonkeyPatch, project: Path) -> FakeRouter:
+    drv = FakeRouter()
+    monkeypatch.setattr("mlserve.targets.open_environment", opener(Sim(rate=3000.0), drv))
     set_policy(project, **{**FAST, "interval": "1s", "max_duration": "30s"})
     return drv
 
 
-def test_start_status_step_and_forced_promote(project: Path, fake: FakeDriver) -> None:
+def test_start_status_step_and_forced_promote(project: Path, fake: FakeRouter) -> None:
     res = run_cli("rollout", "start", "fraud", "--candidate", "v2", "--json", cwd=project)
     assert res.exit_code == 0, res.output
     data = res.json["result"]
@@ -50,7 +50,7 @@ def test_start_status_step_and_forced_promote(project: Path, fake: FakeDriver) -
     assert '<property name="forced" value="True"' in junit
 
 
-def test_run_json_exit_code_and_reports(project: Path, fake: FakeDriver) -> None:
+def test_run_json_exit_code_and_reports(project: Path, fake: FakeRouter) -> None:
     assert run_cli("rollout", "start", "fraud", "--candidate", "v2", cwd=project).exit_code == 0
     res = run_cli("rollout", "run", "fraud", "--interval", "0.2s", "--json", cwd=project)
     assert res.exit_code == 0, res.output
@@ -66,7 +66,7 @@ def test_run_json_exit_code_and_reports(project: Path, fake: FakeDriver) -> None
     assert "step 2/2" in res.stderr  # plain progress lines go to stderr under --json
 
 
-def test_lock_held_by_another_process_fails_with_its_pid(project: Path, fake: FakeDriver) -> None:
+def test_lock_held_by_another_process_fails_with_its_pid(project: Path, fake: FakeRouter) -> None:
     res = run_cli("rollout", "start", "fraud", "--candidate", "v2", "--json", cwd=project)
     run = RunDir(Path(res.json["result"]["run_dir"]))
     with run.locked():
@@ -75,7 +75,7 @@ def test_lock_held_by_another_process_fails_with_its_pid(project: Path, fake: Fa
     assert "locked by pid" in res.output and " since 20" in res.output
 
 
-def test_abort_returns_traffic_and_rollback_without_run(project: Path, fake: FakeDriver) -> None:
+def test_abort_returns_traffic_and_rollback_without_run(project: Path, fake: FakeRouter) -> None:
     res = run_cli("rollback", "fraud", "--json", cwd=project)
     assert res.exit_code == 0 and res.json["result"]["weights"] == {"v1": 100}
     assert run_cli("rollout", "start", "fraud", "--candidate", "v2", cwd=project).exit_code == 0
@@ -100,14 +100,14 @@ def test_abort_returns_traffic_and_rollback_without_run(project: Path, fake: Fak
         (("rollout", "status", "fraud"), "no rollout of endpoint"),
     ],
 )
-def test_bad_input_is_a_usage_error(project: Path, fake: FakeDriver, args: tuple[str, ...], message: str) -> None:
+def test_bad_input_is_a_usage_error(project: Path, fake: FakeRouter, args: tuple[str, ...], message: str) -> None:
     res = run_cli(*args, cwd=project)
     assert res.exit_code == 2, res.output
     assert message in res.output
     assert "Traceback" not in res.output
 
 
-def test_pause_and_abort_reach_a_run_driven_by_another_thread(project: Path, fake: FakeDriver) -> None:
+def test_pause_and_abort_reach_a_run_driven_by_another_thread(project: Path, fake: FakeRouter) -> None:
     import threading
     import time
 
@@ -115,25 +115,25 @@ def test_pause_and_abort_reach_a_run_driven_by_another_thread(project: Path, fak
 
     assert run_cli("rollout", "start", "fraud", "--candidate", "v2", "--interval", "1s", cwd=project).exit_code == 0
     p = load_project(project)
-    box: dict[str, machine.RolloutResult] = {}
-    t = threading.Thread(target=lambda: box.setdefault("r", machine.run_to_end(p, "fraud")), daemon=True)
+    box: dict[str, RolloutResult] = {}
+    t = threading.Thread(target=lambda: box.setdefault("r", service.run_to_end(p, "fraud")), daemon=True)
     t.start()
-    run = machine.load_run(p, "fraud")
+    run = service.load_run(p, "fraud")
     end = time.monotonic() + 20
     while run.holder() is None and time.monotonic() < end:
         time.sleep(0.05)
     assert run.holder() is not None
-    res = machine.pause(p, "fraud")
-    assert res.state["status"] == "paused" and "pause done by pid" in res.message
+    res = service.pause(p, "fraud")
+    assert res.to_dict()["status"] == "paused" and "pause done by pid" in res.message
     t.join(timeout=20)
-    assert box["r"].exit_code == 4 and box["r"].state["status"] == "paused"
+    assert box["r"].exit_code == 4 and box["r"].to_dict()["status"] == "paused"
     events = [e["event"] for e in run.read_events()]
     assert "request" in events and "paused" in events
-    res = machine.abort(p, "fraud")  # nobody drives it now: acted on at once
-    assert res.state["status"] == "aborted" and fake.applied[-1][1]["weights"] == {"v1": 100}
+    res = service.abort(p, "fraud")  # nobody drives it now: acted on at once
+    assert res.to_dict()["status"] == "aborted" and fake.applied[-1][1]["weights"] == {"v1": 100}
 
 
-def test_live_progress_on_a_terminal_renders_the_table(project: Path, fake: FakeDriver) -> None:
+def test_live_progress_on_a_terminal_renders_the_table(project: Path, fake: FakeRouter) -> None:
     import io
 
     from rich.console import Console

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,10 +23,13 @@ import pytest
 
 from mlserve.local.gateway_config import Fault
 from mlserve.project import load_project
+from mlserve.rollout.record import Run
 from mlserve.rollout.store import RunDir
 from mlserve.targets.local import LocalTarget
 from tests.conftest import run_cli
-from tests.rollout.helpers import set_policy
+from tests.support.deploy import deployed_project
+from tests.support.load import Load
+from tests.support.policy import set_policy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
 
@@ -38,60 +40,16 @@ METRICS = [
 ]
 
 
-class Load:
-    """A few threads posting the project's payloads to the gateway until stopped (bounded)."""
-
-    def __init__(self, url: str, bodies: list[str], threads: int = 4) -> None:
-        self.url = url
-        self.bodies = bodies
-        self.stop_at = time.monotonic() + LOAD_CAP_SECONDS
-        self.done = threading.Event()
-        self.sent = 0
-        self.threads = [threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(threads)]
-        for t in self.threads:
-            t.start()
-
-    def _work(self, i: int) -> None:
-        k = i
-        with httpx.Client(timeout=10, trust_env=False) as client:
-            while not self.done.is_set() and time.monotonic() < self.stop_at:
-                body = self.bodies[k % len(self.bodies)]
-                try:
-                    client.post(
-                        f"{self.url}/v2/models/fraud/infer",
-                        content=body,
-                        headers={"content-type": "application/json", "x-user-id": f"user-{k}"},
-                    )
-                except httpx.HTTPError:
-                    time.sleep(0.05)
-                self.sent += 1
-                k += 4
-
-    def stop(self) -> None:
-        self.done.set()
-        for t in self.threads:
-            t.join(timeout=15)
-
-
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory, scaffolded: Path) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("rollout-e2e") / "acme-ml"
-    shutil.copytree(scaffolded, root)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NO_COLOR", "1")
-    mp.setenv("COLUMNS", "200")
-    load: Load | None = None
-    try:
-        res = run_cli("deploy", "--env", "local", cwd=root)
-        assert res.exit_code == 0, res.output
+    with deployed_project(tmp_path_factory, scaffolded, "rollout-e2e") as root:
         url = LocalTarget(load_project(root), "local").gateway_url()
-        load = Load(url, (root / "payloads/fraud.jsonl").read_text().splitlines())
-        yield root
-    finally:
-        if load is not None:
+        load = Load(url, (root / "payloads/fraud.jsonl").read_text().splitlines(), cap_seconds=LOAD_CAP_SECONDS,
+                    backoff=0.05)  # fmt: skip
+        try:
+            yield root
+        finally:
             load.stop()
-        run_cli("down", cwd=root)
-        mp.undo()
 
 
 @pytest.fixture
@@ -133,7 +91,7 @@ def _rollout(root: Path, *args: str) -> tuple[int, dict[str, Any], str]:
     return res.exit_code, res.json["result"], res.stderr
 
 
-def _state(result: dict[str, Any]) -> dict[str, Any]:
+def _state(result: dict[str, Any]) -> Run:
     return RunDir(Path(result["run_dir"])).read_state()
 
 
@@ -165,8 +123,9 @@ def test_five_percent_errors_are_rolled_back_within_three_looks(clean: Path) -> 
     code, result, _ = _rollout(clean)
     assert code == 3, result["decision"]
     state = _state(result)
-    assert len(state["steps"][-1]["looks"]) <= 3
-    failed = {m["name"] for m in state["decision"]["metrics"] if m["verdict"] == "fail"}
+    assert len(state.steps[-1].looks) <= 3
+    assert state.decision is not None
+    failed = {m.name for m in state.decision.metrics if m.verdict == "fail"}
     assert "error_rate" in failed
     assert 'baseline = "v1"' in (clean / "mlserve.toml").read_text()
 
@@ -176,7 +135,9 @@ def test_forty_ms_of_latency_is_rolled_back(clean: Path) -> None:
     _fault(clean, latency_ms=40)
     code, result, _ = _rollout(clean)
     assert code == 3, result["decision"]
-    failed = {m["name"] for m in _state(result)["decision"]["metrics"] if m["verdict"] == "fail"}
+    decision = _state(result).decision
+    assert decision is not None
+    failed = {m.name for m in decision.metrics if m.verdict == "fail"}
     assert "latency_p95" in failed
     junit = (Path(result["run_dir"]) / "junit.xml").read_text()
     assert '<testcase classname="rollout.fraud" name="latency_p95"' in junit and "<failure" in junit
@@ -213,7 +174,10 @@ def test_shadow_of_a_disagreeing_candidate_fails_its_gate(clean: Path) -> None:
     _policy(clean, strategy="shadow", shadow_percent=100, shadow_agreement=0.99)
     differ = _disagreeing(clean)
     assert differ, "v1 and v2 agree on every payload: nothing to show"
-    extra = Load(LocalTarget(load_project(clean), "local").gateway_url(), differ, threads=2)
+    extra = Load(
+        LocalTarget(load_project(clean), "local").gateway_url(), differ, threads=2, cap_seconds=LOAD_CAP_SECONDS,
+        backoff=0.05,
+    )  # fmt: skip
     try:
         code, result, _ = _rollout(clean)
     finally:
@@ -273,9 +237,9 @@ def test_prometheus_stopped_mid_run_holds_and_never_promotes(clean: Path, tmp_pa
             proc.kill()
     state = run.read_state()
     assert code == 4, (tmp_path / "run.log").read_text()
-    assert state["status"] == "inconclusive"
-    assert "did not answer" in state["last_hold"]["reason"]
-    assert "never promotes without data" in state["outcome"]["reason"]
+    assert state.status == "inconclusive"
+    assert state.last_hold is not None and "did not answer" in state.last_hold.reason
+    assert state.outcome is not None and "never promotes without data" in state.outcome.reason
     assert any(e.get("event") == "held" for e in run.read_events())
     assert "held: Prometheus" in (tmp_path / "run.log").read_text()  # the reason is shown while it holds
     assert 'baseline = "v1"' in (clean / "mlserve.toml").read_text()
@@ -294,21 +258,21 @@ def test_run_killed_with_sigkill_resumes_without_repeating_a_step(clean: Path, t
         if proc.poll() is None:
             proc.kill()
     before = run.read_state()
-    assert before["status"] == "running"
+    assert before.status == "running"
     res = run_cli("rollout", "resume", "fraud", "--json", cwd=clean)
     assert res.exit_code == 0, res.output
     state = run.read_state()
-    assert state["status"] == "promoted" and state["pending"] is None
+    assert state.status == "promoted" and state.pending is None
     events = run.read_events()
     assert any(e["event"] == "resumed_after_crash" for e in events)
     entered = [e["step"] for e in events if e["event"] == "transition" and e.get("action") == "enter_step"]
     assert entered == [0, 1]
-    seqs = [t["seq"] for t in state["transitions"]]
+    seqs = [t.seq for t in state.transitions]
     assert seqs == list(range(1, len(seqs) + 1))
     # looks continue where they were: numbering within step 1 has no gap and no repeat
     looks = [e["look"] for e in events if e["event"] == "look" and e["step"] == 0]
     assert looks == list(range(1, len(looks) + 1))
-    assert [s["traffic"]["weights"]["v2"] for s in state["steps"]] == [45, 55]
+    assert [s.traffic.weights["v2"] for s in state.steps] == [45, 55]
 
 
 class Shoppers:
@@ -367,7 +331,8 @@ def test_ab_is_judged_on_a_business_ratio_from_feedback(clean: Path) -> None:
         shoppers.stop()
     assert code == 3, result["decision"]
     state = _state(result)
-    assert state["steps"][0]["traffic"]["mode"] == "ab"
-    metric = next(m for m in state["decision"]["metrics"] if m["name"] == "conversion")
+    assert state.steps[0].traffic.mode == "ab"
+    assert state.decision is not None
+    metric = next(m.to_dict() for m in state.decision.metrics if m.name == "conversion")
     assert metric["verdict"] == "fail" and metric["candidate"] < metric["baseline"]
-    assert state["steps"][0]["looks"][-1]["variants"]["v2"]["custom"]["conversion"]["denominator"] > 0
+    assert state.steps[0].looks[-1].look.variants["v2"].custom["conversion"].denominator > 0

@@ -4,8 +4,6 @@ stand-in kubectl on PATH; no cluster exists here)."""
 from __future__ import annotations
 
 import json
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -13,27 +11,18 @@ import pytest
 import yaml
 
 from mlserve.project import load_project
-from mlserve.rollout import machine
-from mlserve.rollout.traffic import KubernetesDriver, Plan
-from tests.rollout.helpers import FAST, set_policy
-from tests.rollout.sim import Clock, Sim
+from mlserve.rollout import service
+from mlserve.targets import open_environment
+from mlserve.targets.base import Mode, Plan
+from mlserve.targets.kubernetes import KubernetesRouter
+from tests.support.kubectl import recording_kubectl
+from tests.support.policy import FAST, set_policy
+from tests.support.sim import Clock, Sim, opener
 
 
 @pytest.fixture
 def kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A kubectl that appends its argv (one JSON list per line) to a file and succeeds."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    log = tmp_path / "kubectl.jsonl"
-    script = bindir / "kubectl"
-    script.write_text(
-        "#!/usr/bin/env python3\nimport json, sys\n"
-        f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
-        "print('applied')\n"
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    return log
+    return recording_kubectl(tmp_path, monkeypatch)
 
 
 def _calls(log: Path) -> list[list[str]]:
@@ -47,8 +36,8 @@ def _docs(folder: Path, name: str = "fraud") -> list[dict[str, Any]]:
 
 
 def test_seldon_canary_weights_are_rendered_and_applied_server_side(project: Path, kubectl: Path) -> None:
-    drv = KubernetesDriver(load_project(project), "prod")
-    drv.apply("fraud", Plan("v1", "v2", "canary", {"v1": 90, "v2": 10}))
+    drv = KubernetesRouter(load_project(project), "prod")
+    drv.apply("fraud", Plan.split(Mode.CANARY, "v1", "v2", 10))
     assert drv.last_applied is not None
     assert _calls(kubectl) == [
         ["--context", "acme-prod", "apply", "--server-side", "--field-manager=mlserve", "-k", str(drv.last_applied)]
@@ -61,8 +50,10 @@ def test_seldon_canary_weights_are_rendered_and_applied_server_side(project: Pat
 
 
 def test_kserve_shadow_mirrors_through_istio(project: Path, kubectl: Path) -> None:
-    drv = KubernetesDriver(load_project(project), "staging")
-    drv.apply("fraud", Plan("v1", "v2", "shadow", {"v1": 100, "v2": 0}, shadow_percent=20))
+    env = open_environment(load_project(project), "staging")
+    drv = env.router
+    assert isinstance(drv, KubernetesRouter)
+    drv.apply("fraud", Plan.shadow("v1", "v2", 20))
     call = _calls(kubectl)[0]
     assert call[:2] == ["--context", "acme-ml-staging"] and call[2:6] == [
         "apply",
@@ -74,19 +65,18 @@ def test_kserve_shadow_mirrors_through_istio(project: Path, kubectl: Path) -> No
     http = vs["spec"]["http"][-1]
     assert http["mirror"]["subset"] == "v2" and http["mirrorPercentage"] == {"value": 20}
     assert {r["destination"]["subset"]: r["weight"] for r in http["route"]} == {"v1": 100}
-    assert drv.source == "istio" and drv.namespace == "ml-staging"
+    assert env.metrics.capabilities.query_set == "istio" and env.metrics.namespace == "ml-staging"  # type: ignore[attr-defined]
 
 
 def test_rollout_on_kubernetes_walks_steps_with_one_apply_each(
     project: Path, kubectl: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     set_policy(project, **FAST)
-    monkeypatch.setattr(machine, "take_look", Sim())
     clock = Clock()
     p = load_project(project)
-    machine.start(p, "fraud", "v2", env="prod", clock=clock)
-    res = machine.run_to_end(load_project(project), "fraud", clock=clock, sleep=clock.sleep)
-    assert res.state["status"] == "promoted"
+    service.start(p, "fraud", "v2", env="prod", clock=clock)
+    res = service.run_to_end(load_project(project), "fraud", opener=opener(Sim()), clock=clock, sleep=clock.sleep)
+    assert res.to_dict()["status"] == "promoted"
     calls = _calls(kubectl)
     assert len(calls) == 3  # 75/25, 50/50, promotion
     assert all(c[:5] == ["--context", "acme-prod", "apply", "--server-side", "--field-manager=mlserve"] for c in calls)

@@ -11,13 +11,15 @@ import pytest
 from mlserve.errors import StateError
 from mlserve.manifest.models import RolloutPolicy
 from mlserve.project import load_project
-from mlserve.rollout import machine
-from mlserve.rollout.decide import agreement_test
+from mlserve.rollout import service
 from mlserve.rollout.manifest_edit import set_baseline
+from mlserve.rollout.plans import step_plans
+from mlserve.rollout.record import Run
 from mlserve.rollout.store import RunDir, lock_holder
+from mlserve.stats.agreement import agreement_test
 from mlserve.stats.snapshot import parse_snapshot
-from tests.rollout.helpers import FAST, set_policy
-from tests.rollout.sim import Clock, FakeDriver, Sim
+from tests.support.policy import FAST, set_policy
+from tests.support.sim import Clock, FakeRouter, Sim, opener
 
 
 def test_promotion_edits_only_the_baseline_and_keeps_every_comment(project: Path) -> None:
@@ -38,13 +40,13 @@ def test_promotion_to_an_unknown_endpoint_is_refused(project: Path) -> None:
 
 def test_step_plans_per_strategy() -> None:
     pol = RolloutPolicy(steps=[10, 50, 100], shadow_percent=20)
-    canary = machine.step_plans("canary", pol, "v1", "v2")
-    assert [p["traffic"]["weights"] for p in canary] == [{"v1": 90, "v2": 10}, {"v1": 50, "v2": 50}]
-    both = machine.step_plans("shadow+canary", pol, "v1", "v2")
-    assert [p["phase"] for p in both] == ["shadow", "canary", "canary"]
-    assert both[0]["traffic"]["shadow_percent"] == 20
-    ab = machine.step_plans("ab", pol, "v1", "v2")
-    assert ab[0]["traffic"]["mode"] == "ab" and ab[0]["traffic"]["weights"] == {"v1": 50, "v2": 50}
+    canary = step_plans("canary", pol, "v1", "v2")
+    assert [p.traffic.weights for p in canary] == [{"v1": 90, "v2": 10}, {"v1": 50, "v2": 50}]
+    both = step_plans("shadow+canary", pol, "v1", "v2")
+    assert [p.phase for p in both] == ["shadow", "canary", "canary"]
+    assert both[0].traffic.mirror_percent == 20
+    ab = step_plans("ab", pol, "v1", "v2")
+    assert ab[0].traffic.mode == "ab" and ab[0].traffic.weights == {"v1": 50, "v2": 50}
 
 
 @pytest.mark.parametrize(
@@ -52,57 +54,58 @@ def test_step_plans_per_strategy() -> None:
     [(9000, 10000, "fail"), (10000, 10000, "pass"), (99, 100, "inconclusive"), (0, 0, "no_data")],
 )
 def test_agreement_gate(agree: int, total: int, verdict: str) -> None:
-    assert agreement_test(agree, total, 0.99, 0.05)["verdict"] == verdict
+    assert agreement_test(agree, total, 0.99, 0.05).verdict == verdict
 
 
 def test_agreement_gate_can_be_switched_off() -> None:
-    assert agreement_test(0, 100, 0.0, 0.05)["verdict"] == "pass"
+    assert agreement_test(0, 100, 0.0, 0.05).verdict == "pass"
 
 
-def _finished(project: Path, monkeypatch: pytest.MonkeyPatch, **policy: Any) -> dict[str, Any]:
+def _finished(project: Path, **policy: Any) -> Run:
     set_policy(project, **{**FAST, **policy})
-    monkeypatch.setattr(machine, "take_look", Sim(rate=1000.0))
-    clock, drv = Clock(), FakeDriver()
-    machine.start(load_project(project), "fraud", "v2", clock=clock, driver=drv)
-    res = machine.run_to_end(load_project(project), "fraud", driver=drv, clock=clock, sleep=clock.sleep)
-    return res.state
+    clock, drv = Clock(), FakeRouter()
+    service.start(load_project(project), "fraud", "v2", clock=clock)
+    res = service.run_to_end(
+        load_project(project), "fraud", opener=opener(Sim(rate=1000.0), drv), clock=clock, sleep=clock.sleep
+    )
+    assert res.record is not None
+    return res.record
 
 
-def test_saved_snapshots_are_valid_and_replay_to_the_live_decision(
-    project: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_saved_snapshots_are_valid_and_replay_to_the_live_decision(project: Path) -> None:
+    from mlserve.manifest.analysis import analysis_spec
     from mlserve.stats.engine import analyze
 
-    state = _finished(project, monkeypatch)
-    run = RunDir(project / "experiments/fraud" / state["run_id"])
+    state = _finished(project)
+    run = RunDir(project / "experiments/fraud" / state.run_id)
     whole = parse_snapshot(json.loads(run.snapshot.read_text()))
-    assert sum(len(s["looks"]) for s in state["steps"]) == len(whole.looks)
+    assert sum(len(s.looks) for s in state.steps) == len(whole.looks)
     assert [look.weights["v2"] for look in whole.looks][-1] == 50
-    for i, st in enumerate(state["steps"]):
+    for i, st in enumerate(state.steps):
         snap = parse_snapshot(json.loads(run.step_snapshot(i).read_text()))
-        verdict = analyze(snap, RolloutPolicy.model_validate(state["policy"]))
-        assert verdict.verdict == st["decision"]["verdict"] == "promote"
+        verdict = analyze(snap, analysis_spec(state.policy))
+        assert st.decision is not None
+        assert verdict.verdict == st.decision.verdict == "promote"
 
 
-def test_ab_waits_for_its_horizon_before_promoting(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    state = _finished(project, monkeypatch, strategy="ab", ab_duration="30s")
-    assert state["status"] == "promoted"
-    st = state["steps"][0]
-    assert st["traffic"]["mode"] == "ab"
-    assert st["last_look_at"] - st["started_at"] >= 30.0
-    assert [h["verdict"] for h in st["history"]][:-1] == ["continue"] * (len(st["history"]) - 1)
+def test_ab_waits_for_its_horizon_before_promoting(project: Path) -> None:
+    state = _finished(project, strategy="ab", ab_duration="30s")
+    assert state.status == "promoted"
+    st = state.steps[0]
+    assert st.traffic.mode == "ab"
+    assert st.last_look_at is not None and st.last_look_at - st.started_at >= 30.0
+    assert [h.verdict for h in st.looks][:-1] == ["continue"] * (len(st.looks) - 1)
 
 
-def test_ab_rolls_back_early_on_harm(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ab_rolls_back_early_on_harm(project: Path) -> None:
     set_policy(project, **{**FAST, "strategy": "ab", "ab_duration": "60s"})
     sim = Sim(rate=1000.0)
     sim.errors["v2"] = 0.05
-    monkeypatch.setattr(machine, "take_look", sim)
-    clock, drv = Clock(), FakeDriver()
+    clock, drv = Clock(), FakeRouter()
     start = clock()
-    machine.start(load_project(project), "fraud", "v2", clock=clock, driver=drv)
-    res = machine.run_to_end(load_project(project), "fraud", driver=drv, clock=clock, sleep=clock.sleep)
-    assert res.state["status"] == "rolled_back"
+    service.start(load_project(project), "fraud", "v2", clock=clock)
+    res = service.run_to_end(load_project(project), "fraud", opener=opener(sim, drv), clock=clock, sleep=clock.sleep)
+    assert res.to_dict()["status"] == "rolled_back"
     assert clock() - start < 30
 
 

@@ -12,6 +12,7 @@ from collections import Counter
 import numpy as np
 from scipy import stats
 
+from mlserve.manifest.analysis import analysis_spec
 from mlserve.manifest.models import MetricSpec, RolloutPolicy
 from mlserve.manifest.units import Margin
 from mlserve.stats.engine import analyze
@@ -50,7 +51,7 @@ def test_error_free_baseline_and_a_failing_candidate_is_rolled_back() -> None:
         nc += 100
         xc += int(rng.binomial(100, 0.05))  # 5% errors; the baseline has none
         looks.append((nb, xb, nc, xc))
-    verdict = analyze(_snapshot(looks), ERRORS_ONLY)
+    verdict = analyze(_snapshot(looks), analysis_spec(ERRORS_ONLY))
     assert verdict.verdict == "rollback", verdict.reason
     assert verdict.decided_at_look is not None and verdict.decided_at_look <= 6
 
@@ -71,7 +72,7 @@ def test_difference_route_holds_alpha_at_the_margin() -> None:
     reps, alpha = 250, ERRORS_ONLY.alpha
     scenario = Scenario(looks=50, rps=20, error_rate=0.01, error_ratio=1.5, latency=False)
     rng = np.random.default_rng(11)
-    verdicts = Counter(analyze(simulate(scenario, rng), ERRORS_ONLY).verdict for _ in range(reps))
+    verdicts = Counter(analyze(simulate(scenario, rng), analysis_spec(ERRORS_ONLY)).verdict for _ in range(reps))
     assert verdicts["rollback"] <= stats.binom.ppf(0.999, reps, alpha)
 
 

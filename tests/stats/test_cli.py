@@ -337,7 +337,8 @@ def test_snapshot_mutation_helper_does_not_touch_the_example() -> None:
 
 
 def test_parallel_replay_matches_sequential_and_keeps_order(tmp_path: Path) -> None:
-    from mlserve.stats.replay import MIN_PARALLEL, Policies, replay_files
+    from mlserve.manifest.analysis import Policies
+    from mlserve.stats.replay import MIN_PARALLEL, replay_files
 
     paths = []
     for i in range(MIN_PARALLEL + 6):
@@ -345,8 +346,8 @@ def test_parallel_replay_matches_sequential_and_keeps_order(tmp_path: Path) -> N
     bad = write(tmp_path / "bad.json", {"format": "mlserve.snapshot/v1"})
     paths.insert(10, bad)
     policies = Policies(tmp_path, None)
-    one = replay_files(paths, policies, workers=1)
-    two = replay_files(paths, policies, workers=2)
+    one = replay_files(paths, policies.spec_for, workers=1)
+    two = replay_files(paths, policies.spec_for, workers=2)
     assert one == two
     assert [r["snapshot"] for r in two] == [str(p) for p in paths]
     assert two[10]["verdict"] is None and "baseline" in two[10]["reason"]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import run_cli
 from tests.stats.test_cli import example
+from tests.support.fuzz import tree_paths
 
 json_scalars = st.one_of(
     st.none(),
@@ -29,23 +30,12 @@ json_values = st.recursive(
 )
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix]
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out.extend(_paths(v, (*prefix, k)))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out.extend(_paths(v, (*prefix, i)))
-    return out
-
-
 @st.composite
 def mutated_snapshots(draw: st.DrawFn) -> Any:
     """A valid snapshot with a few nodes replaced, deleted or numerically nudged."""
     data = example()
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        paths = [p for p in _paths(data) if p]
+        paths = [p for p in tree_paths(data) if p]
         if not paths:
             break
         path = draw(st.sampled_from(paths))
@@ -74,6 +64,7 @@ def _exit_code_in_process(text: str) -> int:
     """What `mlserve analyze --replay` would exit with, without the CLI's start-up cost:
     any exception other than an MlserveError (exit 2 for snapshots) fails the test."""
     from mlserve.errors import MlserveError
+    from mlserve.manifest.analysis import analysis_spec
     from mlserve.manifest.models import RolloutPolicy
     from mlserve.stats.engine import analyze
     from mlserve.stats.snapshot import loads_snapshot
@@ -83,7 +74,7 @@ def _exit_code_in_process(text: str) -> int:
     except MlserveError as err:
         assert "snap.json" in err.message
         return err.exit_code
-    verdict = analyze(snap, RolloutPolicy())
+    verdict = analyze(snap, analysis_spec(RolloutPolicy()))
     json.dumps(verdict.to_dict(), allow_nan=False)  # the JSON output must be valid JSON
     return verdict.exit_code
 

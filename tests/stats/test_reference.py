@@ -9,9 +9,7 @@ import pytest
 from scipy import integrate, stats
 
 from mlserve.stats import latency as lat
-from mlserve.stats.multiple import holm_adjusted, holm_reject
 from mlserve.stats.sequential import (
-    TESTS,
     Mixture,
     always_valid_p,
     log_beta_binomial_below,
@@ -22,6 +20,7 @@ from mlserve.stats.sequential import (
     wald_sprt_log_lr,
 )
 from mlserve.stats.srm import chisquare_p_values, srm_p_values
+from tests.support.holm_oracle import holm_adjusted, holm_reject, weighted_holm_adjusted
 
 
 def _theta(rho: float, n_a: float, n_b: float) -> float:
@@ -152,20 +151,13 @@ def test_uniform_data_quantile_agrees_with_numpy() -> None:
         assert lat.quantile(cum, le, q) == pytest.approx(np.quantile(data, q), abs=2e-3)
 
 
-def test_every_test_is_registered_by_name() -> None:
-    assert {"rate_ratio_mixture", "rate_ratio_interval", "always_valid_p", "wald_sprt", "beta_binomial_below"} <= set(
-        TESTS
-    )
-
-
 def test_weighted_holm_reduces_to_holm_and_favours_heavy_hypotheses() -> None:
-    from mlserve.stats.engine import _holm_columns
-    from mlserve.stats.multiple import weighted_holm_adjusted
+    from mlserve.stats.multiple import holm_columns
 
     p = [0.01, 0.04, 0.03, 0.005]
     assert weighted_holm_adjusted(p, [1, 1, 1, 1]) == pytest.approx(holm_adjusted(p))
     # weight 4 vs 1: the heavy one is tested at 0.8 alpha first
     assert weighted_holm_adjusted([0.03, 0.5], [4, 1]) == pytest.approx([0.0375, 0.5])
-    cols = _holm_columns(np.array([[0.03, 0.2], [0.5, 0.001]]), np.array([4.0, 1.0]))
+    cols = holm_columns(np.array([[0.03, 0.2], [0.5, 0.001]]), np.array([4.0, 1.0]))
     assert cols[:, 0] == pytest.approx([0.0375, 0.5])
     assert cols[:, 1] == pytest.approx(weighted_holm_adjusted([0.2, 0.001], [4, 1]))

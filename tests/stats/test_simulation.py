@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from mlserve.manifest.analysis import analysis_spec
 from mlserve.manifest.models import MetricSpec, RolloutPolicy
 from mlserve.manifest.units import Margin
 from mlserve.stats.engine import analyze
@@ -27,7 +28,7 @@ STRICT = RolloutPolicy(
 
 def _false_rollbacks(reps: int, seed: int, scenario: Scenario) -> int:
     rng = np.random.default_rng(seed)
-    verdicts = Counter(analyze(simulate(scenario, rng), STRICT).verdict for _ in range(reps))
+    verdicts = Counter(analyze(simulate(scenario, rng), analysis_spec(STRICT)).verdict for _ in range(reps))
     return verdicts["rollback"]
 
 
@@ -74,7 +75,7 @@ def test_fixed_horizon_test_rerun_at_every_look_does_not_hold_alpha() -> None:
 def test_doubled_error_rate_at_ten_percent_is_rolled_back(seed: int) -> None:
     rng = np.random.default_rng(1000 + seed)
     # 1% baseline errors, 2% on the candidate: beyond the default 0.5-point margin
-    v = analyze(simulate(Scenario(weights=(10.0,), error_ratio=2.0, rps=100), rng), RolloutPolicy())
+    v = analyze(simulate(Scenario(weights=(10.0,), error_ratio=2.0, rps=100), rng), analysis_spec(RolloutPolicy()))
     assert v.verdict == "rollback"
     err = next(m for m in v.metrics if m.name == "error_rate")
     assert err.verdict == "fail"
@@ -88,7 +89,7 @@ def test_latency_shift_of_fifty_percent_is_rolled_back(buckets: tuple[float, ...
     scenario = Scenario(latency_shift=0.5, rps=20)
     if buckets is not None:
         scenario = dataclasses.replace(scenario, buckets=buckets)
-    v = analyze(simulate(scenario, rng), RolloutPolicy())
+    v = analyze(simulate(scenario, rng), analysis_spec(RolloutPolicy()))
     assert v.verdict == "rollback"
     assert next(m for m in v.metrics if m.name == "latency_p99").verdict == "fail"
 
@@ -97,7 +98,10 @@ def test_harmless_candidate_with_enough_traffic_is_promoted() -> None:
     rng = np.random.default_rng(77)
     promoted = 0
     for _ in range(5):
-        v = analyze(simulate(Scenario(rps=200, weights=(50.0,), buckets=geometric_buckets()), rng), RolloutPolicy())
+        v = analyze(
+            simulate(Scenario(rps=200, weights=(50.0,), buckets=geometric_buckets()), rng),
+            analysis_spec(RolloutPolicy()),
+        )
         promoted += v.verdict == "promote"
         if v.verdict == "promote":
             assert all(m.verdict == "pass" for m in v.metrics)
@@ -107,7 +111,7 @@ def test_harmless_candidate_with_enough_traffic_is_promoted() -> None:
 
 def test_broken_split_is_halted() -> None:
     rng = np.random.default_rng(8)
-    v = analyze(simulate(Scenario(misroute=0.05, error_ratio=3.0), rng), RolloutPolicy())
+    v = analyze(simulate(Scenario(misroute=0.05, error_ratio=3.0), rng), analysis_spec(RolloutPolicy()))
     assert v.verdict == "halt"
     assert not v.srm.ok
     assert "split" in v.reason
@@ -129,7 +133,7 @@ def test_no_candidate_traffic_is_never_promoted(weight: float, on_inconclusive: 
     snap = _without_candidate_traffic(simulate(Scenario(looks=10), rng), weight)
     policy = RolloutPolicy(on_inconclusive=on_inconclusive, min_requests=0)  # type: ignore[arg-type]
     for final in (False, True):
-        v = analyze(snap, policy, final=final)
+        v = analyze(snap, analysis_spec(policy), final=final)
         assert v.verdict != "promote"
         if weight > 0:
             assert v.verdict == "halt"  # configured traffic that never arrived: a broken split
@@ -141,7 +145,7 @@ def test_missing_latency_is_no_data_and_blocks_promotion() -> None:
     rng = np.random.default_rng(10)
     snap = simulate(Scenario(rps=200, weights=(50.0,), latency=False), rng)
     policy = RolloutPolicy(on_inconclusive="promote")
-    v = analyze(snap, policy, final=True)
+    v = analyze(snap, analysis_spec(policy), final=True)
     assert v.verdict != "promote"
     lat = next(m for m in v.metrics if m.name == "latency_p99")
     assert lat.verdict == "no_data"
@@ -151,24 +155,24 @@ def test_missing_latency_is_no_data_and_blocks_promotion() -> None:
 def test_final_applies_on_inconclusive_at_the_last_look() -> None:
     rng = np.random.default_rng(12)
     snap = simulate(Scenario(looks=3, rps=5), rng)
-    assert analyze(snap, RolloutPolicy()).verdict == "continue"
-    v = analyze(snap, RolloutPolicy(on_inconclusive="rollback"), final=True)
+    assert analyze(snap, analysis_spec(RolloutPolicy())).verdict == "continue"
+    v = analyze(snap, analysis_spec(RolloutPolicy(on_inconclusive="rollback")), final=True)
     assert (v.verdict, v.decided_at_look) == ("rollback", 3)
-    assert analyze(snap, RolloutPolicy(on_inconclusive="hold"), final=True).verdict == "continue"
+    assert analyze(snap, analysis_spec(RolloutPolicy(on_inconclusive="hold")), final=True).verdict == "continue"
 
 
 def test_first_decisive_look_wins_and_replay_is_prefix_consistent() -> None:
     """Cutting the snapshot at the decided look gives the same decision at that look."""
     rng = np.random.default_rng(13)
     snap = simulate(Scenario(error_ratio=3.0, rps=20), rng)
-    v = analyze(snap, RolloutPolicy())
+    v = analyze(snap, analysis_spec(RolloutPolicy()))
     assert v.verdict == "rollback" and v.decided_at_look is not None
     cut = dataclasses.replace(snap, looks=snap.looks[: v.decided_at_look])
-    w = analyze(cut, RolloutPolicy())
+    w = analyze(cut, analysis_spec(RolloutPolicy()))
     assert (w.verdict, w.decided_at_look) == (v.verdict, v.decided_at_look)
     if v.decided_at_look > 1:
         before = dataclasses.replace(snap, looks=snap.looks[: v.decided_at_look - 1])
-        assert analyze(before, RolloutPolicy()).verdict == "continue"
+        assert analyze(before, analysis_spec(RolloutPolicy())).verdict == "continue"
 
 
 def test_ratio_metric_higher_is_better_detects_a_drop() -> None:
@@ -193,7 +197,7 @@ def test_ratio_metric_higher_is_better_detects_a_drop() -> None:
     policy = RolloutPolicy(
         metrics=[MetricSpec(name="conversions", kind="ratio", direction="higher", margin=Margin(0.1, True))]
     )
-    v = analyze(snap, policy)
+    v = analyze(snap, analysis_spec(policy))
     assert v.verdict == "rollback"
     m = v.metrics[0]
     assert m.estimate is not None and m.estimate < -0.3
@@ -203,7 +207,7 @@ def test_ratio_metric_higher_is_better_detects_a_drop() -> None:
 
 def test_json_shape_of_a_verdict() -> None:
     rng = np.random.default_rng(15)
-    d = analyze(simulate(Scenario(looks=5), rng), RolloutPolicy()).to_dict()
+    d = analyze(simulate(Scenario(looks=5), rng), analysis_spec(RolloutPolicy())).to_dict()
     assert {"snapshot", "verdict", "decided_at_look", "reason", "srm", "metrics"} <= set(d)
     assert set(d["srm"]) >= {"p_value", "ok"}
     for m in d["metrics"]:

@@ -121,58 +121,34 @@ def _expand(files: list[Path]) -> tuple[list[Path], bool]:
 
 
 def _replay(state: Any, files: list[Path], policy_file: Path | None, final: bool) -> None:
-    from mlserve.errors import EXIT_USAGE
+    from mlserve.manifest.analysis import Policies
     from mlserve.stats.engine import analyze
-    from mlserve.stats.replay import Policies, replay_files
+    from mlserve.stats.replay import replay_files
     from mlserve.stats.snapshot import read_snapshot
+    from mlserve.status import ExitStatus
 
     policies = Policies(state.project_dir, policy_file)
     paths, many = _expand(files)
     if not many:
         snap = read_snapshot(paths[0])
-        policy, source = policies.for_endpoint(snap.endpoint)
-        verdict = analyze(snap, policy, final=final, policy_source=source)
+        spec, source = policies.spec_for(snap.endpoint)
+        verdict = analyze(snap, spec, final=final, policy_source=source)
         result = verdict.to_dict()
         state.emit(result, lambda con: _show_one(con, result), exit_code=verdict.exit_code)
         return
-    results = replay_files(paths, policies, final=final)
+    results = replay_files(paths, policies.spec_for, final=final)
     failed = any(r["verdict"] is None for r in results)
-    state.emit(results, lambda con: _show_many(con, results), exit_code=EXIT_USAGE if failed else 0)
+    state.emit(results, lambda con: _show_many(con, results), exit_code=ExitStatus.USAGE if failed else ExitStatus.OK)
 
 
 _VERDICT_STYLE = {"promote": "bold green", "rollback": "bold red", "halt": "bold yellow", "continue": "bold cyan"}
 _METRIC_STYLE = {"pass": "green", "fail": "red", "inconclusive": "cyan", "no_data": "yellow"}
 
 
-def _fmt_value(value: float | None, unit: str) -> str:
-    from mlserve.stats.engine import describe_value
-
-    return describe_value(value, unit)
-
-
-def _fmt_change(value: float | None) -> str:
-    from mlserve.stats.engine import describe_change
-
-    return describe_change(value)
-
-
-def _fmt_ci(ci: list[float | None]) -> str:
-    lo, hi = ci
-    if lo is None and hi is None:
-        return "-"
-    left = _fmt_change(lo) if lo is not None else "-inf"
-    right = _fmt_change(hi) if hi is not None else "+inf"
-    return f"[{left}, {right}]"
-
-
-def _fmt_p(p: float | None) -> str:
-    if p is None:
-        return "-"
-    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
-
-
 def _show_one(con: Console, r: dict[str, Any]) -> None:
     from rich.markup import escape
+
+    from mlserve import format as fmt
 
     head = (
         f"[bold]{escape(r['endpoint'])}[/]: {escape(r['baseline'])} (baseline) vs "
@@ -190,13 +166,13 @@ def _show_one(con: Console, r: dict[str, Any]) -> None:
         table.add_row(
             escape(name),
             f"[{_METRIC_STYLE[m['verdict']]}]{m['verdict'].replace('_', ' ')}[/]",
-            _fmt_value(m["baseline"], m["unit"]),
-            _fmt_value(m["candidate"], m["unit"]),
-            _fmt_change(m["estimate"]),
-            _fmt_ci(m["ci"]),
+            fmt.value(m["baseline"], m["unit"]),
+            fmt.value(m["candidate"], m["unit"]),
+            fmt.change(m["estimate"]),
+            fmt.interval(m["ci"]),
             m["margin"],
-            _fmt_p(m["p_value_holm"]),
-            _fmt_p(m["p_value_pass"]),
+            fmt.p_value(m["p_value_holm"]),
+            fmt.p_value(m["p_value_pass"]),
         )
     con.print(table)
     notes = [f"{m['name']}: {m['note']}" for m in r["metrics"] if m["note"]]
@@ -206,10 +182,9 @@ def _show_one(con: Console, r: dict[str, Any]) -> None:
     if srm["p_value"] is None:
         con.print("traffic split: not checked (shadow traffic)")
     else:
-        share = f"{srm['candidate_share'] * 100:.3g}%" if srm["candidate_share"] is not None else "-"
-        want = f"{srm['expected_share'] * 100:.3g}%" if srm["expected_share"] is not None else "-"
+        share, want = fmt.percent(srm["candidate_share"]), fmt.percent(srm["expected_share"])
         ok = "[green]ok[/]" if srm["ok"] else "[red]MISMATCH[/]"
-        con.print(f"traffic split: {ok} (candidate got {share}, configured {want}; p = {_fmt_p(srm['p_value'])})")
+        con.print(f"traffic split: {ok} (candidate got {share}, configured {want}; p = {fmt.p_value(srm['p_value'])})")
     con.print(
         "[dim]* critical metric. CS: always-valid confidence sequence of the relative change. "
         "p worse: evidence the candidate is worse beyond the margin (Holm-adjusted); "
@@ -302,8 +277,8 @@ def _plan(
     snapshot: Path | None,
 ) -> None:
     from mlserve.errors import UsageError
+    from mlserve.manifest.analysis import Policies, analysis_spec
     from mlserve.stats.power import plan as make_plan
-    from mlserve.stats.replay import Policies
 
     policies = Policies(state.project_dir, policy_file)
     snap = None
@@ -348,13 +323,13 @@ def _plan(
     if not 0.5 <= power < 1:
         raise UsageError(f"--power must be at least 0.5 and below 1 (got {power})")
     result = make_plan(
-        policy,
+        analysis_spec(policy),
+        steps=_steps(steps) if steps else policy.steps,
         rps=rps,
         error_rate=error_rate,
         error_ratio=_ratio(regression, "--regression"),
         latency_shift=_percent(latency_shift, "--latency-shift"),
         latency_sigma=latency_sigma,
-        steps=_steps(steps) if steps else None,
         power=power,
     )
     import dataclasses

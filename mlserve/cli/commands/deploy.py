@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -9,6 +9,9 @@ from rich.markup import escape
 
 from mlserve.cli.commands.plan import LayerOpt, PluginDirOpt, YesOpt
 from mlserve.cli.output import JsonFlag, get_state
+
+if TYPE_CHECKING:
+    from mlserve.targets.base import LayeredTarget
 
 
 def register(app: typer.Typer) -> None:
@@ -30,20 +33,20 @@ def register(app: typer.Typer) -> None:
         """Run an environment's endpoints: on target = local, model servers, gateway and Prometheus here;
         on target = kubernetes, the cluster, platform and kubernetes layers in order."""
         state = get_state(ctx, json_out)
+        from mlserve.cli.commands.plan import LayerProgress, deploy_layered
         from mlserve.project import load_project
-        from mlserve.targets import get_target
-        from mlserve.targets.kubernetes import KubernetesTarget
+        from mlserve.targets import open_target
+        from mlserve.targets.base import DeployRequest, Options
 
         project = load_project(state.project_dir)
-        target = get_target(project, env)
-        if isinstance(target, KubernetesTarget):
-            from mlserve.cli.commands.plan import deploy_kubernetes
-
-            deploy_kubernetes(state, target, layer=layer, yes=yes, plugin_dir=plugin_dir, timeout=timeout)
+        progress = LayerProgress(state.out, state.console(stderr=True))
+        options = Options(say=progress.say, on_line=progress.line, plugin_dir=plugin_dir)
+        target = open_target(project, project.environment(env), options)
+        if target.layered:
+            deploy_layered(state, cast("LayeredTarget", target), progress, layer=layer, yes=yes, timeout=timeout)
             return
-        con = state.out
-        state.out.print(f"deploying environment [bold]{escape(target.env_name)}[/] (target {target.kind})")
-        result = target.deploy(say=lambda msg: con.print(escape(msg)), timeout=timeout)
+        state.out.print(f"deploying environment [bold]{escape(str(target.env_name))}[/] (target {target.kind})")
+        result = target.deploy(DeployRequest(timeout=timeout))
         data = dataclasses.asdict(result)
         eps = target.project.manifest.endpoints_in(target.env_name)
         data["openai_endpoints"] = sorted(n for n, ep in eps.items() if ep.api == "openai")

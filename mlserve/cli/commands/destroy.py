@@ -10,7 +10,7 @@ from mlserve.cli.commands.plan import (
     LayerProgress,
     PluginDirOpt,
     YesOpt,
-    kubernetes_target,
+    layered_target,
     result_data,
     show_result,
 )
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
         project = load_project(state.project_dir)
         progress = LayerProgress(state.out, state.console(stderr=True))
-        target = kubernetes_target(state, project, env, plugin_dir, progress)
+        target = layered_target(state, project, env, plugin_dir, progress)
         chosen = list(reversed(target.select(layer)))
         if not yes:
             if not sys.stdin.isatty():
@@ -48,6 +48,6 @@ def register(app: typer.Typer) -> None:
             if not typer.confirm(question, default=False, err=True):
                 raise MlserveError("destroy cancelled: nothing was destroyed")
         with progress.running():
-            result = target.destroy(layer)
+            result = target.teardown(layer)
         data = result_data(result)
         state.emit(data, lambda con: show_result(con, data))

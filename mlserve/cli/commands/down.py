@@ -1,3 +1,5 @@
+"""``mlserve down``: stop the project's local processes."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,6 +9,7 @@ import typer
 from rich.console import Console
 
 from mlserve.cli.output import JsonFlag, get_state
+from mlserve.status import ExitStatus
 
 
 def register(app: typer.Typer) -> None:
@@ -14,14 +17,15 @@ def register(app: typer.Typer) -> None:
     def down(ctx: typer.Context, json_out: JsonFlag = False) -> None:
         """Stop every local process of this project (also after the supervisor was killed)."""
         state = get_state(ctx, json_out)
-        from mlserve.local.lifecycle import down as local_down
         from mlserve.project import load_project
+        from mlserve.targets import open_target
+        from mlserve.targets.base import Options
 
         project = load_project(state.project_dir)
         con = state.out
-        result = local_down(project, say=con.print)
+        result = open_target(project, None, Options(say=con.print)).teardown()
         data = dataclasses.asdict(result)
-        code = 1 if result.leftover else 0
+        code = ExitStatus.ERROR if result.leftover else ExitStatus.OK
         state.emit(data, lambda c: _show(c, data), exit_code=code)
 
 

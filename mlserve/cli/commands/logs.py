@@ -1,3 +1,5 @@
+"""``mlserve logs``: the end of a local process's log, or follow it."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -19,23 +21,23 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print the end of a locally deployed process's log (.mlserve/logs/)."""
         state = get_state(ctx, json_out)
-        from mlserve.local.lifecycle import follow as follow_logs
-        from mlserve.local.lifecycle import log_files, log_tail
         from mlserve.project import load_project
+        from mlserve.targets import open_target
+        from mlserve.targets.base import follow as follow_logs
 
         project = load_project(state.project_dir)
-        files = log_files(project, endpoint, version)
-        tails = {label: log_tail(path, lines) if lines else "" for label, path in files}
+        files = open_target(project, None).logs(endpoint, version)
+        tails = {f.label: f.tail(lines) if lines else "" for f in files}
         if state.json:
-            data = {"logs": [{"name": label, "path": str(path), "tail": tails[label]} for label, path in files]}
+            data = {"logs": [{"name": f.label, "path": str(f.path), "tail": tails[f.label]} for f in files]}
             state.emit(data)
             return
         con = state.console()
-        for label, path in files:
+        for f in files:
             if len(files) > 1 or follow:
-                con.print(f"==> {label} ({path}) <==", markup=False, highlight=False)
-            if tails[label]:
-                con.print(tails[label], markup=False, highlight=False, soft_wrap=True)
+                con.print(f"==> {f.label} ({f.path}) <==", markup=False, highlight=False)
+            if tails[f.label]:
+                con.print(tails[f.label], markup=False, highlight=False, soft_wrap=True)
         if follow:
             prefix = len(files) > 1
             for label, line in follow_logs(files):

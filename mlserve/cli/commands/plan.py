@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -24,7 +24,7 @@ from mlserve.cli.output import JsonFlag, State, get_state
 
 if TYPE_CHECKING:
     from mlserve.project import Project
-    from mlserve.targets.kubernetes import KubernetesTarget
+    from mlserve.targets.base import LayeredTarget
 
 LayerOpt = Annotated[
     str | None,
@@ -98,19 +98,23 @@ class LayerProgress:
             self._status = None
 
 
-def kubernetes_target(
+def layered_target(
     state: State, project: Project, env: str, plugin_dir: Path | None, progress: LayerProgress
-) -> KubernetesTarget:
+) -> LayeredTarget:
+    """The target of ``--env`` for the commands that work layer by layer (plan, destroy)."""
     from mlserve.errors import UsageError
-    from mlserve.targets.kubernetes import KubernetesTarget
+    from mlserve.targets import open_target
+    from mlserve.targets.base import Options
 
     name = project.environment(env)
-    if project.manifest.environments[name].target != "kubernetes":
+    options = Options(say=progress.say, on_line=progress.line, plugin_dir=plugin_dir)
+    target = open_target(project, name, options)
+    if not target.layered:
         raise UsageError(
             f"environment {name!r} is local: `mlserve {state.command or 'plan'}` works on kubernetes environments",
             hint="`mlserve deploy` / `mlserve down` run and stop a local environment",
         )
-    return KubernetesTarget(project, name, plugin_dir=plugin_dir, on_line=progress.line, say=progress.say)
+    return cast("LayeredTarget", target)
 
 
 def result_data(result: Any) -> dict[str, Any]:
@@ -138,31 +142,25 @@ def confirm_or_refuse(
     return ask
 
 
-def deploy_kubernetes(
+def deploy_layered(
     state: State,
-    target: KubernetesTarget,
+    target: LayeredTarget,
+    progress: LayerProgress,
     *,
     layer: str | None,
     yes: bool,
-    plugin_dir: Path | None,
     timeout: float | None,
 ) -> None:
-    """The kubernetes branch of `mlserve deploy`: per layer init, plan, apply only on changes."""
-    progress = LayerProgress(state.out, state.console(stderr=True))
-    target.attach(plugin_dir=plugin_dir, on_line=progress.line, say=progress.say, ready_timeout=timeout)
+    """`mlserve deploy` of a layered target: per layer init, plan, apply only on changes."""
+    from mlserve.targets.base import DeployRequest
+
     target.select(layer)  # a bad --layer is a usage error before anything runs
     confirm = confirm_or_refuse(yes, f"deploy {target.env_name}", progress)
-    state.out.print(f"deploying environment [bold]{escape(target.env_name)}[/] (target kubernetes)")
+    state.out.print(f"deploying environment [bold]{escape(str(target.env_name))}[/] (target {target.kind})")
     with progress.running():
-        result = target.deploy(layer, confirm=confirm)
+        result = target.deploy(DeployRequest(timeout=timeout, layer=layer, confirm=confirm))
     data = result_data(result)
     state.emit(data, lambda con: show_result(con, data))
-
-
-def status_kubernetes(state: State, target: KubernetesTarget) -> None:
-    """The kubernetes branch of `mlserve status`: outputs, drift per layer, endpoint readiness."""
-    data = result_data(target.status())
-    state.emit(data, lambda con: show_status(con, data))
 
 
 def show_status(con: Console, s: dict[str, Any]) -> None:
@@ -260,7 +258,7 @@ def register(app: typer.Typer) -> None:
 
         project = load_project(state.project_dir)
         progress = LayerProgress(state.out, state.console(stderr=True))
-        target = kubernetes_target(state, project, env, plugin_dir, progress)
+        target = layered_target(state, project, env, plugin_dir, progress)
         with progress.running():
             result = target.plan(layer)
         data = result_data(result)

@@ -24,9 +24,9 @@ def register(app: typer.Typer) -> None:
         Only on a promote verdict of the current rollout, unless --force.
         """
         state = get_state(ctx, json_out)
-        from mlserve.cli.commands.rollout import _show
+        from mlserve.cli.commands.rollout import show
         from mlserve.project import load_project
-        from mlserve.rollout import machine
+        from mlserve.rollout import service
 
-        res = machine.promote(load_project(state.project_dir), endpoint, force=force)
-        state.emit(res.to_dict(), lambda c: _show(c, res), exit_code=0 if res.state["status"] == "promoted" else 4)
+        res = service.promote(load_project(state.project_dir), endpoint, force=force)
+        state.emit(res.to_dict(), lambda c: show(c, res), exit_code=res.exit_code)

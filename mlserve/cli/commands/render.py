@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mlserve.cli.output import JsonFlag, get_state
+from mlserve.status import ExitStatus
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +44,11 @@ def register(app: typer.Typer) -> None:
                 "files": result.files,
                 "differences": [{"path": d.path, "status": d.status, "diff": d.diff} for d in result.differences],
             }
-            state.emit(data, lambda con: _show_check(con, data), exit_code=0 if result.up_to_date else 1)
+            state.emit(
+                data,
+                lambda con: _show_check(con, data),
+                exit_code=ExitStatus.OK if result.up_to_date else ExitStatus.ERROR,
+            )
             return
         results = [render_environment(project, n, out_dir) for n in names]
         payload = {

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from mlserve.cli.output import JsonFlag, get_state
+
+if TYPE_CHECKING:
+    from mlserve.rollout.service import TrafficReset
 
 
 def register(app: typer.Typer) -> None:
@@ -23,18 +26,19 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Return all traffic to the baseline. A rollout in progress is ended as rolled back."""
         state = get_state(ctx, json_out)
-        from mlserve.cli.commands.rollout import _show
+        from mlserve.cli.commands.rollout import show
         from mlserve.project import load_project
-        from mlserve.rollout import machine
+        from mlserve.rollout import service
 
-        res = machine.rollback(load_project(state.project_dir), endpoint, env=env)
-        if isinstance(res, dict):
-            data: dict[str, Any] = res
-            state.emit(data, lambda c: _plain(c, data))
+        res = service.rollback(load_project(state.project_dir), endpoint, env=env)
+        reset = res.reset
+        if reset is not None:
+            state.emit(res.to_dict(), lambda c: _plain(c, reset), exit_code=res.exit_code)
             return
-        state.emit(res.to_dict(), lambda c: _show(c, res), exit_code=0 if res.state["status"] == "rolled_back" else 4)
+        state.emit(res.to_dict(), lambda c: show(c, res), exit_code=res.exit_code)
 
 
-def _plain(con: Console, data: dict[str, Any]) -> None:
-    weights = ", ".join(f"{v} {w}%" for v, w in data["weights"].items())
-    con.print(f"{escape(data['endpoint'])} ({escape(data['env'])}): traffic reset to {escape(weights)}")
+def _plain(con: Console, reset: TrafficReset) -> None:
+    from mlserve import format as fmt
+
+    con.print(f"{escape(reset.endpoint)} ({escape(reset.env)}): traffic reset to {escape(fmt.weights(reset.weights))}")

@@ -11,14 +11,22 @@ from rich.markup import escape
 from rich.table import Table
 
 from mlserve.cli.output import JsonFlag, State, get_state
+from mlserve.status import Status
 
 if TYPE_CHECKING:
-    from mlserve.rollout.machine import RolloutResult
+    from mlserve.rollout.record import Run
+    from mlserve.rollout.service import RolloutResult
+    from mlserve.stats.engine import Result
 
 EndpointArg = Annotated[str, typer.Argument(help="Endpoint name (from mlserve.toml).")]
 DurationOpt = Annotated[str | None, typer.Option(help="A duration like '30s', '5m' or '1h'.")]
 
-STATUS_COLOURS = {"promoted": "green", "rolled_back": "red", "halted": "yellow", "inconclusive": "yellow"}
+STATUS_COLOURS = {
+    Status.PROMOTED: "green",
+    Status.ROLLED_BACK: "red",
+    Status.HALTED: "yellow",
+    Status.INCONCLUSIVE: "yellow",
+}
 
 
 def _duration(value: str | None, option: str) -> float | None:
@@ -65,9 +73,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create a rollout run (experiments/ENDPOINT/RUN_ID/); traffic moves on the first step."""
         state = get_state(ctx, json_out)
-        from mlserve.rollout import machine
+        from mlserve.rollout import service
 
-        res = machine.start(
+        res = service.start(
             _project(state),
             endpoint,
             candidate,
@@ -76,16 +84,16 @@ def register(app: typer.Typer) -> None:
             interval=_duration(interval, "--interval"),
             max_duration=_duration(max_duration, "--max-duration"),
         )
-        state.emit(res.to_dict(), lambda c: _show(c, res))
+        state.emit(res.to_dict(), lambda c: show(c, res))
 
     @ro.command("step")
     def step(ctx: typer.Context, endpoint: EndpointArg, json_out: JsonFlag = False) -> None:
         """One look now: query Prometheus, decide, act (move the weight, promote or roll back)."""
         state = get_state(ctx, json_out)
-        from mlserve.rollout import machine
+        from mlserve.rollout import service
 
-        res = machine.step(_project(state), endpoint)
-        state.emit(res.to_dict(), lambda c: _show(c, res), exit_code=res.exit_code)
+        res = service.step(_project(state), endpoint)
+        state.emit(res.to_dict(), lambda c: show(c, res), exit_code=res.exit_code)
 
     def _run(
         ctx: typer.Context,
@@ -98,11 +106,11 @@ def register(app: typer.Typer) -> None:
         resume: bool,
     ) -> None:
         state = get_state(ctx, json_out)
-        from mlserve.rollout import machine
+        from mlserve.rollout import service
 
         progress = _Progress(state)
         try:
-            res = machine.run_to_end(
+            res = service.run_to_end(
                 _project(state),
                 endpoint,
                 max_duration=_duration(max_duration, "--max-duration"),
@@ -113,7 +121,7 @@ def register(app: typer.Typer) -> None:
             )
         finally:
             progress.close()
-        state.emit(res.to_dict(), lambda c: _show(c, res), exit_code=res.exit_code)
+        state.emit(res.to_dict(), lambda c: show(c, res), exit_code=res.exit_code)
 
     @ro.command("run")
     def run(
@@ -149,28 +157,28 @@ def register(app: typer.Typer) -> None:
     def status(ctx: typer.Context, endpoint: EndpointArg, json_out: JsonFlag = False) -> None:
         """Where the rollout stands: step, weights, requests, per-metric estimates, verdict so far."""
         state = get_state(ctx, json_out)
-        from mlserve.rollout import machine
+        from mlserve.rollout import service
 
-        res = machine.status(_project(state), endpoint)
-        state.emit(res.to_dict(), lambda c: _show(c, res))
+        res = service.status(_project(state), endpoint)
+        state.emit(res.to_dict(), lambda c: show(c, res))
 
     @ro.command("pause")
     def pause(ctx: typer.Context, endpoint: EndpointArg, json_out: JsonFlag = False) -> None:
         """Stop looking and keep the current split (a running `rollout run` stops at its next tick)."""
         state = get_state(ctx, json_out)
-        from mlserve.rollout import machine
+        from mlserve.rollout import service
 
-        res = machine.pause(_project(state), endpoint)
-        state.emit(res.to_dict(), lambda c: _show(c, res))
+        res = service.pause(_project(state), endpoint)
+        state.emit(res.to_dict(), lambda c: show(c, res))
 
     @ro.command("abort")
     def abort(ctx: typer.Context, endpoint: EndpointArg, json_out: JsonFlag = False) -> None:
         """End the rollout and send all traffic back to the baseline (recorded as aborted)."""
         state = get_state(ctx, json_out)
-        from mlserve.rollout import machine
+        from mlserve.rollout import service
 
-        res = machine.abort(_project(state), endpoint)
-        state.emit(res.to_dict(), lambda c: _show(c, res))
+        res = service.abort(_project(state), endpoint)
+        state.emit(res.to_dict(), lambda c: show(c, res))
 
 
 # ---------------------------------------------------------------------------
@@ -178,38 +186,34 @@ def register(app: typer.Typer) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _fmt_metric(m: dict[str, Any]) -> tuple[str, str, str, str]:
-    from mlserve.report.build import _ci, _pct
+def _fmt_metric(m: Result) -> tuple[str, str, str, str]:
+    from mlserve import format as fmt
+    from mlserve.stats.agreement import AgreementResult
 
-    name = str(m.get("name"))
-    if m.get("kind") == "agreement":
-        est = m.get("estimate")
-        value = f"{est * 100:.2f}% agree" if isinstance(est, int | float) else "-"
-        return name, value, _ci(m.get("ci"), "agreement"), str(m.get("verdict"))
-    return name, _pct(m.get("estimate")), _ci(m.get("ci")), str(m.get("verdict"))
+    if isinstance(m, AgreementResult):
+        value = f"{fmt.share(m.estimate)} agree" if m.estimate is not None else "-"
+        return m.name, value, fmt.interval(m.ci, m.kind), m.verdict
+    return m.name, fmt.change(m.estimate), fmt.interval(m.ci), m.verdict
 
 
-def _lines(s: dict[str, Any]) -> list[str]:
-    """The plain progress of a state (also used for non-TTY output)."""
-    steps = len(s["plans"])
-    weights = ", ".join(f"{v} {w}%" for v, w in s.get("traffic", {}).get("weights", {}).items())
-    st = s["steps"][-1] if s["steps"] else None
-    req = ""
-    if st and st["looks"]:
-        req = ", ".join(f"{v} {x['requests']:,} req" for v, x in st["looks"][-1]["variants"].items())
-    d = s.get("decision") or {}
-    head = f"step {int(s['step']) + 1}/{steps} [{weights}] {s['status']}"
+def _lines(r: Run) -> list[str]:
+    """The plain progress of a run (also used for non-TTY output)."""
+    from mlserve import format as fmt
+
+    st = r.current
+    head = f"step {r.step + 1}/{len(r.plans)} [{fmt.weights(r.traffic.weights)}] {r.status}"
     if st:
-        head += f", look {len(st['looks'])}"
-    if req:
-        head += f" ({req})"
-    head += f": {d.get('verdict', 'waiting')}"
+        head += f", look {len(st.looks)}"
+        if st.looks:
+            req = ", ".join(f"{v} {x.requests:,} req" for v, x in st.looks[-1].look.variants.items())
+            head += f" ({req})"
+    head += f": {r.decision.verdict if r.decision else 'waiting'}"
     out = [head]
-    for m in d.get("metrics", []):
+    for m in r.decision.metrics if r.decision else ():
         name, est, ci, verdict = _fmt_metric(m)
         out.append(f"  {name}: {est} {ci} {verdict}")
-    if s.get("last_hold"):
-        out.append(f"  held: {s['last_hold']['reason']}")
+    if r.last_hold:
+        out.append(f"  held: {r.last_hold.reason}")
     return out
 
 
@@ -222,25 +226,21 @@ class _Progress:
         self.live: Any = None
         self.seen = -1
 
-    def update(self, s: dict[str, Any]) -> None:
-        key = (
-            int(s.get("look_count", 0))
-            + sum(int(st.get("held", 0)) for st in s["steps"])
-            + 10_000 * len(s.get("transitions", []))
-        )
+    def update(self, r: Run) -> None:
+        key = r.look_count + r.total_held + 10_000 * len(r.transitions)
         if self.tty:
             from rich.live import Live
 
             if self.live is None:
-                self.live = Live(_table(s), console=self.con, refresh_per_second=4, transient=False)
+                self.live = Live(_table(r), console=self.con, refresh_per_second=4, transient=False)
                 self.live.start()
             else:
-                self.live.update(_table(s))
+                self.live.update(_table(r))
             return
         if key == self.seen:
             return
         self.seen = key
-        for line in _lines(s):
+        for line in _lines(r):
             self.con.print(escape(line), highlight=False)
 
     def close(self) -> None:
@@ -249,34 +249,34 @@ class _Progress:
             self.live = None
 
 
-def _table(s: dict[str, Any]) -> Any:
-    lines = _lines(s)
+def _table(r: Run) -> Any:
+    lines = _lines(r)
     t = Table(show_header=True, header_style="bold", title=escape(lines[0]), title_justify="left")
     for col in ("metric", "estimate", "confidence interval", "verdict"):
         t.add_column(col)
-    for m in (s.get("decision") or {}).get("metrics", []):
+    for m in r.decision.metrics if r.decision else ():
         t.add_row(*(escape(x) for x in _fmt_metric(m)))
-    reason = (s.get("decision") or {}).get("reason", "")
+    reason = r.decision.reason if r.decision else ""
     return Group(t, escape(reason)) if reason else t
 
 
-def _show(con: Console, res: RolloutResult) -> None:
-    s = res.state
-    colour = STATUS_COLOURS.get(s["status"], "cyan")
+def show(con: Console, res: RolloutResult) -> None:
+    r = res.record
+    assert r is not None
+    colour = STATUS_COLOURS.get(r.status, "cyan")
     con.print(
-        f"rollout [bold]{escape(s['run_id'])}[/]: {escape(s['endpoint'])} "
-        f"{escape(s['baseline'])} -> {escape(s['candidate'])} ({escape(s['strategy'])}, env {escape(s['env'])})"
+        f"rollout [bold]{escape(r.run_id)}[/]: {escape(r.endpoint)} "
+        f"{escape(r.baseline)} -> {escape(r.candidate)} ({escape(r.strategy)}, env {escape(r.env)})"
     )
-    con.print(f"status: [{colour}]{escape(s['status'])}[/]")
-    for line in _lines(s):
+    con.print(f"status: [{colour}]{escape(r.status)}[/]")
+    for line in _lines(r):
         con.print(escape(line))
-    outcome = s.get("outcome") or {}
-    if outcome.get("reason"):
-        con.print(escape(outcome["reason"]))
-    elif (s.get("decision") or {}).get("reason"):
-        con.print(escape(s["decision"]["reason"]))
+    if r.outcome and r.outcome.reason:
+        con.print(escape(r.outcome.reason))
+    elif r.decision and r.decision.reason:
+        con.print(escape(r.decision.reason))
     if res.message:
         con.print(escape(res.message))
-    for kind, path in (s.get("reports") or {}).items():
+    for kind, path in r.reports.items():
         con.print(f"report ({kind}): {escape(path)}")
     con.print(f"run directory: {escape(res.run_dir)}")

@@ -26,18 +26,16 @@ def register(app: typer.Typer) -> None:
         """
         state = get_state(ctx, json_out)
         from mlserve.project import load_project
-        from mlserve.targets import get_target
-        from mlserve.targets.kubernetes import KubernetesTarget
+        from mlserve.targets import open_target
 
         project = load_project(state.project_dir)
-        target = get_target(project, env)
-        if isinstance(target, KubernetesTarget):
-            from mlserve.cli.commands.plan import status_kubernetes
+        target = open_target(project, project.environment(env))
+        data = dataclasses.asdict(target.status())
+        if target.layered:
+            from mlserve.cli.commands.plan import show_status
 
-            status_kubernetes(state, target)
+            state.emit(data, lambda con: show_status(con, data))
             return
-        result = target.status()
-        data = dataclasses.asdict(result)
         data["requested_env"] = target.env_name
         state.emit(data, lambda c: _show(c, data))
 

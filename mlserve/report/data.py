@@ -1,0 +1,88 @@
+"""The data every report shows, built from a run by :func:`mlserve.report.build.build_data`
+(report.json is exactly :meth:`ReportData.to_dict`; the plots read it too)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mlserve.stats.engine import Result
+from mlserve.status import Status, Verdict
+
+REPORT_FORMAT = "mlserve.rollout-report/v1"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The head of every report."""
+
+    run_id: str
+    endpoint: str
+    env: str
+    target: str | None
+    baseline: str
+    candidate: str
+    strategy: str
+    status: Status
+    verdict: Verdict | None
+    reason: str
+    forced: bool
+    started: str | None
+    finished: str | None
+    looks: int
+    held_looks: int
+    last_hold: dict[str, Any] | None
+    alpha: float
+    min_requests: int
+    interval_seconds: float
+    srm: dict[str, Any]
+    agreement: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class StepRow:
+    step: int
+    phase: str
+    weights: dict[str, int]
+    shadow_percent: int
+    looks: int
+    held: int
+    requests: dict[str, int]
+    errors: dict[str, int]
+    verdict: Verdict | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the reports show (report.json is exactly ``to_dict``)."""
+
+    summary: Summary
+    metrics: tuple[Result, ...]
+    steps: tuple[StepRow, ...]
+    timeline: list[dict[str, Any]]
+    weights: list[dict[str, Any]]  # [{"t": seconds since start, "weights": {...}}]
+    history: list[dict[str, Any]]  # per look: {"t", "step", "look", "at", "verdict", "metrics": [...]}
+    histograms: dict[str, dict[str, Any]]  # variant -> latency_seconds (cumulative over the run)
+    gpu: dict[str, dict[str, float]]
+    load: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": REPORT_FORMAT,
+            "summary": self.summary.to_dict(),
+            "metrics": [m.to_dict() for m in self.metrics],
+            "steps": [st.to_dict() for st in self.steps],
+            "timeline": self.timeline,
+            "weights": self.weights,
+            "looks": self.history,
+            "latency_histograms": self.histograms,
+            "gpu": self.gpu,
+            "load": self.load,
+        }

@@ -1,0 +1,280 @@
+"""What every target offers, as three narrow interfaces built by one factory per target.
+
+- :class:`Target`: the environment's lifecycle (plan, deploy, status, teardown, logs).
+- :class:`Router`: apply a traffic :class:`Plan` to one endpoint in one request (a full
+  replacement, so applying it twice is harmless), and read the current plan back.
+- :class:`MetricsSource`: take a look at the arms' metrics for a
+  :class:`~mlserve.metrics.LookRequest`, say how long to wait after a weight change before
+  counting (:meth:`MetricsSource.settle_seconds`), and what it supports
+  (:class:`Capabilities`).
+
+``mlserve.targets.open_environment`` returns the three for an environment; the CLI and the
+rollout use nothing else, so neither ever asks which target it runs on.
+
+A :class:`Plan` maps arm names to (version, weight, role). Today's rollouts use two arms,
+the primary (the baseline version) and the candidate; a third arm, e.g. a *control* (a fresh
+instance of the baseline version taking the candidate's share), fits the same format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlserve.metrics import Collected, LookRequest
+
+
+class Role(StrEnum):
+    PRIMARY = "primary"  # the baseline version, serving most traffic
+    CANDIDATE = "candidate"  # the version being rolled out
+    CONTROL = "control"  # a fresh instance of the baseline version, compared with the candidate
+
+
+class Mode(StrEnum):
+    STABLE = "stable"  # all traffic on one version
+    CANARY = "canary"  # a weighted split, request by request
+    AB = "ab"  # a weighted split, sticky per user
+    SHADOW = "shadow"  # the primary answers; requests are mirrored to the candidate
+
+
+@dataclass(frozen=True)
+class Arm:
+    version: str
+    weight: int  # percent of live traffic
+    role: Role
+    mirror: int = 0  # percent of requests mirrored to this arm (answers discarded)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": self.version, "weight": self.weight, "role": self.role}
+        if self.mirror:
+            out["mirror"] = self.mirror
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Arm:
+        return cls(str(data["version"]), int(data["weight"]), Role(data["role"]), int(data.get("mirror", 0)))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where one endpoint's requests go: every arm, by name (a full replacement, never a delta)."""
+
+    mode: Mode
+    arms: Mapping[str, Arm]
+
+    # -- building ----------------------------------------------------------------------
+
+    @classmethod
+    def stable(cls, version: str) -> Plan:
+        return cls(Mode.STABLE, {version: Arm(version, 100, Role.PRIMARY)})
+
+    @classmethod
+    def split(cls, mode: Mode, baseline: str, candidate: str, candidate_weight: int) -> Plan:
+        """Two arms named after their versions: ``candidate_weight`` percent to the candidate."""
+        return cls(
+            mode,
+            {
+                baseline: Arm(baseline, 100 - candidate_weight, Role.PRIMARY),
+                candidate: Arm(candidate, candidate_weight, Role.CANDIDATE),
+            },
+        )
+
+    @classmethod
+    def shadow(cls, baseline: str, candidate: str, percent: int) -> Plan:
+        return cls(
+            Mode.SHADOW,
+            {
+                baseline: Arm(baseline, 100, Role.PRIMARY),
+                candidate: Arm(candidate, 0, Role.CANDIDATE, mirror=percent),
+            },
+        )
+
+    # -- reading -----------------------------------------------------------------------
+
+    @property
+    def weights(self) -> dict[str, int]:
+        """Percent of live traffic per arm."""
+        return {name: arm.weight for name, arm in self.arms.items()}
+
+    def arm(self, role: Role) -> tuple[str, Arm] | None:
+        return next(((n, a) for n, a in self.arms.items() if a.role is role), None)
+
+    @property
+    def baseline(self) -> str:
+        found = self.arm(Role.PRIMARY)
+        assert found is not None, "a plan always has a primary arm"
+        return found[1].version
+
+    @property
+    def candidate(self) -> str | None:
+        found = self.arm(Role.CANDIDATE)
+        return found[1].version if found else None
+
+    @property
+    def mirror_percent(self) -> int:
+        return max((a.mirror for a in self.arms.values()), default=0)
+
+    @property
+    def versions(self) -> dict[str, int]:
+        """Percent of live traffic per version (arms of one version added up)."""
+        out: dict[str, int] = {}
+        for arm in self.arms.values():
+            out[arm.version] = out.get(arm.version, 0) + arm.weight
+        return out
+
+    # -- persistence -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "arms": {n: a.to_dict() for n, a in self.arms.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
+        if "arms" not in data:
+            return cls.from_v1(data)
+        return cls(Mode(data["mode"]), {str(n): Arm.from_dict(a) for n, a in dict(data["arms"]).items()})
+
+    @classmethod
+    def from_v1(cls, data: Mapping[str, Any]) -> Plan:
+        """The two-arm ``{baseline, candidate, mode, weights, shadow_percent}`` of mlserve.rollout/v1."""
+        baseline, candidate = str(data["baseline"]), data.get("candidate")
+        weights = {str(k): int(v) for k, v in dict(data["weights"]).items()}
+        mode = Mode(data["mode"])
+        if candidate is None or mode is Mode.STABLE:
+            version = next(iter(weights)) if weights else baseline
+            return cls.stable(version)
+        arms = {
+            baseline: Arm(baseline, weights.get(baseline, 0), Role.PRIMARY),
+            str(candidate): Arm(
+                str(candidate),
+                weights.get(str(candidate), 0),
+                Role.CANDIDATE,
+                mirror=int(data.get("shadow_percent", 0)) if mode is Mode.SHADOW else 0,
+            ),
+        }
+        return cls(mode, arms)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a metrics source can do; the rollout asks this instead of which target it is."""
+
+    shadow_agreement: bool  # counts whether mirrored answers agree with the primary's
+    background_load: bool  # ``rollout run --load`` can drive traffic at the target's entry point
+    query_set: str  # which series hold requests, errors and latency (mlserve.metrics.QUERY_SETS)
+
+
+@dataclass(frozen=True)
+class LogFile:
+    label: str
+    path: Path
+
+    def tail(self, lines: int) -> str:
+        from mlserve.fsutil import tail
+
+        return tail(self.path, lines)
+
+
+class Target(Protocol):
+    kind: str
+    layered: bool  # has layers (cluster, platform, kubernetes) that plan, deploy and destroy take one by one
+
+    @property
+    def env_name(self) -> str | None: ...
+
+    def plan(self, layer: str | None = None) -> Any: ...
+
+    def deploy(self, request: DeployRequest) -> Any: ...
+
+    def status(self) -> Any: ...
+
+    def teardown(self, layer: str | None = None) -> Any: ...
+
+    def logs(self, name: str, version: str | None = None) -> list[LogFile]: ...
+
+    def entry_url(self) -> str | None:
+        """Where clients send requests (what ``--load`` drives), when this target knows it."""
+        ...
+
+
+class LayeredTarget(Target, Protocol):
+    def select(self, layer: str | None) -> tuple[str, ...]:
+        """The layers a ``--layer`` option names (all, in order, for None); a usage error otherwise."""
+        ...
+
+
+class Router(Protocol):
+    def apply(self, endpoint: str, plan: Plan) -> None: ...
+
+    def current(self, endpoint: str) -> Plan | None: ...
+
+    def describe(self) -> str: ...
+
+
+class MetricsSource(Protocol):
+    capabilities: Capabilities
+
+    def look(self, request: LookRequest, previous: Mapping[str, Any] | None) -> Collected: ...
+
+    def settle_seconds(self) -> float: ...
+
+
+Say = Callable[[str], None]
+LineSink = Callable[[str, str], None]  # (layer, line) of a tool's streamed output
+Confirm = Callable[[str, dict[str, Any]], bool]  # (layer, planned changes) -> go ahead?
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """What ``mlserve deploy`` asks of a target; each target uses what applies to it."""
+
+    timeout: float | None = None  # seconds to wait until the endpoints are ready
+    layer: str | None = None  # layered targets: only this layer
+    confirm: Confirm | None = None  # layered targets: asked before applying a layer's changes
+
+
+@dataclass(frozen=True)
+class Options:
+    """Where a target reports progress and finds its tools (set by the CLI)."""
+
+    say: Say | None = None
+    on_line: LineSink | None = None
+    plugin_dir: str | Path | None = None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One environment's three interfaces, from its target's factory."""
+
+    name: str
+    target: Target
+    router: Router
+    metrics: MetricsSource
+
+
+def follow(files: list[LogFile], *, poll: float = 0.25) -> Iterator[tuple[str, str]]:
+    """New lines of log files as they are written, (label, line), until interrupted."""
+    import os
+    import time
+
+    handles = []
+    for f in files:
+        fh = open(f.path, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
+        fh.seek(0, os.SEEK_END)
+        handles.append((f.label, fh))
+    try:
+        while True:
+            got = False
+            for label, fh in handles:
+                line = fh.readline()
+                while line:
+                    got = True
+                    yield label, line.rstrip("\n")
+                    line = fh.readline()
+            if not got:
+                time.sleep(poll)
+    finally:
+        for _, fh in handles:
+            fh.close()

@@ -1,0 +1,60 @@
+"""A steady background load on the local gateway: a few threads posting the project's
+payloads until stopped (bounded in time), every answer tallied by status code (what a user
+would have seen)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import httpx
+
+
+class Load:
+    def __init__(
+        self, url: str, bodies: list[str], threads: int = 4, *, cap_seconds: float = 400.0, backoff: float = 0.02
+    ) -> None:
+        self.url = url
+        self.bodies = bodies
+        self.backoff = backoff
+        self.stop_at = time.monotonic() + cap_seconds
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.codes: Counter[str] = Counter()
+        self.threads = [threading.Thread(target=self._work, args=(i, threads), daemon=True) for i in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self, i: int, step: int) -> None:
+        k = i
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            while not self.done.is_set() and time.monotonic() < self.stop_at:
+                body = self.bodies[k % len(self.bodies)]
+                try:
+                    r = client.post(
+                        f"{self.url}/v2/models/fraud/infer",
+                        content=body,
+                        headers={"content-type": "application/json", "x-user-id": f"user-{k}"},
+                    )
+                    code = str(r.status_code)
+                except httpx.HTTPError as exc:
+                    code = f"no answer ({type(exc).__name__})"
+                    time.sleep(self.backoff)
+                with self.lock:
+                    self.codes[code] += 1
+                k += step
+
+    @property
+    def sent(self) -> int:
+        with self.lock:
+            return sum(self.codes.values())
+
+    def snapshot(self) -> Counter[str]:
+        with self.lock:
+            return Counter(self.codes)
+
+    def stop(self) -> None:
+        self.done.set()
+        for t in self.threads:
+            t.join(timeout=15)
