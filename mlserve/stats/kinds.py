@@ -8,20 +8,30 @@ docs/statistics.md); its name must also be accepted by the manifest's ``MetricKi
 
 Today's kinds: ``error_rate`` (errors per request), ``ratio`` (a custom numerator over a
 denominator, e.g. conversions per user) and ``latency`` (a quantile, from histogram
-buckets). The shadow agreement gate is not a comparison between arms but a one-sample test
-of the agreement rate; it lives beside these in :mod:`mlserve.stats.agreement`.
+buckets); for LLM endpoints ``ttft`` (time to first token) and ``inter_token`` (a request's
+mean gap between tokens) at a quantile, ``tokens_per_second`` (a request's generation rate,
+higher is better) at a quantile, and ``stream_errors`` (streams broken off mid-way, per
+stream), read from the snapshot's ``llm`` field (:mod:`mlserve.stats.llm` says how each is
+tested and why its unit is the request, never the token). The shadow agreement gate is not
+a comparison between arms but a one-sample test of the agreement rate; it lives beside these
+in :mod:`mlserve.stats.agreement`.
+
+Each kind also says how :mod:`mlserve.stats.power` plans it (``planned_as``: like errors on
+the baseline's error rate, like a latency quantile, or not at all) and on which scale
+(``oriented``: a kind compared through a transformation is planned on the same one).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from mlserve.errors import UsageError
-from mlserve.stats.evidence import Array, Track, absent, count_track, latency_track
+from mlserve.stats import llm
+from mlserve.stats.evidence import Array, Summary, Track, absent, count_track, latency_track
 from mlserve.stats.snapshot import VariantStats
 from mlserve.stats.spec import MetricSpec
 
@@ -44,35 +54,50 @@ class LookData:
         return len(self.baseline)
 
 
+PlannedAs = Literal["errors", "latency", ""]
+
+
 class MetricKind(Protocol):
     name: str
     unit: str  # of the metric's values, for display (see mlserve.format.value)
     shadow: bool  # meaningful on mirrored traffic (nobody sees a mirror's answers)
+    planned_as: PlannedAs  # how stats.power plans it ("": not planned)
 
     def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track: ...
 
     def better(self, spec: MetricSpec) -> str: ...
 
+    def oriented(self, spec: MetricSpec) -> MetricSpec:
+        """The metric on the scale it is compared on (quantile and margin), for planning."""
+        ...
 
-class ErrorRate:
+
+class _AsIs:
+    def oriented(self, spec: MetricSpec) -> MetricSpec:
+        return spec
+
+
+class ErrorRate(_AsIs):
     name = "error_rate"
     unit = "errors/request"
     shadow = True
+    planned_as: PlannedAs = "errors"
 
     def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
         return count_track(
             spec, data.traffic, data.errors_b, data.requests_b, data.errors_c, data.requests_c,
-            data.regime, alpha, self.unit,
+            data.regime, alpha, self.unit, share=True,
         )  # fmt: skip
 
     def better(self, spec: MetricSpec) -> str:
         return spec.better
 
 
-class Ratio:
+class Ratio(_AsIs):
     name = "ratio"
     unit = "per unit"
     shadow = False
+    planned_as: PlannedAs = ""  # no baseline rate to plan from
 
     def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
         n = spec.name
@@ -90,10 +115,11 @@ class Ratio:
         return spec.better
 
 
-class Latency:
+class Latency(_AsIs):
     name = "latency"
     unit = "s"
     shadow = True
+    planned_as: PlannedAs = "latency"
 
     def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
         vb, vc = data.baseline, data.candidate
@@ -108,6 +134,76 @@ class Latency:
         base_cum = np.array([b.latency.counts if b.latency is not None else empty for b in vb], dtype=float)
         cand_cum = np.array([c.latency.counts if c.latency is not None else empty for c in vc], dtype=float)
         return latency_track(spec, has & data.traffic, base_cum, cand_cum, le, data.regime, alpha)
+
+    def better(self, spec: MetricSpec) -> str:
+        return "lower"
+
+
+def _no_token_streams(_j: int) -> Summary:
+    return None, None, None, None, "s", "no token-stream histogram in the snapshot (an LLM endpoint's llm field)"
+
+
+class _TokenStreamQuantile(_AsIs):
+    """A quantile of a per-request histogram of the snapshot's ``llm`` field, compared like a
+    latency. Mirrored streams are not measured token by token (the gateway times the streams
+    it answers), so these kinds do not apply to a shadow."""
+
+    name = ""
+    unit = "s"
+    shadow = False
+    planned_as: PlannedAs = "latency"
+
+    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
+        got = llm.histogram_input(spec, data.baseline, data.candidate)
+        if got is None:
+            k = data.looks
+            return Track(spec, np.zeros(k, dtype=bool), np.ones(k), np.ones(k), _no_token_streams)
+        track = latency_track(got.spec, got.present & data.traffic, got.base_cum, got.cand_cum, got.le,
+                              data.regime, alpha)  # fmt: skip
+        return replace(track, spec=spec)
+
+    def better(self, spec: MetricSpec) -> str:
+        return "lower"
+
+
+class Ttft(_TokenStreamQuantile):
+    name = "ttft"
+
+
+class InterToken(_TokenStreamQuantile):
+    name = "inter_token"
+
+
+class TokensPerSecond(_TokenStreamQuantile):
+    """Compared as the latency of its reciprocal, seconds per token (:func:`llm.mirror`), and
+    reported back in tokens per second."""
+
+    name = "tokens_per_second"
+    unit = "tokens/s"
+
+    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
+        track = super().track(spec, data, alpha)
+        inner = track.summary
+        return replace(track, summary=lambda j: llm.rate_summary(inner(j)))
+
+    def better(self, spec: MetricSpec) -> str:
+        return "higher"
+
+    def oriented(self, spec: MetricSpec) -> MetricSpec:
+        return llm.seconds_per_token(spec)
+
+
+class StreamErrors(_AsIs):
+    """Streams that broke off after their first tokens, per stream (a request's answer)."""
+
+    name = "stream_errors"
+    unit = "errors/request"
+    shadow = False
+    planned_as: PlannedAs = "errors"
+
+    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
+        present, xb, nb, xc, nc = llm.stream_counts(data.baseline, data.candidate)
+        return count_track(spec, present & data.traffic, xb, nb, xc, nc, data.regime, alpha, self.unit, share=True)
 
     def better(self, spec: MetricSpec) -> str:
         return "lower"
@@ -134,5 +230,5 @@ def shadow_kinds() -> tuple[str, ...]:
     return tuple(name for name, kind in KINDS.items() if kind.shadow)
 
 
-for _kind in (ErrorRate(), Ratio(), Latency()):
+for _kind in (ErrorRate(), Ratio(), Latency(), Ttft(), InterToken(), TokensPerSecond(), StreamErrors()):
     register(_kind)

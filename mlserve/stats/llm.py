@@ -1,4 +1,5 @@
-"""Metric kinds of LLM endpoints, on the latency and count machinery that already exists.
+"""What the LLM metric kinds of :mod:`mlserve.stats.kinds` read, on the latency and count
+machinery that already exists.
 
 Each kind is mapped onto a test whose guarantees are documented in docs/statistics.md:
 
@@ -24,16 +25,15 @@ dashboards, not for gates).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
 
-from mlserve.manifest.models import MetricSpec
-from mlserve.manifest.units import Margin
+from mlserve.stats.evidence import Summary
 from mlserve.stats.snapshot import Histogram, VariantStats
+from mlserve.stats.spec import Margin, MetricSpec
 
 Array = NDArray[np.float64]
 
@@ -42,7 +42,6 @@ HISTOGRAM_OF = {
     "inter_token": "time_per_output_token_seconds",
     "tokens_per_second": "tokens_per_second",
 }
-UNIT = {"ttft": "s", "inter_token": "s", "tokens_per_second": "tokens/s", "stream_errors": "errors/request"}
 
 
 @dataclass(frozen=True)
@@ -99,15 +98,19 @@ def histogram_input(spec: MetricSpec, vb: Sequence[VariantStats], vc: Sequence[V
         [b.counts if b is not None and p else zero for b, p in zip(hc, present, strict=True)], dtype=np.float64
     )
     le_arr: Array = np.asarray(le, dtype=np.float64)
-    oriented = spec
     if spec.kind == "tokens_per_second":
         le_arr, base = mirror(le, base)
         _, cand = mirror(le, cand)
-        r = min(spec.margin.value, 0.999)
-        oriented = spec.model_copy(
-            update={"quantile": 1.0 - float(spec.quantile or 0.1), "margin": Margin(r / (1.0 - r), relative=True)}
-        )
-    return HistogramInput(present, le_arr, base, cand, oriented)
+    return HistogramInput(present, le_arr, base, cand, seconds_per_token(spec))
+
+
+def seconds_per_token(spec: MetricSpec) -> MetricSpec:
+    """A ``tokens_per_second`` metric as the latency of its reciprocal: quantile ``1 - q`` and the
+    relative margin ``r / (1 - r)`` (see the module's docstring); any other kind as it is."""
+    if spec.kind != "tokens_per_second":
+        return spec
+    r = min(spec.margin.value, 0.999)
+    return replace(spec, quantile=1.0 - float(spec.quantile or 0.1), margin=Margin(r / (1.0 - r), relative=True))
 
 
 def stream_counts(
@@ -132,9 +135,6 @@ def stream_counts(
     return has & (nb > 0) & (nc > 0), xb, nb, xc, nc
 
 
-Summary = tuple[float | None, float | None, float | None, tuple[float, float] | None, str, str]
-
-
 def rate_summary(s: Summary) -> Summary:
     """A summary computed on seconds per token (the mirrored scale), back in tokens per second."""
     b, c, est, ci, _unit, note = s
@@ -150,22 +150,3 @@ def rate_summary(s: Summary) -> Summary:
     if note:
         note = "compared as seconds per token (1/rate): " + note
     return b_rate, c_rate, est_rate, ci_rate, "tokens/s", note
-
-
-def stack_llm(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """A look's ``llm`` field ``b`` stacked on the cumulative ``a`` of earlier steps (the run's
-    cumulative snapshot); a histogram whose bounds changed restarts from ``b``."""
-    out: dict[str, Any] = {}
-    for key, hb in b.items():
-        ha = a.get(key)
-        if isinstance(hb, dict):
-            if isinstance(ha, dict) and ha.get("le") == hb["le"]:
-                out[key] = {
-                    "le": hb["le"],
-                    "counts": [int(x) + int(y) for x, y in zip(ha["counts"], hb["counts"], strict=True)],
-                }
-            else:
-                out[key] = dict(hb)
-        else:
-            out[key] = int(ha or 0) + int(hb)
-    return out

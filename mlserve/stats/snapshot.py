@@ -531,16 +531,9 @@ def stack(below: VariantStats, above: VariantStats) -> VariantStats:
     """Counts ``above`` (cumulative within their own step) on top of the totals ``below``.
 
     A histogram is carried only when ``above`` has one with the bounds of ``below`` (or
-    ``below`` has none); custom ratios only those ``above`` reports."""
-    latency = None
-    hb, ha = above.latency, below.latency
-    if hb is not None and (ha is None or ha.le == hb.le):
-        counts = ha.counts if ha is not None else (0,) * len(hb.counts)
-        latency = Histogram(
-            hb.le,
-            tuple(int(x) + int(y) for x, y in zip(counts, hb.counts, strict=True)),
-            round((ha.sum if ha is not None else 0.0) + hb.sum, 6),
-        )
+    ``below`` has none); custom ratios only those ``above`` reports. Token-stream statistics
+    (``llm``) are carried when ``above`` has them: its histograms added to ``below``'s where
+    the bounds agree (restarted from ``above``'s where they do not), its counts added."""
     custom = {
         name: Ratio(
             (below.custom[name].numerator if name in below.custom else 0) + r.numerator,
@@ -548,7 +541,29 @@ def stack(below: VariantStats, above: VariantStats) -> VariantStats:
         )
         for name, r in above.custom.items()
     }
-    return VariantStats(below.requests + above.requests, below.errors + above.errors, latency, custom)
+    llm = None
+    if above.llm is not None:
+        lb = below.llm or LlmStats()
+        hists = {}
+        for name, h in above.llm.histograms.items():
+            old = lb.histograms.get(name)
+            hists[name] = _stack_histogram(old if old is not None and old.le == h.le else None, h)
+        counts = {name: int(lb.counts.get(name, 0)) + int(n) for name, n in above.llm.counts.items()}
+        llm = LlmStats(hists, counts)
+    latency = None
+    hb, ha = above.latency, below.latency
+    if hb is not None and (ha is None or ha.le == hb.le):
+        latency = _stack_histogram(ha, hb)
+    return VariantStats(below.requests + above.requests, below.errors + above.errors, latency, custom, llm)
+
+
+def _stack_histogram(below: Histogram | None, above: Histogram) -> Histogram:
+    counts = below.counts if below is not None else (0,) * len(above.counts)
+    return Histogram(
+        above.le,
+        tuple(int(x) + int(y) for x, y in zip(counts, above.counts, strict=True)),
+        round((below.sum if below is not None else 0.0) + above.sum, 6),
+    )
 
 
 def cumulative(endpoint: str, baseline: str, candidate: str, steps: Sequence[tuple[str, Sequence[Look]]]) -> Snapshot:

@@ -13,11 +13,13 @@ import pytest
 from scipy import stats
 
 from mlserve.local.openai_proxy import RATE_BUCKETS, TIME_BUCKETS
+from mlserve.manifest.analysis import analysis_spec
 from mlserve.manifest.models import MetricSpec, RolloutPolicy
 from mlserve.manifest.units import Margin
 from mlserve.stats.engine import analyze
-from mlserve.stats.llm import mirror, stack_llm
-from mlserve.stats.snapshot import parse_snapshot
+from mlserve.stats.llm import mirror
+from mlserve.stats.snapshot import Histogram, LlmStats, VariantStats, parse_snapshot, stack
+from mlserve.stats.spec import AnalysisSpec
 
 
 def _cum(samples: np.ndarray, le: tuple[float, ...]) -> list[int]:
@@ -101,10 +103,12 @@ def _snapshot(
     }
 
 
-def _policy(kind: str, margin: Margin, quantile: float | None = None, min_requests: int = 200) -> RolloutPolicy:
-    return RolloutPolicy(
-        min_requests=min_requests,
-        metrics=[MetricSpec(name=kind, kind=kind, quantile=quantile, margin=margin)],  # type: ignore[arg-type]
+def _policy(kind: str, margin: Margin, quantile: float | None = None, min_requests: int = 200) -> AnalysisSpec:
+    return analysis_spec(
+        RolloutPolicy(
+            min_requests=min_requests,
+            metrics=[MetricSpec(name=kind, kind=kind, quantile=quantile, margin=margin)],  # type: ignore[arg-type]
+        )
     )
 
 
@@ -125,7 +129,7 @@ STREAMS = _policy("stream_errors", Margin(0.01, False))
     ids=["ttft", "tokens_per_second", "inter_token", "stream_errors"],
 )
 def test_a_worse_candidate_is_rolled_back(
-    policy: RolloutPolicy, shift: dict[str, float], fail: tuple[float, float]
+    policy: AnalysisSpec, shift: dict[str, float], fail: tuple[float, float]
 ) -> None:
     verdict = analyze(parse_snapshot(_snapshot(10, 7, shift, fail)), policy)
     assert verdict.verdict == "rollback", verdict.reason
@@ -135,7 +139,7 @@ def test_a_worse_candidate_is_rolled_back(
 @pytest.mark.parametrize(
     "policy", [TTFT, RATE, TPOT, STREAMS], ids=["ttft", "tokens_per_second", "inter_token", "stream_errors"]
 )
-def test_an_identical_candidate_is_promoted(policy: RolloutPolicy) -> None:
+def test_an_identical_candidate_is_promoted(policy: AnalysisSpec) -> None:
     verdict = analyze(parse_snapshot(_snapshot(20, 11)), policy)
     assert verdict.verdict == "promote", verdict.reason
 
@@ -188,14 +192,22 @@ def test_snapshot_llm_field_is_checked() -> None:
         parse_snapshot(doc)
 
 
-def test_stack_llm_adds_histograms_and_counts() -> None:
-    a = {"ttft_seconds": {"le": [0.1, "+Inf"], "counts": [1, 2]}, "streams": 2}
-    b = {"ttft_seconds": {"le": [0.1, "+Inf"], "counts": [3, 5]}, "streams": 5, "streams_failed": 1}
-    assert stack_llm(a, b) == {
-        "ttft_seconds": {"le": [0.1, "+Inf"], "counts": [4, 7]},
+def test_stacking_adds_token_stream_histograms_and_counts() -> None:
+    """A step's ``llm`` field on the totals of the steps before it (the run's cumulative snapshot)."""
+    le = (0.1, math.inf)
+    a = VariantStats(2, 0, llm=LlmStats({"ttft_seconds": Histogram(le, (1, 2), 0.1)}, {"streams": 2}))
+    b = VariantStats(
+        5, 0, llm=LlmStats({"ttft_seconds": Histogram(le, (3, 5), 0.4)}, {"streams": 5, "streams_failed": 1})
+    )
+    assert stack(a, b).to_dict()["llm"] == {
+        "ttft_seconds": {"le": [0.1, "+Inf"], "counts": [4, 7], "sum": 0.5},
         "streams": 7,
         "streams_failed": 1,
     }
+    # bounds that changed restart from the later step's histogram; no llm field above: none carried
+    moved = VariantStats(1, 0, llm=LlmStats({"ttft_seconds": Histogram((0.2, math.inf), (1, 1), 0.2)}, {}))
+    assert stack(a, moved).to_dict()["llm"]["ttft_seconds"]["counts"] == [1, 1]
+    assert stack(a, VariantStats(1, 0)).llm is None
 
 
 def test_power_plan_covers_the_llm_kinds() -> None:
@@ -209,7 +221,7 @@ def test_power_plan_covers_the_llm_kinds() -> None:
             MetricSpec(name="rate_p10", kind="tokens_per_second", quantile=0.1, margin=Margin(0.1, True)),
         ],
     )
-    got = plan(policy, rps=10.0, error_rate=0.01, latency_shift=0.5)
+    got = plan(analysis_spec(policy), steps=policy.steps, rps=10.0, error_rate=0.01, latency_shift=0.5)
     kinds = {m.kind: m for m in got.steps[0].metrics}
     assert set(kinds) == {"stream_errors", "ttft", "tokens_per_second"}
     assert kinds["ttft"].seconds is not None and kinds["ttft"].seconds > 0
