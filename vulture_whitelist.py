@@ -55,6 +55,12 @@ _.promote_total_requests
 _.baseline_error_rate  # Plan
 _.manifest_updated  # mlserve/rollout/record.py Transition (written through getattr in to_dict)
 
+# attributes of third-party objects that the library reads (tokenizers, transformers' save_pretrained)
+_.pre_tokenizer  # mlserve/scaffold/llm.py
+_.decoder
+_.chat_template
+_.generation_config
+
 # numpy array flags
 _.writeable  # mlserve/stats/sequential.py
 

@@ -88,7 +88,7 @@ from mlserve.local.gateway_config import (
     load_traffic_file,
     read_token_file,
 )
-from mlserve.local.http_timeouts import HEADER_TIMEOUT, header_timeout_protocol
+from mlserve.local.http_timeouts import HEADER_TIMEOUT, BodyTooLarge, header_timeout_protocol, read_body
 from mlserve.local.openai_proxy import ROUTES as OPENAI_ROUTES
 from mlserve.local.openai_proxy import OpenAIProxy
 from mlserve.local.routing import RouteTable, outputs_agree, sticky_bucket
@@ -114,34 +114,6 @@ def _error(status: int, message: str, variant: str | None = None) -> JSONRespons
 FEEDBACK_MAX_BODY = 4096
 FEEDBACK_MAX_OUTCOMES = 16
 FEEDBACK_OUTCOME = re.compile(r"[a-z0-9_-]{1,32}")
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int, timeout: float) -> bytes:
-    """The request body, at most ``limit`` bytes and within ``timeout`` (slow clients are cut off)."""
-    for name, value in headers:
-        if name == b"content-length":
-            if value.isdigit() and int(value) > limit:
-                raise BodyTooLarge
-            break
-    chunks: list[bytes] = []
-    size = 0
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnect
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 @dataclass(frozen=True)

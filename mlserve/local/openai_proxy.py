@@ -52,7 +52,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.requests import ClientDisconnect
@@ -60,9 +60,11 @@ from starlette.types import Receive, Scope, Send
 
 from mlserve import fsutil
 from mlserve.local.gateway_config import Fault
+from mlserve.local.http_timeouts import BodyTooLarge, read_body
+from mlserve.local.state import SHADOW_SAMPLES
 
 if TYPE_CHECKING:
-    from mlserve.local.gateway import Gateway
+    from mlserve.local.gateway_config import GatewayConfig
     from mlserve.local.routing import RouteTable
 
 log = logging.getLogger("mlserve.gateway.openai")
@@ -295,10 +297,23 @@ def _usage(obj: Any, ex: Exchange) -> None:
             ex.prompt_tokens = p
 
 
+class GatewayView(Protocol):
+    """What the OpenAI routes share with the gateway (:class:`mlserve.local.gateway.Gateway`),
+    named here so that this module does not import the gateway that imports it."""
+
+    config: GatewayConfig
+    metrics: Any  # the gateway's Metrics: registry, shadow_requests, shadow_duration, shadow_agreement
+    tables: dict[str, RouteTable]
+    shadow_tasks: set[asyncio.Task[None]]
+    rand: Callable[[], float]
+
+    def sticky_key(self, headers: list[tuple[bytes, bytes]], table: RouteTable) -> bytes | None: ...
+
+
 class OpenAIProxy:
     """Shares the gateway's tables, limits, random source and metrics registry."""
 
-    def __init__(self, gw: Gateway) -> None:
+    def __init__(self, gw: GatewayView) -> None:
         self.gw = gw
         self.metrics = LlmMetrics(gw.metrics.registry)
         self.session: Any = None
@@ -307,7 +322,7 @@ class OpenAIProxy:
         self.samples: dict[str, deque[dict[str, Any]]] = {}
         self._samples_written = 0.0
         self._flush_pending = False
-        self.samples_file: Path = Path(gw.config.state_file).with_name("llm-shadow-samples.json")
+        self.samples_file: Path = Path(gw.config.state_file).with_name(SHADOW_SAMPLES)
         for name, ep in gw.config.endpoints.items():
             if ep.protocol == "openai":
                 self.metrics.init_series(name, list(ep.versions))
@@ -365,8 +380,6 @@ class OpenAIProxy:
         gw = self.gw
         cfg = gw.config
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        from mlserve.local.gateway import BodyTooLarge, read_body
-
         try:
             body = await read_body(headers, receive, cfg.max_body_bytes, cfg.body_timeout)
         except BodyTooLarge:

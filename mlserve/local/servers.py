@@ -302,7 +302,6 @@ def transformers_launch(
         health_url=f"http://127.0.0.1:{ports['http']}/health",
         metrics_url=None,
         files={str(server_dir / "README"): "transformers serve working folder (HF_HOME is hf-home/)\n"},
-        model_path=str(path),
         start_timeout=240.0,
         stamp=stamp_of(path),
     )

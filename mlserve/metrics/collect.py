@@ -90,7 +90,10 @@ class LookRequest:
     revisions: Mapping[str, str] = field(default_factory=dict)
     custom: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     shadow: bool = False  # the last variant only receives mirrored copies of requests
-    llm_source: str | None = None  # "local" or "vllm": also read token-stream statistics
+    token_streams: bool = False  # the decision needs token-stream statistics (LLM metric kinds)
+    # where the source keeps them (a key of LLM_QUERY_SETS: "local" or "vllm"), set by the
+    # metrics source like ``source``; None reads none
+    llm_source: str | None = None
 
 
 SeriesKey = frozenset[tuple[str, str]]
@@ -197,11 +200,14 @@ def _scalar(query: QueryFn, promql: str, at: float, what: str) -> float:
 class Collected:
     """One look (``mlserve.snapshot/v1``, a plain dict) and, where the DCGM exporter is
     scraped, GPU figures per variant for the report (not part of the snapshot); a shadow
-    look on a source that compares answers also counts prediction agreement."""
+    look on a source that compares answers also counts prediction agreement, and for an LLM
+    endpoint may carry a few example (routed, mirrored) generation pairs, redacted and
+    truncated by the gateway, for the report."""
 
     look: dict[str, Any]
     gpu: dict[str, dict[str, float]]
     agreement: dict[str, int] | None = None
+    samples: tuple[dict[str, Any], ...] = ()
 
 
 def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] | None = None) -> Collected:

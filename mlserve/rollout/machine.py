@@ -31,6 +31,7 @@ from typing import Any
 
 from mlserve.errors import StateError, UsageError
 from mlserve.manifest.analysis import analysis_spec
+from mlserve.manifest.models import LLM_KINDS
 from mlserve.metrics import Collected, LookRequest, MetricsUnavailable
 from mlserve.rollout.record import (
     ENDS,
@@ -215,6 +216,7 @@ class Machine:
             at=now,
             custom={} if shadow else _custom_queries(record),
             shadow=shadow,
+            token_streams=any(m.kind in LLM_KINDS for m in record.policy.metrics),
         )
         previous = step.looks[-1].look.to_dict() if step.looks else None
         return self.ports.metrics.look(request, previous)
@@ -245,6 +247,7 @@ class Machine:
             step,
             looks=(*step.looks, StepLook(look, Verdict.CONTINUE, (), agreement)),
             gpu=seen.gpu or step.gpu,
+            samples=seen.samples or step.samples,
             last_look_at=now,
         )
         decision = self.decide(record, step, now, final=False)

@@ -11,11 +11,9 @@ two threads, bounded in time.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,45 +25,39 @@ from mlserve.project import load_project
 from mlserve.rollout.store import RunDir
 from mlserve.targets.local import LocalTarget
 from tests.conftest import run_cli
-from tests.rollout.helpers import set_policy
+from tests.support.deploy import deployed_project
+from tests.support.load import ChatLoad
+from tests.support.policy import set_policy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
 
-LOAD_CAP_SECONDS = 240.0
 PROMPT = "my card was charged twice for the same order"
 
 
-def deploy_chat(root: Path, scaffolded: Path, versions: tuple[str, ...]) -> None:
-    """A copy of the scaffolded project whose local environment runs only chat, with the
+def chat_only(versions: tuple[str, ...]) -> Callable[[Path], None]:
+    """An edit of the scaffolded project: its local environment runs only chat, with the
     given versions (v1b: the same model as v1, for A/A)."""
-    import tomlkit
 
-    shutil.copytree(scaffolded, root)
-    manifest = root / "mlserve.toml"
-    text = manifest.read_text().replace('endpoints = ["fraud"]', 'endpoints = ["chat"]', 1)
-    text += '\n[endpoints.chat.versions.v1b]\nmodel_uri = "models/chat/v1"\ndescription = "v1 again (A/A)"\n'
-    doc = tomlkit.parse(text)
-    chat = doc["endpoints"]["chat"]["versions"]  # type: ignore[index]
-    for name in [v for v in chat if v not in versions]:  # type: ignore[union-attr]
-        del chat[name]  # type: ignore[union-attr]
-    manifest.write_text(tomlkit.dumps(doc))
-    res = run_cli("deploy", "--env", "local", cwd=root)
-    assert res.exit_code == 0, res.output
+    def edit(root: Path) -> None:
+        import tomlkit
+
+        manifest = root / "mlserve.toml"
+        text = manifest.read_text().replace('endpoints = ["fraud"]', 'endpoints = ["chat"]', 1)
+        text += '\n[endpoints.chat.versions.v1b]\nmodel_uri = "models/chat/v1"\ndescription = "v1 again (A/A)"\n'
+        doc = tomlkit.parse(text)
+        chat = doc["endpoints"]["chat"]["versions"]  # type: ignore[index]
+        for name in [v for v in chat if v not in versions]:  # type: ignore[union-attr]
+            del chat[name]  # type: ignore[union-attr]
+        manifest.write_text(tomlkit.dumps(doc))
+
+    return edit
 
 
 @pytest.fixture(scope="module")
 def llm(tmp_path_factory: pytest.TempPathFactory, scaffolded: Path) -> Iterator[Path]:
     """chat v1 and v1b (two `transformers serve` processes), the gateway and Prometheus."""
-    root = tmp_path_factory.mktemp("llm") / "acme-ml"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NO_COLOR", "1")
-    mp.setenv("COLUMNS", "200")
-    try:
-        deploy_chat(root, scaffolded, ("v1", "v1b"))
+    with deployed_project(tmp_path_factory, scaffolded, "llm", edit=chat_only(("v1", "v1b"))) as root:
         yield root
-    finally:
-        run_cli("down", cwd=root)
-        mp.undo()
 
 
 def _target(root: Path) -> LocalTarget:
@@ -236,37 +228,6 @@ def test_loadtest_reports_token_stream_percentiles_per_variant(llm: Path, tmp_pa
 # ---------------------------------------------------------------------------
 
 
-class Load:
-    """Two threads streaming chat requests to the gateway until stopped (bounded)."""
-
-    def __init__(self, url: str, prompts: list[str], threads: int = 2) -> None:
-        self.url = url
-        self.prompts = prompts
-        self.stop_at = time.monotonic() + LOAD_CAP_SECONDS
-        self.done = threading.Event()
-        self.threads = [threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(threads)]
-        for t in self.threads:
-            t.start()
-
-    def _work(self, i: int) -> None:
-        k = i
-        with httpx.Client(timeout=30, trust_env=False) as client:
-            while not self.done.is_set() and time.monotonic() < self.stop_at:
-                body = {**json.loads(self.prompts[k % len(self.prompts)]), "model": "chat", "stream": True}
-                try:
-                    with client.stream("POST", f"{self.url}/v1/chat/completions", json=body) as resp:
-                        for _ in resp.iter_raw():
-                            pass
-                except httpx.HTTPError:
-                    time.sleep(0.05)
-                k += 2
-
-    def stop(self) -> None:
-        self.done.set()
-        for t in self.threads:
-            t.join(timeout=30)
-
-
 @pytest.fixture
 def clean(llm: Path) -> Iterator[Path]:
     original = (llm / "mlserve.toml").read_text()
@@ -285,7 +246,7 @@ def clean(llm: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def loaded(clean: Path) -> Iterator[Path]:
-    load = Load(_target(clean).gateway_url(), (clean / "payloads/chat.jsonl").read_text().splitlines())
+    load = ChatLoad(_target(clean).gateway_url(), (clean / "payloads/chat.jsonl").read_text().splitlines())
     try:
         yield clean
     finally:
@@ -314,7 +275,9 @@ def _rollout(root: Path, candidate: str, *run_args: str) -> tuple[int, dict[str,
 
 
 def _decision(result: dict[str, Any]) -> dict[str, Any]:
-    return RunDir(Path(result["run_dir"])).read_state()["decision"]
+    decision = RunDir(Path(result["run_dir"])).read_state().decision
+    assert decision is not None
+    return decision.to_dict()
 
 
 def test_slower_first_token_is_rolled_back_on_the_ttft_gate(loaded: Path) -> None:

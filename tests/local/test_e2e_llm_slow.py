@@ -14,24 +14,18 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.local.test_e2e_llm import CANARY, Load, _decision, _rollout, _target, deploy_chat
-from tests.rollout.helpers import set_policy
+from tests.local.test_e2e_llm import CANARY, _decision, _rollout, _target, chat_only
+from tests.support.deploy import deployed_project
+from tests.support.load import ChatLoad
+from tests.support.policy import set_policy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def llm3(tmp_path_factory: pytest.TempPathFactory, scaffolded: Path) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("llm3") / "acme-ml"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NO_COLOR", "1")
-    mp.setenv("COLUMNS", "200")
-    try:
-        deploy_chat(root, scaffolded, ("v1", "v2", "v1b"))
+    with deployed_project(tmp_path_factory, scaffolded, "llm3", edit=chat_only(("v1", "v2", "v1b"))) as root:
         yield root
-    finally:
-        run_cli("down", cwd=root)
-        mp.undo()
 
 
 @pytest.fixture
@@ -49,7 +43,7 @@ def clean(llm3: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def loaded(clean: Path) -> Iterator[Path]:
-    load = Load(_target(clean).gateway_url(), (clean / "payloads/chat.jsonl").read_text().splitlines())
+    load = ChatLoad(_target(clean).gateway_url(), (clean / "payloads/chat.jsonl").read_text().splitlines())
     try:
         yield clean
     finally:

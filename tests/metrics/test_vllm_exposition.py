@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mlserve.manifest.analysis import analysis_spec
 from mlserve.manifest.models import MetricSpec, RolloutPolicy
 from mlserve.manifest.units import Margin
 from mlserve.metrics import LookRequest, PrometheusQuery
@@ -181,7 +182,7 @@ def test_vllm_query_set_reads_the_recorded_exposition_and_gates_on_it(prom: str)
             MetricSpec(name="tpot_p90", kind="inter_token", quantile=0.9, margin=Margin(0.2, True)),
         ],
     )
-    verdict = analyze(parse_snapshot(doc), policy)
+    verdict = analyze(parse_snapshot(doc), analysis_spec(policy))
     by = {m.name: m for m in verdict.metrics}
     # the recorded fp8 version answers its first token later (p90 ~0.47 s against ~0.28 s)
     assert verdict.verdict == "rollback" and by["ttft_p90"].verdict == "fail", verdict.reason

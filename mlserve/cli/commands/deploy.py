@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         state.out.print(f"deploying environment [bold]{escape(str(target.env_name))}[/] (target {target.kind})")
         result = target.deploy(DeployRequest(timeout=timeout))
         data = dataclasses.asdict(result)
-        eps = target.project.manifest.endpoints_in(target.env_name)
+        eps = project.manifest.endpoints_in(project.environment(env))
         data["openai_endpoints"] = sorted(n for n, ep in eps.items() if ep.api == "openai")
         state.emit(data, lambda c: _show(c, data))
 
