@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.server
 import re
-import socket
 import threading
 import time
 import urllib.parse
@@ -31,8 +30,8 @@ from mlserve.metrics.collect import collect_llm
 from mlserve.metrics.queries import LLM_QUERY_SETS
 from mlserve.stats.engine import analyze
 from mlserve.stats.snapshot import parse_snapshot
-from mlserve.tools import spawn, which
 from tests.conftest import REPO
+from tests.support.prometheus import free_port, prometheus
 
 pytestmark = [pytest.mark.prometheus]
 
@@ -52,12 +51,6 @@ def parse(path: Path) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Recorded(http.server.BaseHTTPRequestHandler):
     current: Path = DATA / "vllm-0.prom"
 
@@ -75,31 +68,13 @@ class Recorded(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("vllm-prom")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", _free_port()), Recorded)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Recorded)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = _free_port()
-    (tmp / "prometheus.yml").write_text(
-        "global:\n  scrape_interval: 1s\n"
-        "scrape_configs:\n  - job_name: vllm\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{server.server_address[1]}']\n"
-        f"        labels: {{namespace: {NAMESPACE}}}\n"
-    )
-    proc = spawn(
-        [
-            which("prometheus", env_override="MLSERVE_PROMETHEUS_BIN"),
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        log_path=tmp / "prometheus.log",
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        yield url
+        tmp = tmp_path_factory.mktemp("vllm-prom")
+        with prometheus(tmp, "vllm", server.server_address[1], {"namespace": NAMESPACE}) as url:
+            yield url
     finally:
-        proc.terminate()
-        proc.wait(10)
         server.shutdown()
 
 

@@ -64,14 +64,27 @@ class Load:
 class ChatLoad:
     """Two threads streaming chat requests (``prompts``: JSON bodies, one a line) to an LLM
     endpoint through the gateway's OpenAI route, reading every answer to its end, until stopped
-    (bounded in time)."""
+    (bounded in time).
+
+    ``pause``: seconds each thread waits after an answer. Without it the load is closed-loop at
+    the routed server's pace and keeps it busy; a shadow of the same speed on the same cores
+    then gets its copies as fast as it can serve them (utilisation one), so its queue, and the
+    latency the gateway measures for it, grows for as long as the load runs."""
 
     def __init__(
-        self, url: str, prompts: list[str], threads: int = 2, *, model: str = "chat", cap_seconds: float = 240.0
+        self,
+        url: str,
+        prompts: list[str],
+        threads: int = 2,
+        *,
+        model: str = "chat",
+        cap_seconds: float = 240.0,
+        pause: float = 0.0,
     ) -> None:
         self.url = url
         self.prompts = prompts
         self.model = model
+        self.pause = pause
         self.stop_at = time.monotonic() + cap_seconds
         self.done = threading.Event()
         self.threads = [threading.Thread(target=self._work, args=(i, threads), daemon=True) for i in range(threads)]
@@ -89,6 +102,8 @@ class ChatLoad:
                             pass
                 except httpx.HTTPError:
                     time.sleep(0.05)
+                if self.pause:
+                    self.done.wait(self.pause)
                 k += step
 
     def stop(self) -> None:
