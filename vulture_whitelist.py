@@ -8,6 +8,7 @@ _ = object()
 
 # typer registers commands and the global callback by decorator
 loadtest  # mlserve/cli/commands/loadtest.py
+compare  # mlserve/cli/commands/compare.py
 validate  # mlserve/cli/commands/validate.py
 _global  # mlserve/cli/main.py
 
@@ -27,6 +28,10 @@ _.data_received  # mlserve/local/upstream.py
 _.on_header
 _.on_body
 _.on_message_complete
+
+# Ray Data reads the settings put on its DataContext
+_.enable_progress_bars  # mlserve/batch/ray_engine.py
+_.print_on_execution_start
 
 # pydantic reads model_config and runs the validators it is given by decorator
 _.model_config  # mlserve/manifest/models.py
@@ -54,6 +59,12 @@ _.fixed_horizon_requests
 _.promote_total_requests
 _.baseline_error_rate  # Plan
 _.manifest_updated  # mlserve/rollout/record.py Transition (written through getattr in to_dict)
+_.errors_file  # mlserve/batch/core.py BatchSummary (to_dict walks its fields; the CLI shows the dict)
+_.chunks_resumed
+_.engine_start_seconds
+_.job_id
+_.failures_sample
+_.created  # mlserve/batch/compare.py CompareResult
 
 # attributes of third-party objects that the library reads (tokenizers, transformers' save_pretrained)
 _.pre_tokenizer  # mlserve/scaffold/llm.py

@@ -46,3 +46,14 @@ def test_the_engine_reason_and_the_report_agree_on_a_value() -> None:
                      "25%", False, "lower")  # fmt: skip
     row = _metric_row(m)
     assert row[2] == "25ms -> 96.9ms" and row[3] == "+288%" and row[4] == "[+100%, +inf]" and row[6] == "1e-05"
+
+
+def test_counts_rates_fixed_decimals_and_differences() -> None:
+    """What batch summaries and offline comparisons print."""
+    assert [fmt.count(n) for n in (100_000, 0, None, True)] == ["100,000", "0", "-", "-"]
+    assert [fmt.rate(x) for x in (26604.4, 0.4, math.nan)] == ["26,604", "0", "-"]
+    assert fmt.fixed(0.90551) == "0.9055" and fmt.fixed(3.84, 1) == "3.8" and fmt.fixed(None) == "-"
+    assert fmt.fixed(0.006, sign=True) == "+0.0060" and fmt.fixed(-0.0073, sign=True) == "-0.0073"
+    assert fmt.interval([0.00094, 0.01127], "difference") == "[+0.0009, +0.0113]"
+    assert fmt.interval([-math.inf, None], "difference") == "[-inf, +inf]"
+    assert fmt.share(0.987, 3) == "98.700%" and fmt.share(0.95, 0) == "95%"

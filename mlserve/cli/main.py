@@ -35,6 +35,8 @@ COMMAND_MODULES = [
     "mlserve.cli.commands.down",
     "mlserve.cli.commands.logs",
     "mlserve.cli.commands.loadtest",
+    "mlserve.cli.commands.batch",
+    "mlserve.cli.commands.compare",
     "mlserve.cli.commands.render",
     "mlserve.cli.commands.plan",
     "mlserve.cli.commands.destroy",

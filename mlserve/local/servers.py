@@ -177,6 +177,9 @@ def mlserver_launch(
         "implementation": implementation,
         "parameters": {"uri": str(path), "version": version_name},
     }
+    if version.batching is not None:  # MLServer's adaptive batching
+        model_settings["max_batch_size"] = version.batching.max_batch_size
+        model_settings["max_batch_time"] = version.batching.max_batch_time
     files = {
         str(server_dir / "settings.json"): json.dumps(settings, indent=2, sort_keys=True) + "\n",
         str(server_dir / "model-settings.json"): json.dumps(model_settings, indent=2, sort_keys=True) + "\n",

@@ -6,6 +6,7 @@ place that turns a validated ``RolloutPolicy`` into one.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from mlserve.manifest.models import RolloutPolicy
@@ -30,6 +31,8 @@ def analysis_spec(policy: RolloutPolicy) -> AnalysisSpec:
         srm_p_value=policy.srm_p_value,
         on_inconclusive=policy.on_inconclusive,
         shadow_agreement=policy.shadow_agreement,
+        test_unit=policy.test_unit,
+        horizon=float(max(1, math.ceil(float(policy.max_duration) / float(policy.interval)))),
     )
 
 

@@ -284,6 +284,19 @@ _CREDENTIAL_NAME = re.compile(
 )
 
 
+# Runtimes whose server batches requests when asked: MLServer's adaptive batching
+# (sklearn, xgboost; locally and on KServe or Seldon) and KServe's batcher (v1 protocol).
+BATCHING_RUNTIMES = ("sklearn", "xgboost", "torchserve")
+
+
+class Batching(Strict):
+    """Server-side adaptive batching: requests that arrive within ``max_batch_time`` of each
+    other are scored as one batch of at most ``max_batch_size`` requests."""
+
+    max_batch_size: Annotated[int, Field(ge=2, le=4096)]
+    max_batch_time: Annotated[Duration, Field(gt=0, le=10)] = 0.01
+
+
 class Version(Strict):
     model_uri: ModelUri
     description: FreeText = ""
@@ -296,6 +309,8 @@ class Version(Strict):
     # seldon runtime: the Python class (module.Class) inside model_uri.
     model_class: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")] | None = None
     port: Port | None = None
+    # server-side adaptive batching (MLServer's; KServe's batcher for torchserve)
+    batching: Batching | None = None
 
     @model_validator(mode="after")
     def _no_credentials(self) -> Version:
@@ -468,6 +483,10 @@ class RolloutPolicy(Strict):
     # min_requests per variant and no rollback or halt
     step_min_duration: Duration = 0.0
     step_advance: Literal["evidence", "no_harm"] = "evidence"
+    # what the sequential tests take as one piece of evidence: "request" (each request an
+    # independent trial) or "interval" (one bet per look, valid when requests within an
+    # interval are dependent; needs the concurrent control's exchangeability)
+    test_unit: Literal["request", "interval"] = "request"
     metrics: list[MetricSpec] = Field(default_factory=_default_metrics, min_length=1, max_length=32)
 
     @model_validator(mode="after")
@@ -529,6 +548,17 @@ class Endpoint(Strict):
             for name, v in self.versions.items():
                 if not v.command and not v.image:
                     raise KeyProblem(("versions", name), "runtime = 'custom' needs command (local) or image")
+        if self.runtime not in BATCHING_RUNTIMES:
+            for name, v in self.versions.items():
+                if v.batching is not None:
+                    why = {
+                        "triton": "Triton batches on its own: set dynamic_batching in the model's config.pbtxt",
+                        "vllm": "vLLM batches continuously on its own",
+                    }.get(self.runtime, f"mlserve does not know how runtime {self.runtime!r} batches")
+                    raise KeyProblem(
+                        ("versions", name, "batching"),
+                        f"server-side batching is for runtimes {', '.join(BATCHING_RUNTIMES)}; {why}",
+                    )
         return self
 
     @property

@@ -77,6 +77,14 @@ DESCRIPTIONS: dict[str, str] = {
     "endpoints.NAME.versions.VERSION.command": "local, runtime `custom`: the command that serves V2 on `{port}`.",
     "endpoints.NAME.versions.VERSION.model_class": "runtime `seldon`: the Python class (`module.Class`).",
     "endpoints.NAME.versions.VERSION.port": "local: fixed port of this version's server.",
+    "endpoints.NAME.versions.VERSION.batching": (
+        "Server-side adaptive batching (runtimes sklearn, xgboost: MLServer's, locally and on clusters; "
+        "torchserve: KServe's batcher)."
+    ),
+    "endpoints.NAME.versions.VERSION.batching.max_batch_size": "Most requests scored together as one batch (2-4096).",
+    "endpoints.NAME.versions.VERSION.batching.max_batch_time": (
+        "Longest wait for a batch to fill, e.g. `10ms` (at most 10s); KServe rounds to whole milliseconds."
+    ),
     "endpoints.NAME.resources": "Per-replica resources.",
     "endpoints.NAME.resources.cpu": "CPU request and limit (Kubernetes quantity).",
     "endpoints.NAME.resources.memory": "Memory request and limit (Kubernetes quantity).",
@@ -128,6 +136,9 @@ DESCRIPTIONS: dict[str, str] = {
     "endpoints.NAME.rollout.step_min_duration": "canary: least time a step lasts before the weight moves on.",
     "endpoints.NAME.rollout.step_advance": "canary: `evidence` (a promote verdict per step) or `no_harm` "
     "(also after `step_min_duration` with `min_requests` and no harm shown).",
+    "endpoints.NAME.rollout.test_unit": "What the sequential tests count as one piece of evidence: `request` "
+    "(every request independent) or `interval` (one bet per look; valid when nearby requests are slow or fail "
+    "together, see docs/statistics.md).",
     "endpoints.NAME.rollout.metrics": "The metrics that gate the rollout (`[[endpoints.NAME.rollout.metrics]]`).",
     "endpoints.NAME.rollout.metrics[].name": "Metric name, unique within the policy.",
     "endpoints.NAME.rollout.metrics[].kind": (

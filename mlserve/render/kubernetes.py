@@ -238,6 +238,24 @@ def _variant(
     namespace = manifest.environments[env_name].namespace or ""
     if ep.runtime == "seldon" and serving == "seldon" and v.model_class:
         env.append({"name": "MODEL_NAME", "value": v.model_class})
+    batcher = None
+    if v.batching is not None:
+        if ep.runtime in ("sklearn", "xgboost"):
+            # MLServer reads its model settings from MLSERVER_MODEL_* variables too: its own
+            # adaptive batching, which speaks V2 (KServe's batcher speaks only v1).
+            env += [
+                {"name": "MLSERVER_MODEL_MAX_BATCH_SIZE", "value": str(v.batching.max_batch_size)},
+                {"name": "MLSERVER_MODEL_MAX_BATCH_TIME", "value": f"{v.batching.max_batch_time:g}"},
+            ]
+        elif serving == "kserve":
+            batcher = {"maxBatchSize": v.batching.max_batch_size, "maxLatency": _batch_ms(v.batching.max_batch_time)}
+        else:
+            raise ManifestError(
+                [
+                    f"mlserve.toml: endpoints.{ep_name}.versions.{version}.batching: runtime {ep.runtime!r} batches "
+                    f"through KServe's batcher; environment {env_name!r} serves with Seldon Core"
+                ]
+            )
     return {
         "probe": _probe(ep.runtime, serving, spec),
         "version": version,
@@ -257,7 +275,13 @@ def _variant(
             CANONICAL_REVISION: version,
         },
         "seldon_implementation": spec.seldon_implementation,
+        "batcher": batcher,
     }
+
+
+def _batch_ms(seconds: float) -> int:
+    """KServe's maxLatency is whole milliseconds."""
+    return max(1, round(seconds * 1000))
 
 
 def endpoint_context(

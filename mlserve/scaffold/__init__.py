@@ -13,6 +13,9 @@ from mlserve.errors import MlserveError, UsageError
 EXAMPLE_PROJECT_NAME = "acme-ml"
 SEED = 20261123
 N_FEATURES = 8
+TRAIN_ROWS = 6000
+HOLDOUT_ROWS = 2000  # rows neither version saw: `mlserve compare`'s labelled data
+HOLDOUT_FILE = "data/fraud-holdout.csv"
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def train_models(models_dir: Path) -> list[str]:
     import joblib
     from sklearn.linear_model import LogisticRegression
 
-    x, y = training_data(6000, SEED)
+    x, y = training_data(TRAIN_ROWS + HOLDOUT_ROWS, SEED)
     written = []
     for version, n, c in (("v1", 1500, 0.05), ("v2", 6000, 1.0)):
         model = LogisticRegression(C=c, max_iter=500, random_state=SEED)
@@ -88,6 +91,17 @@ def train_models(models_dir: Path) -> list[str]:
         joblib.dump(model, out / "model.joblib")
         written.append(str((out / "model.joblib").relative_to(models_dir.parent)))
     return written
+
+
+def holdout_csv() -> str:
+    """Labelled rows from the same draw as the training data but used by neither version."""
+    x, y = training_data(TRAIN_ROWS + HOLDOUT_ROWS, SEED)
+    header = ["id", *(f"f{i}" for i in range(N_FEATURES)), "label"]
+    lines = [",".join(header)]
+    for i in range(TRAIN_ROWS, TRAIN_ROWS + HOLDOUT_ROWS):
+        feats = ",".join(f"{float(v):.6g}" for v in x[i])  # type: ignore[index]
+        lines.append(f"tx-{i - TRAIN_ROWS + 1:05d},{feats},{int(y[i])}")  # type: ignore[index]
+    return "\n".join(lines) + "\n"
 
 
 def sample_payloads(n: int = 64) -> str:
@@ -118,6 +132,7 @@ def scaffold(directory: Path, *, force: bool = False, train: bool = True) -> Sca
         "mlserve.toml": manifest_text(name),
         "payloads/fraud.jsonl": sample_payloads(),
         "payloads/chat.jsonl": chat_prompts(),
+        HOLDOUT_FILE: holdout_csv(),
     }
     files.update(static_files())
     model_files = ["models/fraud/v1/model.joblib", "models/fraud/v2/model.joblib"] if train else []

@@ -14,7 +14,9 @@ taken at that look. Missing data is never a pass.
 a promote found at an earlier look must not hide harm found later, so a rollback or halt
 at any look wins over an earlier promote. Both answers come from the same pass.
 
-The metric family is dispatched through the registry of :mod:`mlserve.stats.kinds`.
+The metric family is dispatched through the registry of :mod:`mlserve.stats.kinds`, each
+kind on the spec's test unit (:data:`mlserve.stats.evidence.UNITS`: per request or per
+interval).
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from numpy.typing import NDArray
 
 from mlserve import format as fmt
 from mlserve.stats.agreement import AgreementResult
-from mlserve.stats.evidence import Array, Track, increments
+from mlserve.stats.evidence import Array, Track, evidence_for, increments
 from mlserve.stats.kinds import LookData, kind_of
-from mlserve.stats.multiple import CRITICAL_WEIGHT, holm_columns
+from mlserve.stats.multiple import holm_columns, holm_weight
 from mlserve.stats.snapshot import Snapshot
 from mlserve.stats.spec import AnalysisSpec
 from mlserve.stats.srm import chisquare_p_values, srm_p_values
@@ -292,13 +294,14 @@ def analyze(
         srm_p = np.ones(k)  # mirrored traffic: there is no split to check
     else:
         srm_p = srm_p_values(increments(req_b), increments(req_c), w_b, w_c)
-    tracks = [kind_of(m).track(m, data, alpha) for m in spec.metrics]
+    evidence = evidence_for(spec)  # the test unit: per request or per interval
+    tracks = [kind_of(m).track(m, data, evidence) for m in spec.metrics]
 
     present = np.array([t.present for t in tracks])  # (m, K)
     p_fail = np.array([t.p_fail for t in tracks])
     p_pass = np.array([t.p_pass for t in tracks])
     # weighted Holm across metrics at every look (metrics without data count as p=1)
-    weights = np.array([CRITICAL_WEIGHT if t.spec.critical else 1.0 for t in tracks])
+    weights = np.array([holm_weight(t.spec.critical) for t in tracks])
     holm = holm_columns(np.where(present, p_fail, 1.0), weights)  # (m, K)
     rejected = holm <= alpha
     rollback: NDArray[np.bool_] = np.asarray(rejected.any(axis=0))

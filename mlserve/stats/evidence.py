@@ -4,6 +4,14 @@ margin" and "within the margin", and a summary (values, estimate, interval) at a
 Every metric is oriented so that "worse" is one direction of a rate ratio (see
 sequential.py and latency.py), and everything is computed for all looks at once. The
 metric kinds of :mod:`mlserve.stats.kinds` build their tracks with these functions.
+
+What counts as one piece of evidence is the analysis spec's ``test_unit``, one of
+:data:`UNITS`: ``request`` (every request an independent trial: the mixture tests of
+sequential.py and latency.py) or ``interval`` (one bet per look, betting.py: valid when
+the requests of an interval are dependent, against an exchangeable concurrent control).
+The engine builds the spec's unit once (:func:`evidence_for`) and hands it to every kind,
+which gives it its counts (:meth:`Evidence.counts`) or its histograms
+(:meth:`Evidence.latency`); so a kind works with either unit and a unit with every kind.
 """
 
 from __future__ import annotations
@@ -11,11 +19,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from mlserve.errors import UsageError
+from mlserve.stats import betting as bt
 from mlserve.stats import latency as lat
+from mlserve.stats.multiple import holm_weight
 from mlserve.stats.sequential import (
     always_valid_p,
     invert_interval,
@@ -27,7 +39,7 @@ from mlserve.stats.sequential import (
     merge_intervals,
     rate_ratio_interval,
 )
-from mlserve.stats.spec import MetricSpec
+from mlserve.stats.spec import AnalysisSpec, MetricSpec
 
 Array = NDArray[np.float64]
 # (baseline value, candidate value, estimate, interval, unit, note) at a look
@@ -43,6 +55,34 @@ class Track:
     p_fail: Array  # (K,) running always-valid p
     p_pass: Array
     summary: Callable[[int], Summary]
+
+
+Mask = NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A count metric at every look: cumulative events ``x`` over exposures ``n`` of the
+    baseline and the candidate, and the unit of their ratio (for display). ``share``: each
+    exposure has at most one event (errors of requests, broken streams of streams), so the
+    rates lie in [0, 1] and the per-request test adds its absolute-margin routes."""
+
+    xb: Array
+    nb: Array
+    xc: Array
+    nc: Array
+    unit: str
+    share: bool = False
+
+
+@dataclass(frozen=True)
+class Histograms:
+    """A latency metric at every look: cumulative bucket counts (K, B) of the baseline and
+    the candidate, with the bucket bounds ``le`` (+Inf last)."""
+
+    base: Array
+    cand: Array
+    le: Array
 
 
 def increments(cum: Array) -> Array:
@@ -204,3 +244,155 @@ def no_summary(_j: int) -> Summary:
 def absent(spec: MetricSpec, k: int) -> Track:
     """A metric with no data at any look (never a pass)."""
     return Track(spec, np.zeros(k, dtype=bool), np.ones(k), np.ones(k), no_summary)
+
+
+# ---------------------------------------------------------------------------
+# Intervals as the unit (test_unit = "interval")
+# ---------------------------------------------------------------------------
+
+
+def interval_count_track(
+    spec: MetricSpec, present: Mask, data: Counts, level: float, alpha: float, bet: bt.Betting
+) -> Track:
+    """Events over exposures, one bet per look on the sign of the difference between the
+    candidate's share and the baseline's (which must be its concurrent control). ``level``
+    is the share of alpha the metric is judged at first (it tunes the stakes only)."""
+    idx = np.flatnonzero(present)
+    unit = data.unit
+    xb_cum, nb_cum, xc_cum, nc_cum = (np.asarray(a, dtype=float) for a in (data.xb, data.nb, data.xc, data.nc))
+    dxc, dnc, dxb, dnb = (increments(a[idx]) for a in (xc_cum, nc_cum, xb_cum, nb_cum))
+    margin = spec.margin
+    lower = spec.better == "lower"
+    ev = bt.count_evidence(dxc, dnc, dxb, dnb, margin.value, margin.relative, lower, level, alpha, bet)
+
+    def summary(j: int) -> Summary:
+        upto = int(np.searchsorted(idx, j, side="right"))
+        if not upto:
+            return None, None, None, None, unit, ""
+        last = idx[upto - 1]
+        b_rate = xb_cum[last] / nb_cum[last] if nb_cum[last] > 0 else None
+        c_rate = xc_cum[last] / nc_cum[last] if nc_cum[last] > 0 else None
+        est = c_rate / b_rate - 1.0 if (b_rate and c_rate is not None) else None
+        lo, hi = bt.ratio_interval(dxc[:upto], dnc[:upto], dxb[:upto], dnb[:upto], alpha, bet)
+        ci = (lo - 1.0 if math.isfinite(lo) else -1.0, hi - 1.0 if math.isfinite(hi) else math.inf)
+        return b_rate, c_rate, est, ci, unit, INTERVAL_NOTE
+
+    return Track(spec, present, _spread(ev.p_fail, present, 1.0), _spread(ev.p_pass, present, 1.0), summary)
+
+
+def interval_latency_track(
+    spec: MetricSpec, present: Mask, data: Histograms, level: float, alpha: float, bet: bt.Betting
+) -> Track:
+    """A latency quantile from cumulative histograms, one bet per look on the tail shares
+    above the baseline's (control's) boundary chosen from the earlier looks only."""
+    idx = np.flatnonzero(present)
+    le = data.le
+    base_cum, cand_cum = (np.asarray(a, dtype=float)[idx] for a in (data.base, data.cand))
+    q = float(spec.quantile or 0.99)
+    margin = spec.margin
+    tail = bt.tail_evidence(cand_cum, base_cum, le, q, margin.value, margin.relative, level, alpha, bet)
+
+    def summary(j: int) -> Summary:
+        upto = int(np.searchsorted(idx, j, side="right"))
+        if not upto:
+            return None, None, None, None, "s", "no latency data for both variants yet"
+        defined = np.flatnonzero(tail.defined[:upto])
+        if not defined.size:
+            return None, None, None, None, "s", "no control latency from an earlier look yet"
+        pos = int(defined[-1])
+        b = float(tail.boundary[pos])
+        q_res = float(tail.resolved_q[pos])
+        c_q = lat.quantile(cand_cum[upto - 1], le, q_res)
+        est = c_q / b - 1.0 if math.isfinite(c_q) and b > 0 else None
+        grid, fail, ok = bt.factor_sequence(cand_cum[:upto], base_cum[:upto], le, q, alpha, bet)
+        found = bt.invert(grid - 1.0, fail[:, -1], ok[:, -1], alpha)
+        thr = float(tail.threshold[pos])
+        res = lat.resolution(le, thr)
+        note = f"p{q_res * 100:.4g} compared (the control's bound nearest p{q * 100:g} before this look is {b:g}s)"
+        if math.isfinite(res) and margin.relative and res > 1 + margin.value + 1e-9:
+            note += f"; buckets near {thr:g}s are {res:.2g}x wide, coarser than the {margin} margin"
+        return b, _nan_none(c_q), est, found, "s", f"{note}; {INTERVAL_NOTE}"
+
+    return Track(spec, present, _spread(tail.p_fail, present, 1.0), _spread(tail.p_pass, present, 1.0), summary)
+
+
+INTERVAL_NOTE = "interval test: one bet per look"
+
+
+# ---------------------------------------------------------------------------
+# The units: what one piece of evidence is
+# ---------------------------------------------------------------------------
+
+
+class Evidence(Protocol):
+    """The spec's test unit, as the kinds use it: it turns a metric's counts or histograms
+    into its :class:`Track`. ``present`` marks the looks with data for the metric;
+    ``regime`` is the candidate's configured share at each look."""
+
+    name: ClassVar[str]
+
+    def counts(self, spec: MetricSpec, present: Mask, data: Counts, regime: Array) -> Track: ...
+
+    def latency(self, spec: MetricSpec, present: Mask, data: Histograms, regime: Array) -> Track: ...
+
+
+@dataclass(frozen=True)
+class PerRequest:
+    """``test_unit = "request"`` (the default): every request an independent trial."""
+
+    alpha: float
+    name: ClassVar[str] = "request"
+
+    @classmethod
+    def for_spec(cls, spec: AnalysisSpec) -> PerRequest:
+        return cls(spec.alpha)
+
+    def counts(self, spec: MetricSpec, present: Mask, data: Counts, regime: Array) -> Track:
+        return count_track(
+            spec, present, data.xb, data.nb, data.xc, data.nc, regime, self.alpha, data.unit, share=data.share
+        )
+
+    def latency(self, spec: MetricSpec, present: Mask, data: Histograms, regime: Array) -> Track:
+        return latency_track(spec, present, data.base, data.cand, data.le, regime, self.alpha)
+
+
+@dataclass(frozen=True)
+class PerInterval:
+    """``test_unit = "interval"``: one bet per look (:mod:`mlserve.stats.betting`), stakes
+    planned for ``betting.horizon`` looks. Each metric's bets are tuned to its share of
+    alpha at Holm's first step (``alpha * weight / family_weight``); that share only sets
+    the stakes, the p-values go through Holm in the engine like every other. Each interval
+    is its own bet, so a change of split between looks (``regime``) needs no merging."""
+
+    alpha: float
+    family_weight: float
+    betting: bt.Betting
+    name: ClassVar[str] = "interval"
+
+    @classmethod
+    def for_spec(cls, spec: AnalysisSpec) -> PerInterval:
+        family = sum(holm_weight(m.critical) for m in spec.metrics)
+        return cls(spec.alpha, family, bt.Betting(horizon=spec.horizon))
+
+    def level(self, spec: MetricSpec) -> float:
+        return self.alpha * holm_weight(spec.critical) / self.family_weight
+
+    def counts(self, spec: MetricSpec, present: Mask, data: Counts, regime: Array) -> Track:
+        return interval_count_track(spec, present, data, self.level(spec), self.alpha, self.betting)
+
+    def latency(self, spec: MetricSpec, present: Mask, data: Histograms, regime: Array) -> Track:
+        return interval_latency_track(spec, present, data, self.level(spec), self.alpha, self.betting)
+
+
+UNITS: dict[str, Callable[[AnalysisSpec], Evidence]] = {
+    PerRequest.name: PerRequest.for_spec,
+    PerInterval.name: PerInterval.for_spec,
+}
+
+
+def evidence_for(spec: AnalysisSpec) -> Evidence:
+    """The spec's test unit, ready for the kinds."""
+    build = UNITS.get(spec.test_unit)
+    if build is None:
+        raise UsageError(f"test_unit {spec.test_unit!r} is not known (known: {', '.join(sorted(UNITS))})")
+    return build(spec)

@@ -1,7 +1,9 @@
 """The registry of metric kinds: what the engine knows how to compare.
 
 A kind turns the looks of a snapshot into one metric's :class:`~mlserve.stats.evidence.Track`
-(always-valid evidence at every look). The engine asks the registry for the kind of every
+(always-valid evidence at every look): it picks the metric's counts or histograms out of the
+looks and hands them to the analysis' test unit (:class:`~mlserve.stats.evidence.Evidence`,
+per request or per interval), so every kind works with either unit. The engine asks the registry for the kind of every
 metric in the family, so adding a kind is one object registered here (and its section in
 docs/statistics.md); its name must also be accepted by the manifest's ``MetricKind``
 (``tests/stats/test_kinds.py`` says so when it is not).
@@ -31,7 +33,7 @@ from numpy.typing import NDArray
 
 from mlserve.errors import UsageError
 from mlserve.stats import llm
-from mlserve.stats.evidence import Array, Summary, Track, absent, count_track, latency_track
+from mlserve.stats.evidence import Array, Counts, Evidence, Histograms, Summary, Track, absent
 from mlserve.stats.snapshot import VariantStats
 from mlserve.stats.spec import MetricSpec
 
@@ -63,7 +65,7 @@ class MetricKind(Protocol):
     shadow: bool  # meaningful on mirrored traffic (nobody sees a mirror's answers)
     planned_as: PlannedAs  # how stats.power plans it ("": not planned)
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track: ...
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track: ...
 
     def better(self, spec: MetricSpec) -> str: ...
 
@@ -83,11 +85,9 @@ class ErrorRate(_AsIs):
     shadow = True
     planned_as: PlannedAs = "errors"
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
-        return count_track(
-            spec, data.traffic, data.errors_b, data.requests_b, data.errors_c, data.requests_c,
-            data.regime, alpha, self.unit, share=True,
-        )  # fmt: skip
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
+        counts = Counts(data.errors_b, data.requests_b, data.errors_c, data.requests_c, self.unit, share=True)
+        return evidence.counts(spec, data.traffic, counts, data.regime)
 
     def better(self, spec: MetricSpec) -> str:
         return spec.better
@@ -99,7 +99,7 @@ class Ratio(_AsIs):
     shadow = False
     planned_as: PlannedAs = ""  # no baseline rate to plan from
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
         n = spec.name
         has = np.array(
             [n in b.custom and n in c.custom for b, c in zip(data.baseline, data.candidate, strict=True)], dtype=bool
@@ -109,7 +109,7 @@ class Ratio(_AsIs):
         num_c = np.array([c.custom[n].numerator if n in c.custom else 0.0 for c in data.candidate])
         den_c = np.array([c.custom[n].denominator if n in c.custom else 0.0 for c in data.candidate])
         present = has & (den_b > 0) & (den_c > 0)
-        return count_track(spec, present, num_b, den_b, num_c, den_c, data.regime, alpha, self.unit)
+        return evidence.counts(spec, present, Counts(num_b, den_b, num_c, den_c, self.unit), data.regime)
 
     def better(self, spec: MetricSpec) -> str:
         return spec.better
@@ -121,7 +121,7 @@ class Latency(_AsIs):
     shadow = True
     planned_as: PlannedAs = "latency"
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
         vb, vc = data.baseline, data.candidate
         has = np.array([b.latency is not None and c.latency is not None for b, c in zip(vb, vc, strict=True)])
         first = next((i for i in range(data.looks) if has[i]), None)
@@ -133,7 +133,7 @@ class Latency(_AsIs):
         empty = (0,) * len(le)
         base_cum = np.array([b.latency.counts if b.latency is not None else empty for b in vb], dtype=float)
         cand_cum = np.array([c.latency.counts if c.latency is not None else empty for c in vc], dtype=float)
-        return latency_track(spec, has & data.traffic, base_cum, cand_cum, le, data.regime, alpha)
+        return evidence.latency(spec, has & data.traffic, Histograms(base_cum, cand_cum, le), data.regime)
 
     def better(self, spec: MetricSpec) -> str:
         return "lower"
@@ -153,13 +153,13 @@ class _TokenStreamQuantile(_AsIs):
     shadow = False
     planned_as: PlannedAs = "latency"
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
         got = llm.histogram_input(spec, data.baseline, data.candidate)
         if got is None:
             k = data.looks
             return Track(spec, np.zeros(k, dtype=bool), np.ones(k), np.ones(k), _no_token_streams)
-        track = latency_track(got.spec, got.present & data.traffic, got.base_cum, got.cand_cum, got.le,
-                              data.regime, alpha)  # fmt: skip
+        hists = Histograms(got.base_cum, got.cand_cum, got.le)
+        track = evidence.latency(got.spec, got.present & data.traffic, hists, data.regime)
         return replace(track, spec=spec)
 
     def better(self, spec: MetricSpec) -> str:
@@ -181,8 +181,8 @@ class TokensPerSecond(_TokenStreamQuantile):
     name = "tokens_per_second"
     unit = "tokens/s"
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
-        track = super().track(spec, data, alpha)
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
+        track = super().track(spec, data, evidence)
         inner = track.summary
         return replace(track, summary=lambda j: llm.rate_summary(inner(j)))
 
@@ -201,9 +201,9 @@ class StreamErrors(_AsIs):
     shadow = False
     planned_as: PlannedAs = "errors"
 
-    def track(self, spec: MetricSpec, data: LookData, alpha: float) -> Track:
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
         present, xb, nb, xc, nc = llm.stream_counts(data.baseline, data.candidate)
-        return count_track(spec, present & data.traffic, xb, nb, xc, nc, data.regime, alpha, self.unit, share=True)
+        return evidence.counts(spec, present & data.traffic, Counts(xb, nb, xc, nc, self.unit, share=True), data.regime)
 
     def better(self, spec: MetricSpec) -> str:
         return "lower"

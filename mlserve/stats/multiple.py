@@ -21,6 +21,11 @@ Array = NDArray[np.float64]
 CRITICAL_WEIGHT = 4.0
 
 
+def holm_weight(critical: bool) -> float:
+    """A metric's weight in the Holm family."""
+    return CRITICAL_WEIGHT if critical else 1.0
+
+
 def holm_columns(p: Array, weights: Array) -> Array:
     """Weighted-Holm-adjusted p-values for each column (look) of an (m, K) array."""
     m, k = p.shape

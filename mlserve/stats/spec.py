@@ -14,6 +14,9 @@ from typing import Literal
 
 Better = Literal["lower", "higher"]
 OnInconclusive = Literal["rollback", "promote", "hold"]
+# what one piece of evidence is: a request (independent trials) or an interval (one bet per
+# look, valid when the requests of an interval are dependent); see mlserve.stats.evidence.UNITS
+TestUnit = Literal["request", "interval"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ class AnalysisSpec:
     srm_p_value: float = 0.001
     on_inconclusive: OnInconclusive = "rollback"
     shadow_agreement: float = 0.99  # shadow: least share of agreeing predictions (0: gate off)
+    test_unit: TestUnit = "request"
+    # interval tests: the looks their stakes are planned for (the policy's max_duration / interval)
+    horizon: float = 60.0
 
     def only(self, kinds: tuple[str, ...]) -> AnalysisSpec:
         """The same spec restricted to metrics of the given kinds (all of them when none match)."""

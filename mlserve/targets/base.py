@@ -169,6 +169,22 @@ class Capabilities:
     llm_query_set: str | None = None
 
 
+class Pin(StrEnum):
+    """How a request reaches one chosen version of an endpoint, past its traffic split."""
+
+    PATH = "path"  # POST /v2/models/E/versions/V/infer: mlserve's gateway routes it to V
+    HEADER = "header"  # POST /v2/models/E/infer with x-mlserve-variant: V (the rendered routes match it)
+
+
+@dataclass(frozen=True)
+class ClientAccess:
+    """How a client of our own (``mlserve batch``, ``mlserve compare``) reaches one version of
+    an endpoint on this target; asked instead of which target it is."""
+
+    pin: Pin
+    loopback_only: bool  # the entry point, and any ``--url`` given for it, must be on loopback
+
+
 @dataclass(frozen=True)
 class LogFile:
     label: str
@@ -183,6 +199,7 @@ class LogFile:
 class Target(Protocol):
     kind: str
     layered: bool  # has layers (cluster, platform, kubernetes) that plan, deploy and destroy take one by one
+    access: ClientAccess  # how batch jobs reach one version here
 
     @property
     def env_name(self) -> str | None: ...

@@ -31,7 +31,18 @@ from typing import Any
 from mlserve.errors import MlserveError, StateError, TargetError, ToolError, UsageError
 from mlserve.metrics import Collected, LookRequest, QueryFn
 from mlserve.project import Project
-from mlserve.targets.base import Capabilities, Confirm, DeployRequest, Environment, LogFile, Mode, Options, Plan
+from mlserve.targets.base import (
+    Capabilities,
+    ClientAccess,
+    Confirm,
+    DeployRequest,
+    Environment,
+    LogFile,
+    Mode,
+    Options,
+    Pin,
+    Plan,
+)
 from mlserve.tools import terraform as tfmod
 from mlserve.tools.kubectl import Kubectl
 
@@ -158,6 +169,8 @@ class KubernetesTarget:
     kind = "kubernetes"
 
     layered = True  # cluster, platform and kubernetes layers: plan, deploy and destroy work per layer
+    # the ingress (given with --url) routes on the x-mlserve-variant header its VirtualService matches
+    access = ClientAccess(Pin.HEADER, loopback_only=False)
 
     def __init__(
         self,

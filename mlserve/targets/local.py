@@ -23,11 +23,13 @@ from mlserve.project import Project
 from mlserve.targets.base import (
     Arm,
     Capabilities,
+    ClientAccess,
     DeployRequest,
     Environment,
     LogFile,
     Mode,
     Options,
+    Pin,
     Plan,
     Role,
 )
@@ -45,6 +47,7 @@ def _quiet(_msg: str) -> None:
 class LocalTarget:
     kind = "local"
     layered = False  # no layers: `mlserve plan` and `mlserve destroy` are for kubernetes environments
+    access = ClientAccess(Pin.PATH, loopback_only=True)  # the gateway pins a version by path
 
     def __init__(self, project: Project, env_name: str | None, options: Options | None = None) -> None:
         self.project = project

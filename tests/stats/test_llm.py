@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,14 @@ TPOT = _policy("inter_token", Margin(0.2, True), 0.9)
 STREAMS = _policy("stream_errors", Margin(0.01, False))
 
 
+UNITS = pytest.mark.parametrize("unit", ["request", "interval"])  # the analysis' test unit
+
+
+def _unit(spec: AnalysisSpec, unit: str, looks: int) -> AnalysisSpec:
+    return replace(spec, test_unit=unit, horizon=float(looks))  # type: ignore[arg-type]
+
+
+@UNITS
 @pytest.mark.parametrize(
     ("policy", "shift", "fail"),
     [
@@ -129,18 +138,19 @@ STREAMS = _policy("stream_errors", Margin(0.01, False))
     ids=["ttft", "tokens_per_second", "inter_token", "stream_errors"],
 )
 def test_a_worse_candidate_is_rolled_back(
-    policy: AnalysisSpec, shift: dict[str, float], fail: tuple[float, float]
+    policy: AnalysisSpec, shift: dict[str, float], fail: tuple[float, float], unit: str
 ) -> None:
-    verdict = analyze(parse_snapshot(_snapshot(10, 7, shift, fail)), policy)
+    verdict = analyze(parse_snapshot(_snapshot(10, 7, shift, fail)), _unit(policy, unit, 10))
     assert verdict.verdict == "rollback", verdict.reason
     assert verdict.metrics[0].verdict == "fail"
 
 
+@UNITS
 @pytest.mark.parametrize(
     "policy", [TTFT, RATE, TPOT, STREAMS], ids=["ttft", "tokens_per_second", "inter_token", "stream_errors"]
 )
-def test_an_identical_candidate_is_promoted(policy: AnalysisSpec) -> None:
-    verdict = analyze(parse_snapshot(_snapshot(20, 11)), policy)
+def test_an_identical_candidate_is_promoted(policy: AnalysisSpec, unit: str) -> None:
+    verdict = analyze(parse_snapshot(_snapshot(20, 11)), _unit(policy, unit, 20))
     assert verdict.verdict == "promote", verdict.reason
 
 
