@@ -78,6 +78,12 @@ _.writeable  # mlserve/stats/sequential.py
 # the control arm of a plan: the concurrent-control issue starts rollouts with it
 _.CONTROL  # mlserve/targets/base.py Role
 
+# the local arms API (a library, no CLI yet): the concurrent-control issue starts and stops a
+# rollout's control server with it; tests/local/test_nodrop.py drives it end to end
+start_arm  # mlserve/local/arms.py
+stop_arm
+list_arms
+
 # where the kubernetes router last applied its render (tests and operators read it)
 _.last_applied  # mlserve/targets/kubernetes.py KubernetesRouter
 

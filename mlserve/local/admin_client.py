@@ -14,6 +14,11 @@ Admin API (separate listener on 127.0.0.1, every route needs ``Authorization: Be
   endpoint. Persisted atomically to the state file before the answer. Returns the endpoint's state.
 - ``PUT  /admin/endpoints/{ep}/faults/{version}`` body ``{"latency_ms": x, "error_rate": x,
   "misroute_percent": x}`` (missing = 0; all zero clears). Not persisted. Returns the endpoint's state.
+- ``POST /admin/reload``: re-read the config file and swap the new route tables in (live weights
+  carried over, see ``Gateway.apply_config``) -> ``{"generation", "changes", "inflight", "pid"}``;
+  400 for an invalid file, 409 for a change only a new process can make (its ports, its files).
+- ``GET  /admin/upstreams`` -> ``{"routed": [url], "inflight": {url: n}, "config_generation": g,
+  "draining": bool}``: a removed upstream is drained when ``inflight`` no longer names it.
 """
 
 from __future__ import annotations
@@ -83,6 +88,12 @@ class LocalGatewayClient:
     ) -> EndpointStatus:
         body = {"mode": mode, "weights": dict(weights), "shadow": shadow.to_dict() if shadow else None}
         return EndpointStatus.from_dict(self._call("PUT", f"/admin/endpoints/{endpoint}/traffic", json=body))
+
+    def reload(self) -> dict[str, Any]:
+        return dict(self._call("POST", "/admin/reload"))
+
+    def upstreams(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/admin/upstreams"))
 
     def set_fault(self, endpoint: str, version: str, fault: Fault) -> EndpointStatus:
         data = self._call("PUT", f"/admin/endpoints/{endpoint}/faults/{version}", json=fault.to_dict())

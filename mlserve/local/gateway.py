@@ -55,6 +55,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -76,6 +77,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlserve import fsutil
 from mlserve.local.gateway_config import (
+    EndpointConfig,
     EndpointStatus,
     Fault,
     GatewayConfig,
@@ -87,6 +89,7 @@ from mlserve.local.gateway_config import (
     load_gateway_config,
     load_traffic_file,
     read_token_file,
+    restart_fields,
 )
 from mlserve.local.http_timeouts import HEADER_TIMEOUT, BodyTooLarge, header_timeout_protocol, read_body
 from mlserve.local.openai_proxy import ROUTES as OPENAI_ROUTES
@@ -114,6 +117,10 @@ def _error(status: int, message: str, variant: str | None = None) -> JSONRespons
 FEEDBACK_MAX_BODY = 4096
 FEEDBACK_MAX_OUTCOMES = 16
 FEEDBACK_OUTCOME = re.compile(r"[a-z0-9_-]{1,32}")
+
+
+class RestartNeeded(GatewayConfigError):
+    """A reload asked for something only a new gateway process can do (a new listening address)."""
 
 
 @dataclass(frozen=True)
@@ -209,8 +216,16 @@ class Metrics:
 class Gateway:
     """Shared state of both listeners. Routing tables are swapped whole, never mutated."""
 
-    def __init__(self, config: GatewayConfig, token: str, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        token: str,
+        *,
+        rng: random.Random | None = None,
+        config_path: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.config = config
+        self.config_path = config_path
         self.token = token
         self.rand = (rng or random.Random()).random
         self.metrics = Metrics()
@@ -223,19 +238,72 @@ class Gateway:
         self.shadow_client: Upstream | None = None
         self.bound_port = config.port
         self.bound_admin_port = config.admin_port
+        self.reloads = 0
+        self.draining = False  # set when this process hands its listeners over: answers close connections
+        # id(table) -> [table, requests holding it]: what a removed upstream still owes (see inflight)
+        self._holds: dict[int, list[Any]] = {}
         restored = self._restore()
         for name, ep in config.endpoints.items():
             traffic = restored.get(name, ep.traffic)
-            self.tables[name] = RouteTable.build(name, ep.baseline, list(ep.versions), traffic, dict(ep.faults))
+            self.tables[name] = self._table(name, ep, traffic, dict(ep.faults))
             self.metrics.init_series(name, list(ep.versions))
             self._export_weights(name)
         self.llm = OpenAIProxy(self)  # /v1/* routes of protocol = "openai" endpoints
 
+    @staticmethod
+    def _table(
+        name: str, ep: EndpointConfig, traffic: TrafficState, faults: dict[str, Fault], gen: int = 0
+    ) -> RouteTable:
+        return RouteTable.build(
+            name, ep.baseline, list(ep.versions), traffic, faults, gen,
+            urls=ep.versions, sticky_header=ep.sticky_header, sticky_cookie=ep.sticky_cookie,
+        )  # fmt: skip
+
+    @staticmethod
+    def _with(old: RouteTable, *, traffic: TrafficState | None = None, faults: dict[str, Fault] | None = None,
+              generation: int | None = None) -> RouteTable:  # fmt: skip
+        """The same endpoint and arms with new traffic or faults."""
+        return RouteTable.build(
+            old.endpoint, old.baseline, list(old.urls), traffic or old.traffic,
+            old.faults if faults is None else faults, old.generation if generation is None else generation,
+            urls=old.urls, sticky_header=old.sticky_header, sticky_cookie=old.sticky_cookie,
+        )  # fmt: skip
+
+    # -- requests in flight, by route table ---------------------------------------
+
+    def hold(self, table: RouteTable) -> None:
+        entry = self._holds.get(id(table))
+        if entry is None:
+            self._holds[id(table)] = [table, 1]
+        else:
+            entry[1] += 1
+
+    def release(self, table: RouteTable) -> None:
+        entry = self._holds[id(table)]
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._holds[id(table)]
+
+    def inflight(self) -> dict[str, int]:
+        """Requests (and mirrors) in flight per upstream URL, counted on every route table that
+        names the URL: a removed upstream is drained when no request holds a table naming it.
+        A request is held from the moment it takes its table, before its body is read, so one
+        that took the old table just before a reload is counted too."""
+        out: dict[str, int] = {}
+        for table, n in self._holds.values():
+            for url in set(table.urls.values()):
+                out[url] = out.get(url, 0) + n
+        return out
+
+    def routed_urls(self) -> set[str]:
+        return {u for t in self.tables.values() for u in t.urls.values()}
+
     # -- state file ------------------------------------------------------------
 
     def _restore(self) -> dict[str, TrafficState]:
-        """Traffic from the state file, endpoint by endpoint; an entry that no longer fits the
-        config (a version was removed) falls back to the config's initial traffic."""
+        """Traffic from the state file, endpoint by endpoint, carried over to the config's arms
+        as a reload would (an arm that is gone gives its weight to the baseline); an entry that
+        is broken falls back to the config's initial traffic."""
         saved = load_traffic_file(self.config.state_file)
         if saved is None:
             return {}
@@ -245,7 +313,8 @@ class Gateway:
             if ep is None:
                 continue
             try:
-                restored[name] = traffic.validated(ep.versions, f"{self.config.state_file}: endpoints.{name}")
+                moved = traffic.carried_over(list(ep.versions), ep.baseline)
+                restored[name] = moved.validated(ep.versions, f"{self.config.state_file}: endpoints.{name}")
             except GatewayConfigError as exc:
                 log.warning("ignoring saved traffic of %s: %s", name, exc)
         return restored
@@ -256,8 +325,77 @@ class Gateway:
 
     def _export_weights(self, endpoint: str) -> None:
         table = self.tables[endpoint]
-        for v in self.config.endpoints[endpoint].versions:
+        for v in table.urls:
             self.metrics.weight.labels(endpoint, v).set(table.traffic.weights.get(v, 0))
+
+    # -- reload ----------------------------------------------------------------
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the config file and apply it (``POST /admin/reload``, SIGHUP)."""
+        if self.config_path is None:
+            raise GatewayConfigError("this gateway was started without a config file to reload")
+        new = await asyncio.to_thread(load_gateway_config, Path(self.config_path))
+        return await self.apply_config(new)
+
+    async def apply_config(self, new: GatewayConfig) -> dict[str, Any]:
+        """Swap in the route tables of ``new`` at once; requests in flight keep their tables.
+
+        Per endpoint: arms that stay keep their live weights (a rollout's split survives),
+        the weight of a removed arm goes to the baseline, a new arm starts at 0. A fault that
+        the new config changes is taken from it; one it leaves alone keeps its live value
+        (set through the admin API). Limits apply to requests that start from now on.
+        """
+        async with self.admin_lock:
+            fixed = restart_fields(self.config, new)
+            if fixed:
+                raise RestartNeeded(
+                    f"{', '.join(fixed)}: changing {'it' if len(fixed) == 1 else 'these'} needs a new gateway "
+                    "process (the supervisor hands the listening sockets over); nothing was changed"
+                )
+            old_cfg, old_tables = self.config, self.tables
+            tables: dict[str, RouteTable] = {}
+            changes: list[str] = []
+            for name, ep in new.endpoints.items():
+                old = old_tables.get(name)
+                old_ep = old_cfg.endpoints.get(name)
+                if old is None or old_ep is None:
+                    tables[name] = self._table(name, ep, ep.traffic, dict(ep.faults))
+                    changes.append(f"{name}: added")
+                    continue
+                traffic = old.traffic.carried_over(list(ep.versions), ep.baseline)
+                faults: dict[str, Fault] = {}
+                for arm in ep.versions:
+                    wanted, before = ep.faults.get(arm), old_ep.faults.get(arm)
+                    fault = wanted if wanted != before else old.faults.get(arm)
+                    if fault is not None and fault.active:
+                        faults[arm] = fault
+                gen = old.generation + (1 if traffic != old.traffic else 0)
+                tables[name] = self._table(name, ep, traffic, faults, gen)
+                changes += _describe_change(name, old, tables[name])
+            changes += [f"{name}: removed" for name in old_tables if name not in new.endpoints]
+            if {k: t.traffic for k, t in tables.items()} != {k: t.traffic for k, t in old_tables.items()}:
+                try:
+                    await asyncio.to_thread(self._persist, tables)
+                except OSError as exc:
+                    raise GatewayConfigError(
+                        f"cannot save traffic state to {new.state_file}: {exc.strerror or exc}; nothing was changed"
+                    ) from None
+            self.config = new
+            self.tables = tables  # one reference swap: requests in flight keep their tables
+            for client in (self.client, self.shadow_client):
+                if client is not None:
+                    client.set_timeouts(new.upstream_timeout, new.connect_timeout)
+            for name, table in tables.items():
+                self.metrics.init_series(name, list(table.urls))
+                self._export_weights(name)
+                old = old_tables.get(name)
+                for arm in old.urls if old is not None else ():
+                    if arm not in table.urls:
+                        with contextlib.suppress(KeyError):
+                            self.metrics.weight.remove(name, arm)
+            self.reloads += 1
+        log.info("config generation %d applied: %s", new.generation, "; ".join(changes) or "no route changes")
+        return {"generation": new.generation, "changes": changes, "inflight": self.inflight(), "pid": os.getpid()}
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -281,15 +419,17 @@ class Gateway:
 
     # -- forwarding ------------------------------------------------------------
 
-    async def attempt(self, client: Upstream, endpoint: str, variant: str, fault: Fault | None, body: bytes) -> Attempt:
+    async def attempt(self, client: Upstream, table: RouteTable, variant: str, body: bytes) -> Attempt:
         """One try at one variant, faults applied first (they behave like a slow or failing server)."""
+        endpoint = table.endpoint
+        fault = table.faults.get(variant)
         if fault is not None:
             if fault.latency_ms:
                 await asyncio.sleep(fault.latency_ms / 1000.0)
             if fault.error_rate and self.rand() < fault.error_rate:
                 msg = json.dumps({"error": f"injected fault: error_rate={fault.error_rate:g} on {variant}"}).encode()
                 return Attempt(variant, 500, msg, "application/json", "500")
-        url = f"{self.config.endpoints[endpoint].versions[variant]}/v2/models/{endpoint}/infer"
+        url = f"{table.urls[variant]}/v2/models/{endpoint}/infer"
         try:
             answer = await client.post(url, body)
         except UpstreamDown:
@@ -303,14 +443,14 @@ class Gateway:
         assert self.client is not None
         endpoint = table.endpoint
         t0 = time.perf_counter()
-        result = await self.attempt(self.client, endpoint, variant, table.faults.get(variant), body)
+        result = await self.attempt(self.client, table, variant, body)
         if result.status == 0:
             self.metrics.count(endpoint, variant, "connect_error", None)
             other = table.fallback(variant, self.rand) if retry else None
             if other is None:
                 return result
             t0 = time.perf_counter()
-            result = await self.attempt(self.client, endpoint, other, table.faults.get(other), body)
+            result = await self.attempt(self.client, table, other, body)
             if result.status == 0:
                 self.metrics.count(endpoint, other, "connect_error", None)
                 return result
@@ -321,15 +461,17 @@ class Gateway:
         if len(self.shadow_tasks) >= self.config.shadow_max_inflight:
             self.metrics.shadow_requests.labels(table.endpoint, target, "dropped").inc()
             return
+        self.hold(table)
         task = asyncio.get_running_loop().create_task(self._shadow(table, target, body, primary))
         self.shadow_tasks.add(task)
         task.add_done_callback(self.shadow_tasks.discard)
+        task.add_done_callback(lambda _t: self.release(table))  # also when cancelled before it ran
 
     async def _shadow(self, table: RouteTable, target: str, body: bytes, primary: asyncio.Future[Attempt]) -> None:
         assert self.shadow_client is not None
         endpoint = table.endpoint
         t0 = time.perf_counter()
-        result = await self.attempt(self.shadow_client, endpoint, target, table.faults.get(target), body)
+        result = await self.attempt(self.shadow_client, table, target, body)
         self.metrics.shadow_requests.labels(endpoint, target, result.code).inc()
         if result.status:  # the shadow's latency gates a shadow rollout like the routed one's
             self.metrics.shadow_duration.labels(endpoint, target).observe(time.perf_counter() - t0)
@@ -350,16 +492,15 @@ class Gateway:
 
     def sticky_key(self, headers: list[tuple[bytes, bytes]], table: RouteTable) -> bytes | None:
         """The user key as opaque bytes (header first, then cookie); never echoed or logged."""
-        ep = self.config.endpoints[table.endpoint]
-        wanted = ep.sticky_header.encode("ascii")
+        wanted = table.sticky_header.encode("ascii")
         cookie_header: bytes | None = None
         for name, value in headers:
             if name == wanted:
                 return value
             if name == b"cookie":
                 cookie_header = value
-        if ep.sticky_cookie and cookie_header:
-            cookie = cookie_parser(cookie_header.decode("latin-1")).get(ep.sticky_cookie)
+        if table.sticky_cookie and cookie_header:
+            cookie = cookie_parser(cookie_header.decode("latin-1")).get(table.sticky_cookie)
             if cookie:
                 return cookie.encode("latin-1", "replace")
         return None
@@ -384,6 +525,16 @@ class Gateway:
             return _raw_error(
                 404, f"unknown version {pinned!r} of endpoint {endpoint!r} (versions: {', '.join(table.order)})"
             )
+        self.hold(table)
+        try:
+            return await self._infer(scope, receive, table, pinned)
+        finally:
+            self.release(table)
+
+    async def _infer(
+        self, scope: Scope, receive: Receive, table: RouteTable, pinned: str | None
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        endpoint = table.endpoint
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         try:
             body = await read_body(headers, receive, self.config.max_body_bytes, self.config.body_timeout)
@@ -496,14 +647,17 @@ class Gateway:
         if version not in table.order:
             return _error(404, f"unknown version {version!r} of endpoint {endpoint!r}")
         suffix = "/ready" if request.url.path.endswith("/ready") else ""
-        url = f"{self.config.endpoints[endpoint].versions[version]}/v2/models/{endpoint}{suffix}"
+        url = f"{table.urls[version]}/v2/models/{endpoint}{suffix}"
         assert self.client is not None
+        self.hold(table)
         try:
             answer = await self.client.get(url)
         except UpstreamTimeout:
             return _error(504, f"version {version} of {endpoint} did not answer in time", version)
         except UpstreamDown:
             return _error(503, f"version {version} of endpoint {endpoint!r} is down", version)
+        finally:
+            self.release(table)
         return Response(
             answer.content,
             status_code=answer.status,
@@ -549,28 +703,28 @@ class Gateway:
 
     async def endpoint_status(self, endpoint: str, probe: bool) -> EndpointStatus:
         table = self.tables[endpoint]
-        ep = self.config.endpoints[endpoint]
-        names = list(ep.versions)
-        health = "/health" if ep.protocol == "openai" else "/v2/health/ready"  # OpenAI servers' own check
-        healthy: list[bool | None] = (
-            list(await asyncio.gather(*(self._probe(ep.versions[v], health) for v in names)))
+        names = list(table.urls)
+        ep = self.config.endpoints.get(endpoint)
+        path = "/health" if ep is not None and ep.protocol == "openai" else "/v2/health/ready"  # OpenAI servers' own
+        health: list[bool | None] = (
+            list(await asyncio.gather(*(self._probe(table.urls[v], path) for v in names)))
             if probe
             else [None] * len(names)
         )
         return EndpointStatus(
-            baseline=ep.baseline,
+            baseline=table.baseline,
             traffic=table.traffic,
-            sticky_header=ep.sticky_header,
-            sticky_cookie=ep.sticky_cookie,
+            sticky_header=table.sticky_header,
+            sticky_cookie=table.sticky_cookie,
             generation=table.generation,
             versions={
                 v: VersionStatus(
-                    url=ep.versions[v],
+                    url=table.urls[v],
                     weight=int(table.traffic.weights.get(v, 0)),
                     fault=table.faults.get(v, Fault()),
                     healthy=h,
                 )
-                for v, h in zip(names, healthy, strict=True)
+                for v, h in zip(names, health, strict=True)
             },
         )
 
@@ -579,31 +733,57 @@ class Gateway:
 
     async def admin_state(self, request: Request) -> Response:
         probe = request.query_params.get("probe", "1") not in ("0", "false", "no")
-        statuses = await asyncio.gather(*(self.endpoint_status(ep, probe) for ep in self.tables))
+        names = list(self.tables)
+        statuses = await asyncio.gather(*(self.endpoint_status(ep, probe) for ep in names))
         state = GatewayState(
-            endpoints=dict(zip(self.tables, statuses, strict=True)),
+            endpoints=dict(zip(names, statuses, strict=True)),
             pid=os.getpid(),
             port=self.bound_port,
             admin_port=self.bound_admin_port,
             started_at=self.started_at,
+            config_generation=self.config.generation,
+            reloads=self.reloads,
         )
         return JSONResponse(state.to_dict())
+
+    async def admin_reload(self, request: Request) -> Response:
+        try:
+            result = await self.reload()
+        except RestartNeeded as exc:
+            return _error(409, str(exc))
+        except GatewayConfigError as exc:
+            return _error(400, f"config not applied: {exc}")
+        return JSONResponse(result)
+
+    async def admin_upstreams(self, request: Request) -> Response:
+        """What the supervisor asks before it stops a removed model server."""
+        return JSONResponse(
+            {
+                "pid": os.getpid(),
+                "config_generation": self.config.generation,
+                "routed": sorted(self.routed_urls()),
+                "inflight": self.inflight(),
+                "draining": self.draining,
+            }
+        )
 
     async def admin_traffic(self, request: Request) -> Response:
         endpoint = request.path_params["endpoint"]
         if endpoint not in self.tables:
             return _error(404, f"unknown endpoint {endpoint!r} (endpoints: {', '.join(self.tables)})")
         try:
-            data = await self._admin_json(request)
-            traffic = TrafficState.from_dict(data).validated(self.config.endpoints[endpoint].versions)
+            wanted = TrafficState.from_dict(await self._admin_json(request))
         except GatewayConfigError as exc:
             return _error(400, str(exc))
         async with self.admin_lock:
-            old = self.tables[endpoint]
-            new = RouteTable.build(
-                endpoint, old.baseline, list(self.config.endpoints[endpoint].versions), traffic, old.faults,
-                generation=old.generation + 1,
-            )  # fmt: skip
+            old = self.tables.get(endpoint)
+            if old is None:  # removed by a reload while the body was read
+                return _error(404, f"unknown endpoint {endpoint!r} (endpoints: {', '.join(self.tables)})")
+            try:
+                traffic = wanted.validated(list(old.urls))
+            except GatewayConfigError as exc:
+                return _error(400, str(exc))
+            new = self._with(old, traffic=traffic, generation=old.generation + 1)
             tables = {**self.tables, endpoint: new}
             try:
                 await asyncio.to_thread(self._persist, tables)
@@ -619,23 +799,40 @@ class Gateway:
         version = request.path_params["version"]
         if endpoint not in self.tables:
             return _error(404, f"unknown endpoint {endpoint!r} (endpoints: {', '.join(self.tables)})")
-        if version not in self.config.endpoints[endpoint].versions:
+        if version not in self.tables[endpoint].urls:
             return _error(404, f"unknown version {version!r} of endpoint {endpoint!r}")
         try:
             fault = Fault.from_dict(await self._admin_json(request))
         except GatewayConfigError as exc:
             return _error(400, str(exc))
         async with self.admin_lock:
-            old = self.tables[endpoint]
+            old = self.tables.get(endpoint)
+            if old is None or version not in old.urls:  # removed by a reload meanwhile
+                return _error(404, f"unknown version {version!r} of endpoint {endpoint!r}")
             faults = {**old.faults, version: fault}
             if not fault.active:
                 faults.pop(version)
-            new = RouteTable.build(
-                endpoint, old.baseline, list(old.order), old.traffic, faults, generation=old.generation
-            )
-            self.tables = {**self.tables, endpoint: new}
+            self.tables = {**self.tables, endpoint: self._with(old, faults=faults)}
         log.info("fault on %s/%s: %s", endpoint, version, fault.to_dict())
         return JSONResponse((await self.endpoint_status(endpoint, probe=False)).to_dict())
+
+
+def _describe_change(name: str, old: RouteTable, new: RouteTable) -> list[str]:
+    """What a reload changed on one endpoint, for the log and the admin answer."""
+    out = [f"{name}/{a}: added" for a in new.urls if a not in old.urls]
+    out += [f"{name}/{a}: removed (drained)" for a in old.urls if a not in new.urls]
+    out += [
+        f"{name}/{a}: upstream {old.urls[a]} -> {new.urls[a]}"
+        for a in new.urls
+        if a in old.urls and old.urls[a] != new.urls[a]
+    ]
+    if old.traffic != new.traffic:
+        out.append(f"{name}: weights {dict(old.traffic.weights)} -> {dict(new.traffic.weights)}")
+    if dict(old.faults) != dict(new.faults):
+        out.append(f"{name}: faults {sorted(old.faults)} -> {sorted(new.faults)}")
+    if old.baseline != new.baseline:
+        out.append(f"{name}: baseline {old.baseline} -> {new.baseline}")
+    return out
 
 
 def _guard(gw: Gateway, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -680,16 +877,41 @@ def data_app(gw: Gateway) -> ASGIApp:
             return await gw.llm.models(scope, receive, send)
         await app(scope, receive, send)
 
-    return fast
+    return drain_aware(gw, fast)
 
 
-def admin_app(gw: Gateway) -> Starlette:
+def drain_aware(gw: Gateway, app: ASGIApp) -> ASGIApp:
+    """While the process drains, every answer says ``connection: close``: the client's next
+    request opens a new connection, which the listening socket hands to the next process.
+    (Closing idle keep-alive connections instead races with a client that is just sending.)"""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if not gw.draining:
+            return await app(scope, receive, send)
+
+        async def send_closing(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await app(scope, receive, send_closing)
+
+    return wrapped
+
+
+def admin_app(gw: Gateway) -> ASGIApp:
+    return drain_aware(gw, _admin_routes(gw))
+
+
+def _admin_routes(gw: Gateway) -> Starlette:
     return Starlette(
         routes=[
             Route("/admin/health", _guard(gw, gw.admin_health), methods=["GET"]),
             Route("/admin/state", _guard(gw, gw.admin_state), methods=["GET"]),
             Route("/admin/endpoints/{endpoint}/traffic", _guard(gw, gw.admin_traffic), methods=["PUT"]),
             Route("/admin/endpoints/{endpoint}/faults/{version}", _guard(gw, gw.admin_fault), methods=["PUT"]),
+            Route("/admin/reload", _guard(gw, gw.admin_reload), methods=["POST"]),
+            Route("/admin/upstreams", _guard(gw, gw.admin_upstreams), methods=["GET"]),
         ]
     )
 
@@ -707,6 +929,26 @@ class _Server(uvicorn.Server):
         yield
 
 
+LISTEN_FDS_ENV = "MLSERVE_LISTEN_FDS"  # "http=5,admin=6": listening sockets handed down by the supervisor
+READY_FILE_ENV = "MLSERVE_READY_FILE"  # written ({"pid": N, ...}) once both listeners serve
+DRAIN_SECONDS = 10.0  # a handed-over process waits this long at most for its connections to close
+
+
+def inherited_sockets(value: str) -> dict[str, socket.socket]:
+    """The listening sockets named by ``MLSERVE_LISTEN_FDS`` (role=fd, comma separated)."""
+    out: dict[str, socket.socket] = {}
+    for part in filter(None, value.split(",")):
+        role, _, fd = part.partition("=")
+        try:
+            sock = socket.socket(fileno=int(fd))
+        except (ValueError, OSError) as exc:
+            raise GatewayConfigError(f"{LISTEN_FDS_ENV}: {part!r} is not an open socket ({exc})") from None
+        if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise GatewayConfigError(f"{LISTEN_FDS_ENV}: fd {fd} ({role}) is not a listening socket")
+        out[role] = sock
+    return out
+
+
 def bind(host: str, port: int, what: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -720,7 +962,7 @@ def bind(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
-def _uvicorn_config(app: ASGIApp, head_timeout: float = HEADER_TIMEOUT) -> uvicorn.Config:
+def _uvicorn_config(app: ASGIApp, head_timeout: float | Callable[[], float] = HEADER_TIMEOUT) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         lifespan="off",
@@ -736,29 +978,65 @@ def _uvicorn_config(app: ASGIApp, head_timeout: float = HEADER_TIMEOUT) -> uvico
     )
 
 
-async def serve(config: GatewayConfig, token: str) -> None:
-    gw = Gateway(config, token)
-    data_sock = bind(config.host, config.port, "gateway")
-    admin_sock = bind(config.admin_host, config.admin_port, "admin API")
+async def serve(config: GatewayConfig, token: str, config_path: str | None = None) -> None:
+    """Both listeners in one loop. Signals: SIGTERM/SIGINT stop (in-flight requests finish);
+    SIGHUP reloads the config file; SIGUSR2 hands over: stop accepting at once (a successor
+    accepts on the same inherited sockets), answer what is open with ``connection: close``,
+    exit when the last connection is gone (at most DRAIN_SECONDS)."""
+    gw = Gateway(config, token, config_path=config_path)
+    inherited = inherited_sockets(os.environ.get(LISTEN_FDS_ENV, ""))
+    data_sock = inherited.get("http") or bind(config.host, config.port, "gateway")
+    admin_sock = inherited.get("admin") or bind(config.admin_host, config.admin_port, "admin API")
     gw.bound_port = data_sock.getsockname()[1]
     gw.bound_admin_port = admin_sock.getsockname()[1]
     await gw.start()
     # a slow client gets body_timeout for its request head, then body_timeout for its body
-    head = config.body_timeout
+    head = lambda: gw.config.body_timeout  # noqa: E731 - read per request, so a reload applies
     servers = [_Server(_uvicorn_config(data_app(gw), head)), _Server(_uvicorn_config(admin_app(gw), head))]
+    loop = asyncio.get_running_loop()
+    background: set[asyncio.Task[None]] = set()
 
     def stop() -> None:
         for s in servers:
             s.should_exit = True
 
-    loop = asyncio.get_running_loop()
+    def spawn(coro: Any) -> None:
+        task = loop.create_task(coro)
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    async def reload() -> None:
+        try:
+            await gw.reload()
+        except GatewayConfigError as exc:
+            log.error("SIGHUP: config not applied: %s", exc)
+
+    async def hand_over() -> None:
+        if gw.draining:
+            return
+        gw.draining = True
+        for s in servers:
+            for listener in getattr(s, "servers", []):
+                listener.close()  # stops accepting; connections already open stay open
+        log.info("handing over: not accepting any more; draining open connections")
+        deadline = loop.time() + DRAIN_SECONDS
+        while loop.time() < deadline and any(s.server_state.connections for s in servers):
+            await asyncio.sleep(0.05)
+        stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
+    loop.add_signal_handler(signal.SIGHUP, lambda: spawn(reload()))
+    loop.add_signal_handler(signal.SIGUSR2, lambda: spawn(hand_over()))
 
     async def announce() -> None:
         while not all(s.started for s in servers):
             await asyncio.sleep(0.01)
         ready = {"event": "ready", "pid": os.getpid(), "port": gw.bound_port, "admin_port": gw.bound_admin_port}
+        ready_file = os.environ.get(READY_FILE_ENV)
+        if ready_file:
+            with contextlib.suppress(OSError):
+                fsutil.atomic_write_json(Path(ready_file), {**ready, "config_generation": gw.config.generation})
         print(json.dumps(ready), flush=True)
 
     announcer = loop.create_task(announce())
@@ -766,6 +1044,8 @@ async def serve(config: GatewayConfig, token: str) -> None:
         await asyncio.gather(servers[0].serve([data_sock]), servers[1].serve([admin_sock]))
     finally:
         announcer.cancel()
+        for task in list(background):
+            task.cancel()
         await gw.stop()
 
 
@@ -794,7 +1074,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(serve(config, token))
+            runner.run(serve(config, token, args.config))
     except GatewayConfigError as exc:
         print(f"mlserve gateway: {exc}", file=sys.stderr)
         return 1

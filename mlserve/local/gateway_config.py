@@ -1,7 +1,10 @@
 """The local gateway's contract: its config file, its traffic state and its admin API shapes.
 
-Deploy code writes a :class:`GatewayConfig` to ``.mlserve/local/gateway.json`` and starts
-``python -m mlserve.local.gateway --config PATH``. The gateway persists the live traffic
+The supervisor writes a :class:`GatewayConfig` to ``.mlserve/local/gateway.json`` and starts
+``python -m mlserve.local.gateway --config PATH``; later changes are written to the same file
+and applied to the running process by ``POST /admin/reload`` (or SIGHUP): a new route table is
+swapped in, the live traffic is carried over (:meth:`TrafficState.carried_over`) and only the
+fields of :data:`RESTART_FIELDS` need a new process. The gateway persists the live traffic
 state (:class:`TrafficFile`) to ``state_file`` on every admin change, and loads it on start
 so that a restarted gateway keeps the weights of a rollout in progress. This module is pure
 (no network, no ASGI) so that deploy, the admin client and tests can import it cheaply.
@@ -10,7 +13,7 @@ Config file (``format`` = ``mlserve.gateway/v1``), every path absolute or relati
 directory of the config file::
 
     {
-      "format": "mlserve.gateway/v1",
+      "format": "mlserve.gateway/v1", "generation": 3,
       "host": "127.0.0.1", "port": 8080,
       "admin_host": "127.0.0.1", "admin_port": 8081,
       "admin_token_file": "/proj/.mlserve/admin-token",
@@ -234,6 +237,18 @@ class TrafficState:
         full = {v: int(self.weights.get(v, 0)) for v in known}
         return replace(self, weights=full)
 
+    def carried_over(self, versions: Mapping[str, object] | list[str], baseline: str) -> TrafficState:
+        """This live traffic on a new set of arms: the weight of an arm that is gone goes to the
+        baseline, a shadow of an arm that is gone stops, new arms start at 0; mode is kept.
+
+        A reload never resets a rollout's split: arms that stay keep their weights exactly.
+        """
+        known = list(versions)
+        weights = {v: int(self.weights.get(v, 0)) for v in known}
+        weights[baseline] = weights.get(baseline, 0) + sum(w for v, w in self.weights.items() if v not in known)
+        shadow = self.shadow if self.shadow is not None and self.shadow.version in known else None
+        return TrafficState(weights=weights, mode=self.mode, shadow=shadow)
+
 
 # ---------------------------------------------------------------------------
 # Config
@@ -356,10 +371,12 @@ class GatewayConfig:
     shadow_rtol: float = 1e-5
     shadow_atol: float = 1e-8
     upstream_client: str = "raw"  # or "aiohttp" / "httpx" (see mlserve.local.upstream)
+    generation: int = 0  # which desired state this config is (the supervisor counts them)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": CONFIG_FORMAT,
+            "generation": self.generation,
             "host": self.host,
             "port": self.port,
             "admin_host": self.admin_host,
@@ -382,6 +399,7 @@ class GatewayConfig:
         data = _obj(data, "")
         allowed = {
             "format",
+            "generation",
             "host",
             "port",
             "admin_host",
@@ -444,6 +462,7 @@ class GatewayConfig:
             shadow_rtol=_num(tol.get("rtol", 1e-5), "shadow_tolerance.rtol", 0, 1),
             shadow_atol=_num(tol.get("atol", 1e-8), "shadow_tolerance.atol", 0, 1e9),
             upstream_client=client,
+            generation=_int(data.get("generation", 0), "generation", 0, 2**62),
         )
 
     def write(self, path: Path) -> None:
@@ -462,6 +481,15 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         return GatewayConfig.from_dict(data, base_dir=Path(path).resolve().parent)
     except GatewayConfigError as exc:
         raise GatewayConfigError(f"{path}: {exc}") from None
+
+
+# Fields a running gateway cannot take over by a reload: its listeners, its files, its client.
+RESTART_FIELDS = ("host", "port", "admin_host", "admin_port", "admin_token_file", "state_file", "upstream_client")
+
+
+def restart_fields(old: GatewayConfig, new: GatewayConfig) -> list[str]:
+    """The fields of :data:`RESTART_FIELDS` that differ: a reload must refuse these."""
+    return [f for f in RESTART_FIELDS if getattr(old, f) != getattr(new, f)]
 
 
 # ---------------------------------------------------------------------------
@@ -610,6 +638,8 @@ class GatewayState:
     port: int
     admin_port: int
     started_at: float
+    config_generation: int = 0  # the ``generation`` of the config it runs (0: none given)
+    reloads: int = 0  # configs applied by reload since it started
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -618,6 +648,8 @@ class GatewayState:
             "port": self.port,
             "admin_port": self.admin_port,
             "started_at": self.started_at,
+            "config_generation": self.config_generation,
+            "reloads": self.reloads,
             "endpoints": {k: v.to_dict() for k, v in self.endpoints.items()},
         }
 
@@ -629,4 +661,6 @@ class GatewayState:
             port=int(data["port"]),
             admin_port=int(data["admin_port"]),
             started_at=float(data["started_at"]),
+            config_generation=int(data.get("config_generation", 0)),
+            reloads=int(data.get("reloads", 0)),
         )

@@ -12,6 +12,7 @@ connection itself) and the end of its headers.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import ClientDisconnect
@@ -27,17 +28,22 @@ except ImportError:  # pragma: no cover - httptools is a dependency of mlserve
 _408 = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 29\r\nconnection: close\r\n\r\nrequest headers not received\n"
 
 
-def header_timeout_protocol(seconds: float = HEADER_TIMEOUT) -> Any:
-    """The protocol class for ``uvicorn.Config(http=...)``; "auto" where httptools is missing."""
+def header_timeout_protocol(seconds: float | Callable[[], float] = HEADER_TIMEOUT) -> Any:
+    """The protocol class for ``uvicorn.Config(http=...)``; "auto" where httptools is missing.
+
+    ``seconds`` may be a function, read at each request head, so a reloaded limit applies to
+    the next request without restarting the listener.
+    """
     if HttpToolsProtocol is None:  # pragma: no cover
         return "auto"
+    limit: Callable[[], float] = seconds if callable(seconds) else (lambda: float(seconds))
 
     class HeaderDeadlineProtocol(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
 
         def _arm(self) -> None:
             self._disarm()
-            self._head_timer = self.loop.call_later(seconds, self._head_expired)
+            self._head_timer = self.loop.call_later(limit(), self._head_expired)
 
         def _disarm(self) -> None:
             if self._head_timer is not None:

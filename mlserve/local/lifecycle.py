@@ -14,13 +14,17 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlserve import fsutil
 from mlserve.errors import StateError, TargetError, UsageError
+from mlserve.local.converge import prune_server_dirs
+from mlserve.local.desired import PROTOCOL as SUPERVISOR_PROTOCOL
+from mlserve.local.desired import load_arms
+from mlserve.local.desired import write as write_desired
 from mlserve.local.plan import (
     GATEWAY,
     PROMETHEUS,
@@ -74,6 +78,8 @@ class DeployResult:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    reloaded: list[str] = field(default_factory=list)  # configuration taken over in place (no restart)
+    rollouts: list[dict[str, Any]] = field(default_factory=list)  # rollouts in progress and what was kept
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,15 @@ def _records(state: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in procs.items() if isinstance(v, dict)}
 
 
+def _every_record(state: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Also the instances being replaced or drained (``down`` must stop them too)."""
+    out = _records(state)
+    for rec in (state or {}).get("retiring") or []:
+        if isinstance(rec, dict):
+            out[f"{rec.get('name')} (pid {rec.get('pid')}, {rec.get('phase', 'retiring')})"] = rec
+    return out
+
+
 def _supervisor(paths: LocalPaths, state: dict[str, Any] | None) -> tuple[int | None, int | None, bool]:
     """(pid, start time, alive) of the project's supervisor."""
     sup = (state or {}).get("supervisor") or {}
@@ -163,15 +178,6 @@ def ensure_token(paths: LocalPaths) -> None:
                 read_token_file(paths.admin_token)
                 return
     create_token_file(paths.admin_token)
-
-
-def _write_files(files: dict[str, str]) -> None:
-    for path, text in files.items():
-        p = Path(path)
-        with contextlib.suppress(OSError):
-            if p.read_text(encoding="utf-8") == text:
-                continue
-        fsutil.atomic_write_text(p, text)
 
 
 def _start_supervisor(project: Project, paths: LocalPaths) -> None:
@@ -221,34 +227,54 @@ def _exclusive(paths: LocalPaths, what: str) -> Iterator[None]:
         os.close(fd)
 
 
-def deploy(project: Project, env_name: str, *, say: Say = _quiet, timeout: float | None = None) -> DeployResult:
+def deploy(
+    project: Project,
+    env_name: str,
+    *,
+    say: Say = _quiet,
+    timeout: float | None = None,
+    rollouts: Sequence[KeptRollout] = (),
+) -> DeployResult:
+    """``rollouts``: rollouts in progress, whose traffic and arms the deploy keeps (and whose
+    versions it refuses to remove)."""
     paths = paths_for(project)
     with _exclusive(paths, "deploy"):
-        return _deploy(project, env_name, paths, say, timeout)
+        return _deploy(project, env_name, paths, say, timeout, rollouts)
 
 
-def _deploy(project: Project, env_name: str, paths: LocalPaths, say: Say, timeout: float | None) -> DeployResult:
+def _deploy(
+    project: Project, env_name: str, paths: LocalPaths, say: Say, timeout: float | None, kept: Sequence[KeptRollout]
+) -> DeployResult:
     t0 = time.monotonic()
     paths.logs_dir.mkdir(parents=True, exist_ok=True)
     previous = read_json(paths.desired)
     state = read_json(paths.state)
     sup_pid, _sup_start, sup_alive = _supervisor(paths, state)
+    if sup_alive and int((state or {}).get("protocol", 1)) < SUPERVISOR_PROTOCOL:
+        say("the running supervisor is from an older mlserve: stopping the local processes to start them anew")
+        _down(paths, say, 20.0)
+        previous = state = None
+        sup_pid, _sup_start, sup_alive = _supervisor(paths, state)
     alive = _alive_records(state)
     if previous and previous.get("env") not in (None, env_name) and alive:
         say(f"replacing the running environment {previous.get('env')!r} with {env_name!r}")
     prev_specs = {p["name"]: p for p in (previous or {}).get("processes", []) if isinstance(p, dict)}
     running_ports = {int(port) for name in alive for port in (prev_specs.get(name, {}).get("ports") or {}).values()}
+    rollouts = _check_rollouts(project, env_name, kept)
 
     ensure_token(paths)
     checked_endpoints(project, env_name)  # fail fast, before anything is installed
     provisioned = provision(project, env_name, paths, say)
-    plan = build_plan(project, env_name, paths, previous=previous, running_ports=running_ports, provisioned=provisioned)
+    plan = build_plan(
+        project, env_name, paths, previous=previous, running_ports=running_ports, provisioned=provisioned,
+        extra_arms=read_arms(paths, project, env_name, say),
+    )  # fmt: skip
     for note in plan.notes:
         say(note)
     for warning in plan.warnings:
         say(f"warning: {warning}")
 
-    started, restarted, unchanged = [], [], []
+    started, restarted, unchanged, reloaded = [], [], [], []
     for spec in plan.processes:
         rec = alive.get(spec.name)
         if rec is None:
@@ -257,29 +283,156 @@ def _deploy(project: Project, env_name: str, paths: LocalPaths, say: Say, timeou
             restarted.append(spec.name)
         else:
             unchanged.append(spec.name)
+            if spec.config_fingerprint and rec.get("config_applied") != spec.config_fingerprint:
+                reloaded.append(spec.name)
     wanted = {p.name for p in plan.processes}
     stopped = sorted(n for n in alive if n not in wanted)
     all_healthy = all(alive[n].get("status") == "healthy" for n in unchanged)
-    if sup_alive and not started and not restarted and not stopped and all_healthy:
+    if sup_alive and not started and not restarted and not stopped and not reloaded and all_healthy:
         say(f"nothing changed: {len(unchanged)} processes already running and healthy; nothing started")
-        return _result(plan, paths, False, [], [], [], unchanged, t0)
+        return _result(plan, paths, False, [], [], [], unchanged, t0, rollouts=_kept(paths, rollouts))
 
     for name in restarted:
-        say(f"{name}: changed, restarting it")
+        how = (
+            "starting a new instance beside the running one"
+            if _overlaps(prev_specs.get(name), plan.by_name()[name])
+            else "restarting it"
+        )
+        say(f"{name}: changed, {how}")
+    for name in reloaded:
+        say(f"{name}: configuration changed, reloading it in place")
     for name in stopped:
-        say(f"{name}: no longer in environment {env_name!r}, stopping it")
+        say(f"{name}: no longer in environment {env_name!r}, draining and stopping it")
 
-    _write_files(plan.files)
     generation = int((previous or {}).get("generation", 0)) + 1
-    # 0600: a version's env may carry credentials.
-    fsutil.atomic_write_json(paths.desired, plan.desired_document(generation, project.root), mode=0o600)
+    doc = plan.desired_document(generation, project.root)
+    write_desired(paths, doc, plan.files)  # desired.json 0600: a version's env may carry credentials
     if sup_alive and sup_pid:
         os.kill(sup_pid, signal.SIGHUP)
     else:
         say("starting the local supervisor")
         _start_supervisor(project, paths)
-    _wait_healthy(paths, plan, generation, say, timeout)
-    return _result(plan, paths, True, started, restarted, stopped, unchanged, t0)
+    try:
+        _wait_healthy(paths, plan, generation, say, timeout, frozenset(unchanged))
+    except TargetError as err:
+        raise _undo(
+            paths, previous if alive and (previous or {}).get("protocol") else None, generation, err, say
+        ) from None
+    prune_server_dirs(paths, doc)
+    return _result(
+        plan, paths, True, started, restarted, stopped, unchanged, t0,
+        reloaded=reloaded, rollouts=_kept(paths, rollouts),
+    )  # fmt: skip
+
+
+def _overlaps(previous: dict[str, Any] | None, spec: ProcessSpec) -> bool:
+    from mlserve.local.supervisor import can_overlap
+
+    return previous is not None and can_overlap(ProcessSpec.from_dict(previous), spec)
+
+
+def _undo(
+    paths: LocalPaths, previous: dict[str, Any] | None, generation: int, err: TargetError, say: Say
+) -> TargetError:
+    """After a failed deploy: the previous desired state again (what kept running stays
+    untouched), or, when nothing ran before, nothing."""
+    from mlserve.local.converge import restore
+
+    if previous is None:
+        say("deploy failed: nothing ran before it, stopping what it started")
+        _down(paths, say, 20.0)
+        return TargetError(f"{err.message}\nnothing ran before this deploy: stopped what it started", hint=err.hint)
+    say(f"deploy failed: putting the deployment back as it was (generation {previous.get('generation')})")
+    try:
+        restore(paths, previous, generation + 1, _failed)
+    except TargetError as again:
+        return TargetError(f"{err.message}\nand the previous deployment could not be put back: {again.message}")
+    names = ", ".join(str(p.get("name")) for p in previous.get("processes", []))
+    return TargetError(
+        f"{err.message}\nthe deployment is as it was before this deploy: {names} kept running, unchanged",
+        hint="fix the cause and deploy again; `mlserve logs NAME` shows a server's log",
+    )
+
+
+@dataclass(frozen=True)
+class KeptRollout:
+    """A rollout in progress on one of the environment's endpoints, which a deploy keeps: its
+    weights and arms stay as the rollout set them. The caller reads it from the run record
+    (the local runtime knows nothing of rollouts)."""
+
+    endpoint: str
+    run_id: str
+    status: str
+    baseline: str
+    candidate: str
+    step: int  # steps entered so far (0: no traffic moved yet)
+    steps: int
+    weights: dict[str, int]  # what the rollout last set, per arm
+
+
+def _check_rollouts(project: Project, env_name: str, rollouts: Sequence[KeptRollout]) -> dict[str, KeptRollout]:
+    """The rollouts of this environment's endpoints; a deploy that would remove a version one
+    of them uses is refused (exit 1) before anything changes."""
+    found = {}
+    endpoints = project.manifest.endpoints_in(env_name)
+    for live in rollouts:
+        if live.endpoint not in endpoints:
+            continue
+        versions = endpoints[live.endpoint].versions
+        for role, version in (("baseline", live.baseline), ("candidate", live.candidate)):
+            if version not in versions:
+                raise StateError(
+                    f"endpoints.{live.endpoint}.versions.{version}: rollout {live.run_id} of {live.endpoint} is in "
+                    f"progress with {version} as its {role}; deploy would remove it",
+                    hint=f"finish it (`mlserve rollout run {live.endpoint}`) or end it "
+                    f"(`mlserve rollout abort {live.endpoint}`) first",
+                )
+        found[live.endpoint] = live
+    return found
+
+
+def _kept(paths: LocalPaths, rollouts: dict[str, KeptRollout]) -> list[dict[str, Any]]:
+    """What a deploy kept of each rollout in progress: the gateway's live weights, its arms."""
+    if not rollouts:
+        return []
+    weights: dict[str, dict[str, int]] = {}
+    with contextlib.suppress(Exception):
+        from mlserve.local.admin_client import LocalGatewayClient
+
+        desired = read_json(paths.desired) or {}
+        with LocalGatewayClient.from_token_file(str(desired["admin_url"]), paths.admin_token, timeout=5.0) as c:
+            weights = {k: dict(v.traffic.weights) for k, v in c.state(probe=False).endpoints.items()}
+    out = []
+    for name, live in rollouts.items():
+        out.append(
+            {
+                "endpoint": name,
+                "run_id": live.run_id,
+                "status": live.status,
+                "baseline": live.baseline,
+                "candidate": live.candidate,
+                "step": live.step,
+                "steps": live.steps,
+                "rollout_weights": dict(live.weights),
+                "gateway_weights": weights.get(name, {}),
+                "arms": sorted(weights.get(name, {})),
+            }
+        )
+    return out
+
+
+def read_arms(paths: LocalPaths, project: Project, env_name: str, say: Say) -> list[dict[str, str]]:
+    """Extra arms started through :mod:`mlserve.local.arms` that this deploy keeps."""
+    kept = []
+    for arm in load_arms(paths):
+        ep = project.manifest.endpoints.get(arm["endpoint"])
+        if arm["endpoint"] not in project.manifest.endpoints_in(env_name) or ep is None:
+            say(f"arm {arm['endpoint']}/{arm['name']}: its endpoint is not in {env_name!r} any more; stopping it")
+        elif arm["version"] not in ep.versions:
+            say(f"arm {arm['endpoint']}/{arm['name']}: version {arm['version']} is gone from the manifest; stopping it")
+        else:
+            kept.append(arm)
+    return kept
 
 
 def _result(
@@ -291,6 +444,9 @@ def _result(
     stopped: list[str],
     unchanged: list[str],
     t0: float,
+    *,
+    reloaded: list[str] | None = None,
+    rollouts: list[dict[str, Any]] | None = None,
 ) -> DeployResult:
     records = _records(read_json(paths.state))
     infos = [
@@ -320,57 +476,18 @@ def _result(
         notes=plan.notes,
         warnings=plan.warnings,
         seconds=round(time.monotonic() - t0, 2),
+        reloaded=reloaded or [],
+        rollouts=rollouts or [],
     )
 
 
-def _wait_healthy(paths: LocalPaths, plan: Plan, generation: int, say: Say, timeout: float | None) -> None:
-    specs = plan.by_name()
-    limit = timeout if timeout is not None else max(p.start_timeout for p in plan.processes) + 30.0
-    deadline = time.monotonic() + limit
-    shown: dict[str, str] = {}
-    first_restarts: dict[str, int] = {}
-    t0 = time.monotonic()
-    while True:
-        state = read_json(paths.state) or {}
-        applied = int(state.get("generation", 0)) >= generation
-        records = _records(state)
-        pending = []
-        for name, spec in specs.items():
-            rec = records.get(name)
-            if not applied or rec is None or rec.get("fingerprint") != spec.fingerprint:
-                pending.append(name)
-                continue
-            status = str(rec.get("status"))
-            if shown.get(name) != status:
-                shown[name] = status
-                where = f"pid {rec.get('pid')}, port {spec.port}" if rec.get("pid") else f"port {spec.port}"
-                suffix = f" after {time.monotonic() - t0:.1f}s" if status == "healthy" else ""
-                say(f"{name}: {status} ({where}){suffix}")
-            restarts = int(rec.get("restarts", 0))
-            first_restarts.setdefault(name, restarts)
-            if restarts - first_restarts[name] >= 2 or (status == "unhealthy" and rec.get("pid")):
-                raise _failed(name, spec, rec, paths)
-            if status != "healthy":
-                pending.append(name)
-        if applied and not pending:
-            return
-        if time.monotonic() > deadline:
-            slow = ", ".join(pending)
-            spec = specs[pending[0]]
-            raise TargetError(
-                f"not healthy after {limit:.0f}s: {slow}\nlast lines of {spec.log_path}:\n{log_tail(spec.log_path)}",
-                hint="`mlserve status` shows what runs; `mlserve down` stops everything",
-            )
-        sup = state.get("supervisor") or {}
-        from mlserve.local.supervisor import lock_held
+def _wait_healthy(
+    paths: LocalPaths, plan: Plan, generation: int, say: Say, timeout: float | None, quiet: frozenset[str] = frozenset()
+) -> None:
+    """Until the supervisor has this generation in place (see :mod:`mlserve.local.converge`)."""
+    from mlserve.local.converge import wait
 
-        gone = not pid_alive(sup.get("pid"), sup.get("start_time")) and not lock_held(paths.lock)
-        if gone and (applied or time.monotonic() - t0 > 10.0):
-            raise TargetError(
-                "the local supervisor died during deploy",
-                hint=f"see {paths.supervisor_log}; `mlserve down` stops what it started",
-            )
-        time.sleep(0.2)
+    wait(paths, plan.by_name(), generation, say=say, timeout=timeout, failed=_failed, quiet=quiet)
 
 
 def failure_excerpt(path: str | Path, lines: int = 20) -> str:
@@ -454,7 +571,7 @@ def status(project: Project, *, probe: bool = True) -> StatusResult:
                     if job == "mlserve-gateway"
                     else (
                         str(labels.get("endpoint", "")),
-                        str(labels.get("version", "")),
+                        str(labels.get("arm") or labels.get("version", "")),
                     )
                 )
                 targets[key] = str(t.get("health", "unknown"))
@@ -470,7 +587,7 @@ def status(project: Project, *, probe: bool = True) -> StatusResult:
         if running:
             health = "ok" if (not probe or http_probe(spec.health_url)) else "failing"
         if spec.kind == "model" and spec.metrics_url:
-            tkey: tuple[str, str] | None = (spec.endpoint or "", spec.version or "")
+            tkey: tuple[str, str] | None = (spec.endpoint or "", spec.route)
         elif spec.kind == "gateway":
             tkey = ("gateway", "")
         else:
@@ -488,7 +605,7 @@ def status(project: Project, *, probe: bool = True) -> StatusResult:
                 port=spec.port,
                 status=str(rec.get("status", "stopped")) if running or rec else "stopped",
                 health=health,
-                weight=weights.get((spec.endpoint or "", spec.version or "")) if spec.kind == "model" else None,
+                weight=weights.get((spec.endpoint or "", spec.route)) if spec.kind == "model" else None,
                 restarts=int(rec.get("restarts", 0)),
                 prometheus_target=target,
             )
@@ -526,7 +643,7 @@ def _down(paths: LocalPaths, say: Say, timeout: float) -> DownResult:
     except StateError:
         state = None
     sup_pid, sup_start, sup_alive = _supervisor(paths, state)
-    records = _records(state)
+    records = _every_record(state)
     if sup_alive and sup_pid:
         say(f"stopping the supervisor (pid {sup_pid}) and its processes")
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -556,7 +673,7 @@ def _down(paths: LocalPaths, say: Say, timeout: float) -> DownResult:
     leftover = [int(r["pid"]) for r in records.values() if pid_alive(r.get("pid"), r.get("start_time"))]
     was_running = sup_alive or any(s["was_running"] for s in stopped)
     if not leftover:
-        for p in (paths.state, paths.desired, paths.local_dir / "traffic.json"):
+        for p in (paths.state, paths.desired, paths.traffic, paths.arms, paths.gateway_ready):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
     return DownResult(was_running=was_running, stopped=stopped, supervisor_pid=sup_pid, leftover=leftover)

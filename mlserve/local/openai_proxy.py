@@ -309,6 +309,12 @@ class GatewayView(Protocol):
 
     def sticky_key(self, headers: list[tuple[bytes, bytes]], table: RouteTable) -> bytes | None: ...
 
+    def hold(self, table: RouteTable) -> None:
+        """A request (or mirror) in flight on ``table``: its upstreams are not drained before release."""
+        ...
+
+    def release(self, table: RouteTable) -> None: ...
+
 
 class OpenAIProxy:
     """Shares the gateway's tables, limits, random source and metrics registry."""
@@ -416,6 +422,24 @@ class OpenAIProxy:
                 f"unknown version {pinned!r} of endpoint {endpoint!r} (versions: {', '.join(table.order)})",
                 "not_found",
             )
+        gw.hold(table)  # a reload that removes a version waits for this stream to end
+        try:
+            await self._complete(table, route, payload, pinned, headers, receive, send)
+        finally:
+            gw.release(table)
+
+    async def _complete(
+        self,
+        table: RouteTable,
+        route: str,
+        payload: dict[str, Any],
+        pinned: str | None,
+        headers: list[tuple[bytes, bytes]],
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        gw = self.gw
+        cfg = gw.config
         stream = payload.get("stream") is True
         if route == "chat" and not isinstance(payload.get("messages"), list):
             return await _send_error(send, 400, "'messages' must be a list", "invalid_request")
@@ -568,7 +592,7 @@ class OpenAIProxy:
             await sink.end()
             return ex
         path = "/v1/chat/completions" if route == "chat" else "/v1/completions"
-        url = f"{gw.config.endpoints[endpoint].versions[variant]}{path}"
+        url = f"{table.urls[variant]}{path}"  # the table's: a reload may move a version
         cut = stream and bool(fault.stream_error_rate) and gw.rand() < fault.stream_error_rate
         down = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
@@ -719,11 +743,13 @@ class OpenAIProxy:
         if len(gw.shadow_tasks) >= gw.config.shadow_max_inflight:
             gw.metrics.shadow_requests.labels(table.endpoint, target, "dropped").inc()
             return
+        gw.hold(table)
         task = asyncio.get_running_loop().create_task(
             self._shadow(table, target, route, body, stream, primary, payload)
         )
         gw.shadow_tasks.add(task)
         task.add_done_callback(gw.shadow_tasks.discard)
+        task.add_done_callback(lambda _t: gw.release(table))  # also when cancelled before it ran
 
     async def _shadow(
         self,

@@ -2,7 +2,10 @@
 
 It scrapes the gateway's ``/metrics`` (the per-variant counts and latency histograms
 the rollout decisions read) and each model server's own metrics endpoint, every
-``scrape_interval`` seconds of the environment, and listens on loopback only.
+``scrape_interval`` seconds of the environment, and listens on loopback only. It runs with
+``--web.enable-lifecycle`` so that a new scrape configuration is taken over by
+``POST /-/reload`` (:func:`reload_url`) instead of a restart: Prometheus keeps the scrape
+loops whose job did not change, so the gateway's series have no gap across a deploy.
 """
 
 from __future__ import annotations
@@ -24,6 +27,19 @@ class ScrapeTarget:
     address: str  # host:port
     metrics_path: str
     labels: dict[str, str]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"job": self.job, "address": self.address, "metrics_path": self.metrics_path, "labels": self.labels}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ScrapeTarget:
+        labels = data.get("labels") or {}
+        return cls(
+            job=str(data["job"]),
+            address=str(data["address"]),
+            metrics_path=str(data["metrics_path"]),
+            labels={str(k): str(v) for k, v in dict(labels).items()},  # type: ignore[call-overload]
+        )
 
 
 def prometheus_binary() -> str:
@@ -78,8 +94,13 @@ def prometheus_argv(binary: str, *, config: str, data_dir: str, port: int, reten
         f"--storage.tsdb.path={data_dir}",
         f"--storage.tsdb.retention.time={retention}",
         f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",  # POST /-/reload: a new scrape config without a restart
         "--log.level=warn",
     ]
+
+
+def reload_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/-/reload"
 
 
 def query_targets(base_url: str, timeout: float = 2.0) -> list[dict[str, object]]:

@@ -1,8 +1,9 @@
 """Pure routing decisions of the local gateway: weighted choice, sticky buckets, shadow sampling.
 
-A :class:`RouteTable` is immutable and built once per traffic change; the gateway swaps a
-single reference to a new table, so a request in flight keeps the table it started with and
-a weight change never drops or half-applies to a request.
+A :class:`RouteTable` is immutable and built once per traffic or config change; the gateway
+swaps a single reference to a new table, so a request in flight keeps the table it started
+with (its weights, faults *and upstream URLs*) and a change never drops or half-applies to a
+request: a request that started before an arm was removed still finishes on that arm.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlserve.local.gateway_config import Fault, Shadow, TrafficState
 
@@ -39,6 +40,9 @@ class RouteTable:
     cumulative: tuple[int, ...]  # percent upper bounds, last == 100
     misroute: tuple[tuple[str, float], ...]  # (version, probability) with misroute_percent > 0
     generation: int = 0
+    urls: Mapping[str, str] = field(default_factory=dict)  # arm -> upstream base URL
+    sticky_header: str = "x-user-id"
+    sticky_cookie: str | None = None
 
     @classmethod
     def build(
@@ -49,6 +53,10 @@ class RouteTable:
         traffic: TrafficState,
         faults: Mapping[str, Fault],
         generation: int = 0,
+        *,
+        urls: Mapping[str, str] | None = None,
+        sticky_header: str = "x-user-id",
+        sticky_cookie: str | None = None,
     ) -> RouteTable:
         order = tuple([v for v in versions if v != baseline] + [baseline])
         cumulative: list[int] = []
@@ -59,7 +67,10 @@ class RouteTable:
         if total != 100:
             raise ValueError(f"weights of {endpoint!r} sum to {total}, not 100")
         misroute = tuple((v, f.misroute_percent / 100.0) for v, f in faults.items() if f.misroute_percent > 0)
-        return cls(endpoint, baseline, traffic, dict(faults), order, tuple(cumulative), misroute, generation)
+        return cls(
+            endpoint, baseline, traffic, dict(faults), order, tuple(cumulative), misroute, generation,
+            dict(urls or {}), sticky_header, sticky_cookie,
+        )  # fmt: skip
 
     @property
     def shadow(self) -> Shadow | None:

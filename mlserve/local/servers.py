@@ -58,6 +58,7 @@ class ServerLaunch:
     files: dict[str, str] = field(default_factory=dict)  # absolute path -> content
     start_timeout: float = 120.0
     stamp: str = ""  # what the model files look like now (size, mtime), for the fingerprint
+    ready_urls: list[str] = field(default_factory=list)  # further checks before it gets traffic
 
 
 def key_of(endpoint: str, version: str, field_name: str) -> str:
@@ -191,7 +192,9 @@ def mlserver_launch(
         argv=[_bin("mlserver"), "start", str(server_dir)],
         env=env,
         cwd=str(server_dir),
+        # the model loaded and ready, and the server ready (MLServer: every model it holds)
         health_url=f"http://127.0.0.1:{http}/v2/models/{endpoint_name}/ready",
+        ready_urls=[f"http://127.0.0.1:{http}/v2/health/ready"],
         metrics_url=f"http://127.0.0.1:{ports['metrics']}/metrics",
         files=files,
         stamp=stamp_of(path),

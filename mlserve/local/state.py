@@ -83,6 +83,18 @@ class LocalPaths:
     def seldon_venv(self) -> Path:
         return self.state_dir / "seldon-venv"
 
+    @property
+    def gateway_ready(self) -> Path:
+        return self.local_dir / "gateway.ready"
+
+    @property
+    def traffic(self) -> Path:
+        return self.local_dir / "traffic.json"
+
+    @property
+    def arms(self) -> Path:
+        return self.local_dir / "arms.json"
+
 
 @dataclass(frozen=True)
 class ProcessSpec:
@@ -102,6 +114,23 @@ class ProcessSpec:
     metrics_url: str | None = None
     ports: dict[str, int] = field(default_factory=dict)  # every port it listens on, by role
     start_timeout: float = 120.0
+    # The route name of a model server in the gateway (default: its version); an extra arm of
+    # an endpoint (a rollout's control) serves a version under another name.
+    arm: str | None = None
+    ready_urls: list[str] = field(default_factory=list)  # further checks that must answer 2xx
+    # Port roles the supervisor binds itself and hands down (the gateway's): the sockets stay
+    # open across the child's restarts, so a restart never refuses a connection.
+    listen: list[str] = field(default_factory=list)
+    # Configuration the running process can take over without a restart: a change of this
+    # fingerprint alone means reload (``reload_url``, or the gateway's admin reload).
+    config_fingerprint: str = ""
+    reload_url: str | None = None
+    ready_file: str | None = None  # the process writes {"pid": N} there once it serves
+
+    @property
+    def route(self) -> str:
+        """The arm name of a model server in its endpoint's route table."""
+        return self.arm or self.version or self.name
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> ProcessSpec:

@@ -41,6 +41,10 @@ class Upstream(Protocol):
 
     async def close(self) -> None: ...
 
+    def set_timeouts(self, timeout: float, connect_timeout: float) -> None:
+        """New limits for the calls that start from now on (a config reload); calls in flight keep theirs."""
+        ...
+
 
 JSON_HEADERS = {"content-type": "application/json"}
 
@@ -65,12 +69,14 @@ class AiohttpUpstream:
             aiohttp.ClientPayloadError,
         )
 
+    def set_timeouts(self, timeout: float, connect_timeout: float) -> None:
+        self._timeout = self._aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
+
     async def _call(self, method: str, url: str, body: bytes | None, timeout: Any) -> Answer:
         try:
-            # timeout=None would mean "no timeout" to aiohttp: pass one only to override the session's
-            extra = {"timeout": timeout} if timeout is not None else {}
             headers = JSON_HEADERS if body is not None else None
-            async with self._session.request(method, url, data=body, headers=headers, **extra) as resp:
+            request = self._session.request(method, url, data=body, headers=headers, timeout=timeout or self._timeout)
+            async with request as resp:
                 content = await resp.read()
                 return Answer(resp.status, content, resp.headers.get("content-type", ""))
         except self._down as exc:
@@ -110,6 +116,9 @@ class HttpxUpstream:
             httpx.ReadError,
             httpx.WriteError,
         )
+
+    def set_timeouts(self, timeout: float, connect_timeout: float) -> None:
+        self._client.timeout = self._httpx.Timeout(timeout, connect=connect_timeout)
 
     async def _call(self, method: str, url: str, body: bytes | None, timeout: float | None) -> Answer:
         kwargs: dict[str, Any] = {}
@@ -234,6 +243,10 @@ class RawUpstream:
         self._max_idle = max_connections
         self._idle: dict[tuple[str, int], list[_Conn]] = {}
         self._keepalive = 4.0  # below uvicorn's 5 s on the model-server side
+
+    def set_timeouts(self, timeout: float, connect_timeout: float) -> None:
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
 
     @staticmethod
     def _split(url: str) -> tuple[str, int, str]:

@@ -206,6 +206,16 @@ class Fault(Strict):
     stream_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
 
 
+class GatewayLimits(Strict):
+    """The local gateway's limits; a change is applied to the running gateway in place."""
+
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 1 << 20
+    upstream_timeout: Annotated[Duration, Field(gt=0, le=3600)] = 30.0
+    connect_timeout: Annotated[Duration, Field(gt=0, le=60)] = 2.0
+    body_timeout: Annotated[Duration, Field(gt=0, le=600)] = 10.0
+    shadow_max_inflight: Annotated[int, Field(ge=1, le=100_000)] = 64
+
+
 class Backend(Strict):
     """Terraform remote state backend, rendered into each root module."""
 
@@ -224,6 +234,7 @@ class Environment(Strict):
     prometheus_port: Port | None = None
     scrape_interval: Duration = 2.0
     faults: dict[DnsLabel, dict[DnsLabel, Fault]] = Field(default_factory=dict)
+    limits: GatewayLimits | None = None
     # kubernetes target
     serving: Literal["kserve", "seldon"] | None = None
     namespace: DnsLabel | None = None
@@ -239,7 +250,7 @@ class Environment(Strict):
 
     @model_validator(mode="after")
     def _target_fields(self) -> Environment:
-        local_only = ("gateway_port", "admin_port", "prometheus_port")
+        local_only = ("gateway_port", "admin_port", "prometheus_port", "limits")
         kube_only = (
             "serving",
             "namespace",

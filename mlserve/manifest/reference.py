@@ -31,6 +31,12 @@ DESCRIPTIONS: dict[str, str] = {
     "environments.NAME.prometheus_port": "local: fixed port of the Prometheus server (default: a free port).",
     "environments.NAME.scrape_interval": "local: how often Prometheus scrapes the gateway and the model servers.",
     "environments.NAME.faults": "local: fault injection per endpoint and version, for demos and game days.",
+    "environments.NAME.limits": "local: the gateway's limits; `deploy` applies a change to the running gateway in place.",
+    "environments.NAME.limits.max_body_bytes": "Largest request body the gateway accepts (413 beyond).",
+    "environments.NAME.limits.upstream_timeout": "How long the gateway waits for a model server's answer (504 after).",
+    "environments.NAME.limits.connect_timeout": "How long the gateway waits to connect to a model server.",
+    "environments.NAME.limits.body_timeout": "How long a client may take to send its request head, then its body (408).",
+    "environments.NAME.limits.shadow_max_inflight": "Mirrored requests in flight at most; more are dropped and counted.",
     "environments.NAME.faults.ENDPOINT.VERSION.latency_ms": "Added latency per request, in milliseconds.",
     "environments.NAME.faults.ENDPOINT.VERSION.error_rate": "Share of requests answered with a synthetic 500.",
     "environments.NAME.faults.ENDPOINT.VERSION.misroute_percent": (

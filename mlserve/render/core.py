@@ -244,14 +244,17 @@ def check_environments(
     traffic: Mapping[str, EndpointTraffic | Mapping[str, object]] | None = None,
     context_lines: int = 3,
     max_diff_lines: int = 40,
+    traffic_by_env: Mapping[str, Mapping[str, EndpointTraffic | Mapping[str, object]]] | None = None,
 ) -> CheckResult:
-    """Compare what a render would write with what is on disk; writes nothing there."""
+    """Compare what a render would write with what is on disk; writes nothing there.
+
+    ``traffic_by_env``: a traffic state per environment (a rollout's live traffic), over ``traffic``."""
     root = (out_dir if out_dir is not None else project.root / "stacks").resolve()
     diffs: list[FileDiff] = []
     count = 0
     with tempfile.TemporaryDirectory(prefix="mlserve-render-") as tmp:
         for env_name in env_names:
-            layers = render_files(project, env_name, traffic)
+            layers = render_files(project, env_name, (traffic_by_env or {}).get(env_name, traffic))
             fresh = {p: t for files in layers.values() for p, t in files.items()}
             count += len(fresh)
             # Render into a temporary folder too, so that the comparison sees exactly the

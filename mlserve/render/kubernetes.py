@@ -184,16 +184,48 @@ def resolve_model_uri(manifest: Manifest, env_name: str, ep_name: str, version_n
     return f"{store.rstrip('/')}/{uri}"
 
 
-def _probe(runtime: str, serving: str, spec: RuntimeSpec) -> dict[str, Any]:
-    """Health checks per runtime: the V2 health endpoints where the server speaks V2,
-    vLLM's /health, and a TCP check for containers whose API mlserve does not know."""
+# Runtimes whose KServe server answers the V2 model-readiness route for the model it serves.
+MODEL_READY_ON_KSERVE = ("sklearn", "xgboost", "vllm")
+
+
+def _probe(runtime: str, serving: str, spec: RuntimeSpec, model_name: str) -> dict[str, Any]:
+    """Health checks per runtime. Readiness is the *model's*: a pod enters the Service's
+    endpoints (and gets traffic) only once its model is loaded. On KServe the V2 route
+    ``/v2/models/NAME/ready`` says so (NAME: the InferenceService for MLServer, which KServe
+    starts with ``MLSERVER_MODEL_NAME={{.Name}}``; the endpoint for vLLM, given
+    ``--model_name``); Triton with ``--strict-readiness`` and MLServer's server-wide
+    ``/v2/health/ready`` answer ready only when every model is. vLLM on Seldon: ``/health``;
+    containers whose API mlserve does not know: a TCP check."""
     port = KSERVE_PORT if serving == "kserve" else SELDON_MODEL_PORT
     if runtime == "vllm":
         return {"port": port, "ready": "/health", "live": "/health"}
     v2 = spec.model_format is not None if serving == "kserve" else spec.seldon_implementation is not None
+    if v2 and serving == "kserve" and runtime in MODEL_READY_ON_KSERVE:
+        return {"port": port, "ready": f"/v2/models/{model_name}/ready", "live": "/v2/health/live"}
     if v2:
         return {"port": port, "ready": "/v2/health/ready", "live": "/v2/health/live"}
     return {"port": port, "ready": None, "live": None}
+
+
+# How long a terminating pod keeps serving: the preStop pause covers the time Istio and the
+# Service need to stop sending it new requests; the grace period adds the longest request
+# it may still be answering (an LLM generation takes longer than a tabular prediction).
+PRE_STOP_SECONDS = 10
+REQUEST_BUDGET_SECONDS = {"light": 30, "heavy": 120}
+
+
+def drain_context(manifest: Manifest, env_name: str, ep: Endpoint, serving: str) -> dict[str, Any]:
+    heavy = ep.resources.gpu > 0 or ep.runtime in ("vllm", "triton", "torchserve")
+    budget = REQUEST_BUDGET_SECONDS["heavy" if heavy else "light"]
+    major, minor = (int(x) for x in manifest.environments[env_name].kubernetes_version.split("."))
+    return {
+        "pre_stop": PRE_STOP_SECONDS,
+        "grace": PRE_STOP_SECONDS + budget + 5,
+        # the sleep action needs Kubernetes 1.30 and a schema that knows it (Seldon 1.17's does not)
+        "sleep_action": serving == "kserve" and (major, minor) >= (1, 30),
+        "max_surge": 1,
+        "max_unavailable": 0,
+    }
 
 
 def _probe_delays(ep: Endpoint) -> dict[str, int]:
@@ -257,7 +289,7 @@ def _variant(
                 ]
             )
     return {
-        "probe": _probe(ep.runtime, serving, spec),
+        "probe": _probe(ep.runtime, serving, spec, ep_name if ep.runtime == "vllm" else f"{ep_name}-{version}"),
         "version": version,
         "name": f"{ep_name}-{version}",
         "role": role,
@@ -342,6 +374,7 @@ def endpoint_context(
             "prometheus": manifest.environments[env_name].prometheus_url or DEFAULT_PROMETHEUS,
         },
         "probes": _probe_delays(ep),
+        "drain": drain_context(manifest, env_name, ep, serving),
         "variants": variants,
         "auth": {
             "namespaces": sorted(set(ep.auth.allowed_namespaces)),

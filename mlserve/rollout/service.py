@@ -19,9 +19,9 @@ from mlserve.project import Project
 from mlserve.rollout.machine import Machine, Ports, Progress, _quiet
 from mlserve.rollout.plans import STRATEGIES, step_plans
 from mlserve.rollout.record import Run
-from mlserve.rollout.store import RunDir, current_run, holding, new_run_id, set_current
+from mlserve.rollout.store import RunDir, current_run, holding, new_run_id, rollout_in_progress, set_current
 from mlserve.status import ExitStatus, Status
-from mlserve.targets.base import Environment, Plan
+from mlserve.targets.base import Environment, LiveRollout, Plan
 from mlserve.timefmt import utc
 
 Opener = Callable[[Project, str], Environment]
@@ -266,6 +266,19 @@ def status(project: Project, endpoint: str) -> RolloutResult:
     holder = run.holder()
     msg = f"driven by pid {holder.pid} since {utc(holder.since)}" if holder else ""
     return RolloutResult(record, str(run.root), record.status.exit_code, msg)
+
+
+def live_rollouts(project: Project, env_name: str | None) -> dict[str, LiveRollout]:
+    """The rollouts in progress on environment ``env_name``'s endpoints (read-only; a run
+    directory that cannot be read counts as none): what ``deploy`` and ``render`` keep."""
+    if env_name is None or env_name not in project.manifest.environments:
+        return {}
+    found = {}
+    for name in project.manifest.endpoints_in(env_name):
+        live = rollout_in_progress(project.experiments_dir, name)
+        if live is not None and live.env == env_name:
+            found[name] = live
+    return found
 
 
 def _control(project: Project, endpoint: str, action: str, *, force: bool = False, wait: float = 30.0,

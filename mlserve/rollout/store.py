@@ -39,6 +39,7 @@ from mlserve.timefmt import parse_utc, utc
 
 if TYPE_CHECKING:
     from mlserve.rollout.record import Run
+    from mlserve.targets.base import LiveRollout
 
 
 def _write(path: Path, data: Any) -> None:
@@ -313,3 +314,29 @@ def holding(run: RunDir) -> Iterator[RunLock]:
         yield lock
     finally:
         lock.release()
+
+
+def rollout_in_progress(experiments: Path, endpoint: str) -> LiveRollout | None:
+    """The rollout of ``endpoint`` that has not ended (named by ``experiments/ENDPOINT/current``),
+    or None; read-only. Deploy and render are given it (``rollout.service.live_rollouts``) so
+    that they keep its traffic instead of the manifest's stable split."""
+    from mlserve.targets.base import LiveRollout
+
+    try:
+        run = current_run(experiments, endpoint)
+        record = run.read_state() if run is not None else None
+    except StateError:
+        return None
+    if record is None or record.status.terminal:
+        return None
+    return LiveRollout(
+        endpoint=endpoint,
+        run_id=record.run_id,
+        env=record.env,
+        status=str(record.status),
+        baseline=record.baseline,
+        candidate=record.candidate,
+        step=len(record.steps),
+        steps=len(record.plans),
+        plan=record.traffic,  # what it last applied (a pending change is re-applied by its resume)
+    )

@@ -19,7 +19,7 @@ instance of the baseline version taking the candidate's share), fits the same fo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -256,12 +256,31 @@ class DeployRequest:
 
 
 @dataclass(frozen=True)
+class LiveRollout:
+    """A rollout of one endpoint that has not ended, as ``deploy`` and ``render`` must keep it:
+    that endpoint's traffic is the rollout's, not the manifest's stable split. The layer above
+    the targets reads it from the run record (``mlserve.rollout.service.live_rollouts``) and
+    hands it in through :class:`Options`, so no target reads a rollout's files itself."""
+
+    endpoint: str
+    run_id: str
+    env: str
+    status: str  # running | paused
+    baseline: str
+    candidate: str
+    step: int  # steps entered so far (0: started, no traffic moved yet)
+    steps: int
+    plan: Plan  # the traffic it last applied
+
+
+@dataclass(frozen=True)
 class Options:
-    """Where a target reports progress and finds its tools (set by the CLI)."""
+    """Where a target reports progress and finds its tools, and what it must keep (set by the CLI)."""
 
     say: Say | None = None
     on_line: LineSink | None = None
     plugin_dir: str | Path | None = None
+    rollouts: Mapping[str, LiveRollout] = field(default_factory=dict)  # endpoint -> its rollout in progress
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,11 @@ from mlserve.targets.base import (
     DeployRequest,
     Environment,
     LogFile,
-    Mode,
     Options,
     Pin,
     Plan,
 )
+from mlserve.targets.live import live_traffic, to_render
 from mlserve.tools import terraform as tfmod
 from mlserve.tools.kubectl import Kubectl
 
@@ -197,7 +197,9 @@ class KubernetesTarget:
         self.on_line = options.on_line
         self._say = options.say
         self.ready_timeout = ready_timeout
-        self.traffic = traffic
+        self.traffic = traffic  # None: the manifest's stable split, or a rollout's live traffic
+        self.rollouts = options.rollouts  # rollouts in progress (their traffic is rendered, not the stable split)
+        self._told: set[str] = set()
         self.work_root = work_root or project.state_dir / "deploy"
 
     # -- the Target interface ----------------------------------------------------
@@ -263,6 +265,18 @@ class KubernetesTarget:
         if self._say is not None:
             self._say(message)
 
+    def render_traffic(self) -> Mapping[str, Any] | None:
+        """The traffic to render: as given, else the live traffic of rollouts in progress (a
+        deploy during a canary keeps its weights and its candidate), else the stable split."""
+        if self.traffic is not None:
+            return self.traffic
+        live = live_traffic(self.project, self.env_name, self.rollouts)
+        for name, item in live.items():
+            if name not in self._told:
+                self._told.add(name)
+                self.say(item.describe())
+        return {name: item.traffic for name, item in live.items()} or None
+
     def manifest_hash(self) -> str:
         return sha256_text(self.project.manifest_path.read_bytes())
 
@@ -270,7 +284,7 @@ class KubernetesTarget:
         """Render into the working folder; layer -> folder and layer -> stack hash."""
         from mlserve.render import render_environment
 
-        result = render_environment(self.project, self.env_name, self.work_root, traffic=self.traffic)
+        result = render_environment(self.project, self.env_name, self.work_root, traffic=self.render_traffic())
         hashes = {}
         for layer, files in result.layers.items():
             hashes[layer] = stack_hash({rel: (result.env_dir / rel).read_text(encoding="utf-8") for rel in files})
@@ -281,7 +295,8 @@ class KubernetesTarget:
         from mlserve.render import render_files
 
         return {
-            layer: stack_hash(files) for layer, files in render_files(self.project, self.env_name, self.traffic).items()
+            layer: stack_hash(files)
+            for layer, files in render_files(self.project, self.env_name, self.render_traffic()).items()
         }
 
     def _terraform(self, layer: str, folder: Path) -> tfmod.Terraform:
@@ -668,25 +683,6 @@ def _cluster_name(project: Project, env_name: str) -> str:
     from mlserve.render.context import cluster_name
 
     return str(cluster_name(project.manifest, env_name))
-
-
-def to_render(plan: Plan, cls: Any) -> Any:
-    """A traffic plan as the renderer's EndpointTraffic (one version per arm)."""
-    baseline, candidate = plan.baseline, plan.candidate
-    if plan.mode is Mode.STABLE or candidate is None:
-        return cls(baseline=baseline, weights={baseline: 100})
-    if plan.mode is Mode.SHADOW:
-        return cls(
-            baseline=baseline, candidate=candidate, mode="shadow", weights={baseline: 100, candidate: 0},
-            shadow=plan.mirror_percent,
-        )  # fmt: skip
-    versions = plan.versions
-    return cls(
-        baseline=baseline,
-        candidate=candidate,
-        mode=str(plan.mode),
-        weights={baseline: int(versions.get(baseline, 0)), candidate: int(versions[candidate])},
-    )
 
 
 class KubernetesMetrics:

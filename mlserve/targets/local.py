@@ -63,9 +63,17 @@ class LocalTarget:
         )
 
     def deploy(self, request: DeployRequest) -> DeployResult:
-        from mlserve.local.lifecycle import deploy
+        """Rollouts in progress (``options.rollouts``) keep their weights and arms."""
+        from mlserve.local.lifecycle import KeptRollout, deploy
 
-        return deploy(self.project, self._env(), say=self.options.say or _quiet, timeout=request.timeout)
+        kept = [
+            KeptRollout(
+                endpoint=r.endpoint, run_id=r.run_id, status=r.status, baseline=r.baseline, candidate=r.candidate,
+                step=r.step, steps=r.steps, weights=dict(r.plan.weights),
+            )
+            for r in self.options.rollouts.values()
+        ]  # fmt: skip
+        return deploy(self.project, self._env(), say=self.options.say or _quiet, timeout=request.timeout, rollouts=kept)
 
     def status(self) -> StatusResult:
         from mlserve.local.lifecycle import status

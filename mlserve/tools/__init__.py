@@ -124,11 +124,13 @@ def spawn(
     log_path: Path,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
     """Start a long-running child (a server) in its own session, output appended to a log.
 
     Its own session (process group) lets ``mlserve down`` stop it and its children even
-    after the supervisor is gone.
+    after the supervisor is gone. ``pass_fds``: open descriptors it inherits (listening
+    sockets the supervisor keeps across the child's restarts).
     """
     argv = [str(a) for a in argv]
     program = argv[0] if os.path.isabs(argv[0]) else which(argv[0])
@@ -143,6 +145,7 @@ def spawn(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                pass_fds=tuple(pass_fds),
             )
         except OSError as exc:
             raise ToolError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None

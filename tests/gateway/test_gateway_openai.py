@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,44 @@ def test_shadow_generations_are_compared_and_sticky_keys_on_user(procs: Procs) -
             resp = client.post(f"{gw.url}/v1/chat/completions", json=chat(stream=False, user=f"u{i % 6}"))
             seen.setdefault(f"u{i % 6}", set()).add(resp.headers["x-mlserve-variant"])
         assert all(len(v) == 1 for v in seen.values()) and len(set().union(*seen.values())) == 2
+
+
+def test_a_reload_drains_a_removed_version_only_after_its_streams_end(procs: Procs) -> None:
+    """nodrop's guarantee on the OpenAI routes: a stream started on v2 keeps v2 in flight
+    across a reload that removes it and ends with its whole text; new requests follow the
+    new route table (v1 moved to another server)."""
+    import os
+
+    held, v1, moved = llm_upstream(procs, hold=True), llm_upstream(procs), llm_upstream(procs, text="moved here")
+    gw = chat_gateway(procs, {"v1": v1, "v2": held}, {"v1": 100})
+    got: list[bytes] = []
+    with (
+        gw.admin() as admin,
+        httpx.Client(timeout=20, trust_env=False) as client,
+        client.stream("POST", f"{gw.url}/v1/chat/completions", json=chat("chat:v2")) as resp,
+    ):
+        parts = resp.iter_raw()
+        for part in parts:
+            got.append(part)
+            if b'"content": "duplicate"' in b"".join(got):
+                break  # v2 is streaming and holds the rest
+        cfg = json.loads(gw.config_path.read_text())
+        cfg["endpoints"]["chat"]["versions"] = {"v1": moved}
+        cfg["generation"] = int(cfg.get("generation", 0)) + 1
+        tmp = gw.config_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cfg))
+        os.replace(tmp, gw.config_path)
+        result = admin.reload()
+        assert "chat/v2: removed (drained)" in result["changes"], result
+        assert result["inflight"].get(held, 0) >= 1  # the stream still holds the old table
+        assert held not in admin.upstreams()["routed"]
+        httpx.post(f"{held}/release", trust_env=False)
+        got.extend(parts)
+        deadline = time.monotonic() + 10  # the handler lets go of its table once the stream is closed
+        while admin.upstreams()["inflight"].get(held, 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert admin.upstreams()["inflight"].get(held, 0) == 0
+    evs = events(b"".join(got))
+    assert "".join((e["choices"][0]["delta"].get("content") or "") for e in evs if e["choices"]) == WORDS
+    after = httpx.post(f"{gw.url}/v1/chat/completions", json=chat(stream=False), timeout=20, trust_env=False)
+    assert after.status_code == 200 and after.json()["choices"][0]["message"]["content"] == "moved here"

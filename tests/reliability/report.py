@@ -23,6 +23,7 @@ RECORDS_PATH = REPO / "build" / "reliability-records.json"  # what the latest te
 
 AREAS = [
     ("faults", "Faults on the local target (real processes)"),
+    ("changes", "Changes and crashes without a dropped request (real processes)"),
     ("fuzz", "Fuzzing the readers (hypothesis, through the CLI)"),
     ("gateway", "Hostile clients at the gateway"),
     ("render", "Template injection into rendered stacks"),

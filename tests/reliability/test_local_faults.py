@@ -12,6 +12,7 @@ import http.server
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -33,6 +34,7 @@ from tests.conftest import run_cli
 from tests.reliability.conftest import Recorder
 from tests.support.deploy import deployed_project
 from tests.support.load import Load
+from tests.support.nodrop import outage
 from tests.support.policy import set_policy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
@@ -288,8 +290,9 @@ def test_gateway_killed_mid_rollout_is_restored_by_deploy_and_the_rollout_contin
     reliability.case(
         "faults",
         "gateway killed with -9 after the first look of a canary; `mlserve deploy` run at once",
-        expected="deploy restarts the gateway with the persisted weights; the rollout continues to its end; "
-        "requests during the outage fail (nothing listens), none after",
+        expected="the supervisor restarts the gateway at once on the sockets it holds, with the persisted weights "
+        "(deploy finds it running); the rollout continues to its end; only requests in flight at the kill get no "
+        "answer, none is refused",
         measured=f"deploy exit {res.exit_code}, gateway back after {restored_after:.1f} s "
         f"(pid {old_pid} -> {new_pid}), weights {weights_before} -> {weights_restored}; "
         f"rollout exit {code}{resumed}, status {state.status}; user answers {codes}",
@@ -301,7 +304,118 @@ def test_gateway_killed_mid_rollout_is_restored_by_deploy_and_the_rollout_contin
     assert res.exit_code == 0, res.output
     assert new_pid != old_pid
     assert weights_restored == weights_before
+    assert lost <= clean.load.n_threads and not any("ConnectError" in k for k in codes), codes
     assert code == 0 and state.status == "promoted", (tmp_path / "run.log").read_text()[-3000:]
+
+
+# ---------------------------------------------------------------------------
+# The gateway or the supervisor killed under load
+# ---------------------------------------------------------------------------
+
+
+def _state(root: Path) -> dict[str, Any]:
+    return json.loads((root / ".mlserve/local/state.json").read_text())
+
+
+def _restarted(d: Deployment, old: int, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        rec = _state(d.root)["processes"]["gateway"]
+        if rec.get("pid") not in (None, old) and rec.get("status") == "healthy":
+            return
+        time.sleep(0.05)
+    raise AssertionError("the gateway was not restarted")
+
+
+def test_gateway_killed_with_9_under_load_answers_again_at_once(clean: Deployment, reliability: Recorder) -> None:
+    """The supervisor holds the gateway's listening sockets: while a killed gateway restarts,
+    connections wait in the socket's backlog instead of being refused; what fails is what the
+    killed process had in flight."""
+    target = clean.target()
+    target.set_traffic("fraud", {"v1": 50, "v2": 50})
+    time.sleep(1.0)
+    kills = []
+    for _ in range(3):
+        old = clean.pid("gateway")
+        t_kill = time.monotonic()
+        os.kill(old, signal.SIGKILL)
+        _restarted(clean, old)
+        time.sleep(2.0)
+        kills.append((old, clean.pid("gateway"), outage(clean.load.since(t_kill - 0.001), t_kill)))
+    weights = dict(target.traffic().endpoints["fraud"].traffic.weights)
+    backs = [o.back for _, _, o in kills]
+    refused = sum(n for _, _, o in kills for k, n in o.outcomes.items() if "ConnectError" in k)
+    reliability.case(
+        "faults",
+        "gateway killed with -9 under load (4 keep-alive clients, v1/v2 50/50), 3 times, 3 s apart",
+        expected="the supervisor restarts it at once on the listening sockets it holds: answers again within "
+        "about a second, no connection refused; only requests the killed process had in flight get no answer; "
+        "weights kept",
+        measured=f"answered again after {', '.join(f'{b:.2f}' for b in backs)} s (median "
+        f"{statistics.median(backs):.2f} s); without an answer: {', '.join(str(o.lost) for _, _, o in kills)} "
+        f"({'; '.join(str(o.outcomes) for _, _, o in kills)}); longest wait of a request sent in the second after "
+        f"a kill {max(o.longest_wait for _, _, o in kills):.2f} s; connections refused: {refused}; weights after: "
+        f"{weights}",
+        sent=sum(o.sent for _, _, o in kills),
+        failed=sum(o.failed for _, _, o in kills),
+        lost=sum(o.lost for _, _, o in kills),
+        decisions="gateway pid " + ", ".join(f"{a} -> {b}" for a, b, _ in kills),
+        recovery_seconds=[round(b, 3) for b in backs],
+    )
+    assert all(a != b for a, b, _ in kills) and refused == 0, kills
+    assert max(backs) < 5.0, backs
+    assert all(o.failed == 0 and o.lost <= clean.load.n_threads for _, _, o in kills), kills
+    assert weights == {"v1": 50, "v2": 50}
+
+
+def test_supervisor_killed_with_9_changes_nothing_clients_see_and_is_adopted(
+    clean: Deployment, reliability: Recorder
+) -> None:
+    root = clean.root
+    names = ("fraud/v1", "fraud/v2", "gateway", "prometheus")
+    before = {n: clean.pid(n) for n in names}
+    sup = _state(root)["supervisor"]
+    t_kill = time.monotonic()
+    os.kill(sup["pid"], signal.SIGKILL)
+    time.sleep(4.0)
+    without = outage(clean.load.since(t_kill), t_kill)
+    status = run_cli("--json", "status", cwd=root)
+    t_deploy = time.monotonic()
+    res = run_cli("--json", "deploy", "--env", "local", cwd=root)
+    adopt_s = time.monotonic() - t_deploy
+    after = {n: clean.pid(n) for n in names}
+    new_sup = _state(root)["supervisor"]["pid"]
+    took_over = (root / ".mlserve/logs/supervisor.log").read_text().count("listening socket of gateway")
+    # the adopting supervisor holds the adopted gateway's sockets now: a crash refuses nothing
+    time.sleep(1.0)
+    old = clean.pid("gateway")
+    t_crash = time.monotonic()
+    os.kill(old, signal.SIGKILL)
+    _restarted(clean, old)
+    time.sleep(2.0)
+    crash = outage(clean.load.since(t_crash - 0.001), t_crash)
+    reliability.case(
+        "faults",
+        "supervisor killed with -9 under load; 4 s later `mlserve deploy`; then the gateway killed with -9",
+        expected="no failed request while no supervisor runs; deploy adopts every process (none restarted) and "
+        "takes the gateway's listening sockets over, so the next gateway crash refuses no connection either",
+        measured=f"without a supervisor: {without.sent} requests, outcomes other than 200: {without.outcomes or 'none'}; "
+        f"status exit {status.exit_code} (supervisor_alive {status.json['result']['supervisor_alive']}); deploy exit "
+        f"{res.exit_code} in {adopt_s:.1f} s, started {res.json['result']['started']}, restarted "
+        f"{res.json['result']['restarted']}, pids unchanged: {after == before}, supervisor {sup['pid']} -> {new_sup}, "
+        f"sockets taken over: {took_over}; the gateway crash afterwards: answered again after {crash.back:.2f} s, "
+        f"{crash.lost} without an answer {crash.outcomes}",
+        sent=without.sent,
+        failed=without.failed,
+        lost=without.lost,
+        decisions="adopted " + ", ".join(f"{n} (pid {before[n]})" for n in names),
+    )
+    assert without.sent > 50 and without.failed == 0 and without.lost == 0, without
+    assert status.exit_code == 0 and status.json["result"]["supervisor_alive"] is False
+    assert res.exit_code == 0 and res.json["result"]["started"] == [] and res.json["result"]["restarted"] == []
+    assert after == before and new_sup != sup["pid"]
+    assert took_over >= 2, "both listeners of the adopted gateway"
+    assert not any("ConnectError" in k for k in crash.outcomes) and crash.lost <= clean.load.n_threads, crash
 
 
 # ---------------------------------------------------------------------------

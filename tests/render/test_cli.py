@@ -110,7 +110,7 @@ def test_project_template_overrides_a_builtin_template(project: Path) -> None:
     )
     assert run_cli("render", "--env", "staging", cwd=project).exit_code == 0
     text = (project / "stacks/staging/kubernetes/endpoints/fraud.yaml").read_text()
-    assert "minAvailable: 1" in text and "maxUnavailable" not in text
+    assert "minAvailable: 1" in text and "maxUnavailable: 1" not in text  # the built-in PDB is gone
 
 
 def test_undefined_variable_in_a_template_is_a_clear_error(project: Path) -> None:

@@ -41,8 +41,8 @@ TRAFFIC_STATES: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("env", ["staging", "prod"])
 @pytest.mark.parametrize("mode", sorted(TRAFFIC_STATES))
-def test_every_object_of_the_example_validates_in_every_traffic_mode(tmp_path: Path, env: str, mode: str) -> None:
-    docs = kustomize(example(), env, tmp_path, TRAFFIC_STATES[mode])
+def test_every_object_of_the_example_validates_in_every_traffic_mode(example_built: Any, env: str, mode: str) -> None:
+    docs = example_built[(env, mode)]
     checked = {validate_object(d) for d in docs}
     assert checked == {"crd", "core"}
     kinds = {d["kind"] for d in docs}

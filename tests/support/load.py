@@ -1,28 +1,50 @@
 """A steady background load on the local gateway: a few threads posting the project's
 payloads until stopped (bounded in time), every answer tallied by status code (what a user
-would have seen); :class:`ChatLoad` streams an LLM endpoint's chat requests the same way."""
+would have seen) and kept with its time (the last ``EVENTS`` of them), so that an outage
+can be measured, not only counted; :class:`ChatLoad` streams an LLM endpoint's chat requests
+the same way."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
+from dataclasses import dataclass
 
 import httpx
 
 
+@dataclass(frozen=True)
+class Event:
+    start: float  # monotonic time the request was sent
+    end: float  # ... and answered (or failed)
+    outcome: str  # "200", another status, or "no answer (ExceptionName)"
+
+
 class Load:
+    EVENTS = 200_000
+
     def __init__(
-        self, url: str, bodies: list[str], threads: int = 4, *, cap_seconds: float = 400.0, backoff: float = 0.02
+        self,
+        url: str,
+        bodies: list[str],
+        threads: int = 4,
+        *,
+        endpoint: str = "fraud",
+        cap_seconds: float = 400.0,
+        backoff: float = 0.02,
     ) -> None:
         self.url = url
         self.bodies = bodies
+        self.endpoint = endpoint
         self.backoff = backoff
+        self.n_threads = threads
         self.stop_at = time.monotonic() + cap_seconds
         self.done = threading.Event()
         self.lock = threading.Lock()
         self.codes: Counter[str] = Counter()
+        self.events: deque[Event] = deque(maxlen=self.EVENTS)
         self.threads = [threading.Thread(target=self._work, args=(i, threads), daemon=True) for i in range(threads)]
         for t in self.threads:
             t.start()
@@ -32,9 +54,10 @@ class Load:
         with httpx.Client(timeout=10, trust_env=False) as client:
             while not self.done.is_set() and time.monotonic() < self.stop_at:
                 body = self.bodies[k % len(self.bodies)]
+                t0 = time.monotonic()
                 try:
                     r = client.post(
-                        f"{self.url}/v2/models/fraud/infer",
+                        f"{self.url}/v2/models/{self.endpoint}/infer",
                         content=body,
                         headers={"content-type": "application/json", "x-user-id": f"user-{k}"},
                     )
@@ -44,6 +67,7 @@ class Load:
                     time.sleep(self.backoff)
                 with self.lock:
                     self.codes[code] += 1
+                    self.events.append(Event(t0, time.monotonic(), code))
                 k += step
 
     @property
@@ -54,6 +78,15 @@ class Load:
     def snapshot(self) -> Counter[str]:
         with self.lock:
             return Counter(self.codes)
+
+    def since(self, t: float) -> list[Event]:
+        """The answers that came at or after monotonic time ``t``."""
+        with self.lock:
+            return [e for e in self.events if e.end >= t]
+
+    @staticmethod
+    def outcomes(events: list[Event]) -> Counter[str]:
+        return Counter(e.outcome for e in events)
 
     def stop(self) -> None:
         self.done.set()

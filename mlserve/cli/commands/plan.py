@@ -103,11 +103,14 @@ def layered_target(
 ) -> LayeredTarget:
     """The target of ``--env`` for the commands that work layer by layer (plan, destroy)."""
     from mlserve.errors import UsageError
+    from mlserve.rollout.service import live_rollouts
     from mlserve.targets import open_target
     from mlserve.targets.base import Options
 
     name = project.environment(env)
-    options = Options(say=progress.say, on_line=progress.line, plugin_dir=plugin_dir)
+    options = Options(
+        say=progress.say, on_line=progress.line, plugin_dir=plugin_dir, rollouts=live_rollouts(project, name)
+    )
     target = open_target(project, name, options)
     if not target.layered:
         raise UsageError(

@@ -32,17 +32,24 @@ def register(app: typer.Typer) -> None:
         state = get_state(ctx, json_out)
         from mlserve.project import load_project
         from mlserve.render import check_environments, environments_to_render, render_environment
+        from mlserve.rollout.service import live_rollouts
+        from mlserve.targets.live import live_traffic
 
         project = load_project(state.project_dir)
         names = environments_to_render(project, env, all_envs)
         out_dir = out if out is None or out.is_absolute() else Path.cwd() / out
+        # A rollout in progress: its live traffic is rendered, not the manifest's stable split.
+        live = {n: live_traffic(project, n, live_rollouts(project, n)) for n in names}
+        traffic = {n: {ep: item.traffic for ep, item in found.items()} for n, found in live.items() if found}
+        notes = [item.describe() for found in live.values() for item in found.values()]
         if check:
-            result = check_environments(project, names, out_dir)
+            result = check_environments(project, names, out_dir, traffic_by_env=traffic)
             data: dict[str, Any] = {
                 "up_to_date": result.up_to_date,
                 "environments": result.environments,
                 "files": result.files,
                 "differences": [{"path": d.path, "status": d.status, "diff": d.diff} for d in result.differences],
+                "rollouts": notes,
             }
             state.emit(
                 data,
@@ -50,8 +57,9 @@ def register(app: typer.Typer) -> None:
                 exit_code=ExitStatus.OK if result.up_to_date else ExitStatus.ERROR,
             )
             return
-        results = [render_environment(project, n, out_dir) for n in names]
+        results = [render_environment(project, n, out_dir, traffic=traffic.get(n)) for n in names]
         payload = {
+            "rollouts": notes,
             "environments": [
                 {
                     "environment": r.environment,
@@ -62,12 +70,14 @@ def register(app: typer.Typer) -> None:
                     "removed": r.removed,
                 }
                 for r in results
-            ]
+            ],
         }
         state.emit(payload, lambda con: _show(con, payload))
 
 
 def _show(con: Console, data: dict[str, Any]) -> None:
+    for note in data.get("rollouts") or []:
+        con.print(escape(note))
     for r in data["environments"]:
         if not r["layers"]:
             con.print(f"[dim]{escape(r['environment'])}: local environment, nothing to render[/]")
@@ -84,6 +94,8 @@ def _show(con: Console, data: dict[str, Any]) -> None:
 
 
 def _show_check(con: Console, data: dict[str, Any]) -> None:
+    for note in data.get("rollouts") or []:
+        con.print(escape(note))
     if data["up_to_date"]:
         con.print(f"[green]up to date[/]: {data['files']} files in {', '.join(data['environments'])}")
         return

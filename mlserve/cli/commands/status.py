@@ -26,10 +26,14 @@ def register(app: typer.Typer) -> None:
         """
         state = get_state(ctx, json_out)
         from mlserve.project import load_project
+        from mlserve.rollout.service import live_rollouts
         from mlserve.targets import open_target
+        from mlserve.targets.base import Options
 
         project = load_project(state.project_dir)
-        target = open_target(project, project.environment(env))
+        name = project.environment(env)
+        # a kubernetes environment's drift is judged against the traffic of its rollouts in progress
+        target = open_target(project, name, Options(rollouts=live_rollouts(project, name)))
         data = dataclasses.asdict(target.status())
         if target.layered:
             from mlserve.cli.commands.plan import show_status
