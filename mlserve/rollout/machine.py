@@ -31,7 +31,6 @@ from typing import Any
 
 from mlserve.errors import StateError, UsageError
 from mlserve.manifest.analysis import analysis_spec
-from mlserve.manifest.models import LLM_KINDS
 from mlserve.metrics import Collected, LookRequest, MetricsUnavailable
 from mlserve.rollout.record import (
     ENDS,
@@ -48,6 +47,7 @@ from mlserve.rollout.record import (
 )
 from mlserve.rollout.store import RunDir
 from mlserve.stats.engine import Decision, analyze
+from mlserve.stats.kinds import token_stream_kinds
 from mlserve.stats.shadow import analyze_shadow
 from mlserve.stats.snapshot import parse_look
 from mlserve.status import Status, Verdict
@@ -216,7 +216,7 @@ class Machine:
             at=now,
             custom={} if shadow else _custom_queries(record),
             shadow=shadow,
-            token_streams=any(m.kind in LLM_KINDS for m in record.policy.metrics),
+            token_streams=any(m.kind in token_stream_kinds() for m in record.policy.metrics),
         )
         previous = step.looks[-1].look.to_dict() if step.looks else None
         return self.ports.metrics.look(request, previous)

@@ -64,6 +64,7 @@ class MetricKind(Protocol):
     unit: str  # of the metric's values, for display (see mlserve.format.value)
     shadow: bool  # meaningful on mirrored traffic (nobody sees a mirror's answers)
     planned_as: PlannedAs  # how stats.power plans it ("": not planned)
+    token_streams: bool  # read from an LLM endpoint's token streams (the snapshot's llm field)
 
     def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track: ...
 
@@ -75,6 +76,8 @@ class MetricKind(Protocol):
 
 
 class _AsIs:
+    token_streams = False
+
     def oriented(self, spec: MetricSpec) -> MetricSpec:
         return spec
 
@@ -152,6 +155,7 @@ class _TokenStreamQuantile(_AsIs):
     unit = "s"
     shadow = False
     planned_as: PlannedAs = "latency"
+    token_streams = True
 
     def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
         got = llm.histogram_input(spec, data.baseline, data.candidate)
@@ -200,6 +204,7 @@ class StreamErrors(_AsIs):
     unit = "errors/request"
     shadow = False
     planned_as: PlannedAs = "errors"
+    token_streams = True
 
     def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
         present, xb, nb, xc, nc = llm.stream_counts(data.baseline, data.candidate)
@@ -228,6 +233,11 @@ def kind_of(spec: MetricSpec) -> MetricKind:
 
 def shadow_kinds() -> tuple[str, ...]:
     return tuple(name for name, kind in KINDS.items() if kind.shadow)
+
+
+def token_stream_kinds() -> tuple[str, ...]:
+    """The kinds a look must read token-stream statistics for (LookRequest.token_streams)."""
+    return tuple(name for name, kind in KINDS.items() if kind.token_streams)
 
 
 for _kind in (ErrorRate(), Ratio(), Latency(), Ttft(), InterToken(), TokensPerSecond(), StreamErrors()):

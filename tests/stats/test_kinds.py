@@ -27,11 +27,16 @@ def test_the_manifest_accepts_exactly_the_registered_kinds() -> None:
 def test_the_manifest_s_kind_groups_agree_with_the_registry() -> None:
     """The manifest keeps its own lists (it must not import numpy at every CLI start): the
     kinds at a quantile are the ones compared on histograms, and the LLM kinds are exactly
-    those that do not apply to mirrored traffic besides ratio."""
+    those read from token streams, none of which applies to mirrored traffic."""
     from mlserve.manifest.models import LLM_KINDS, QUANTILE_KINDS
 
     assert {n for n, k in kinds.KINDS.items() if k.planned_as == "latency"} == set(QUANTILE_KINDS)
-    assert set(LLM_KINDS) == {n for n, k in kinds.KINDS.items() if not k.shadow} - {"ratio"}
+    assert (
+        set(LLM_KINDS)
+        == set(kinds.token_stream_kinds())
+        == {"ttft", "inter_token", "tokens_per_second", "stream_errors"}
+    )
+    assert not set(LLM_KINDS) & set(kinds.shadow_kinds())
 
 
 def test_shadow_compares_only_kinds_that_mean_something_for_mirrored_traffic() -> None:
