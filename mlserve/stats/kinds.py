@@ -156,14 +156,16 @@ class _TokenStreamQuantile(_AsIs):
     shadow = False
     planned_as: PlannedAs = "latency"
     token_streams = True
+    histogram = ""  # the key in the snapshot's llm histograms
+    reciprocal = False  # compared on the histogram of 1/X (see :func:`llm.mirror`)
 
     def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
-        got = llm.histogram_input(spec, data.baseline, data.candidate)
+        got = llm.histogram_input(self.histogram, data.baseline, data.candidate, reciprocal=self.reciprocal)
         if got is None:
             k = data.looks
             return Track(spec, np.zeros(k, dtype=bool), np.ones(k), np.ones(k), _no_token_streams)
         hists = Histograms(got.base_cum, got.cand_cum, got.le)
-        track = evidence.latency(got.spec, got.present & data.traffic, hists, data.regime)
+        track = evidence.latency(self.oriented(spec), got.present & data.traffic, hists, data.regime)
         return replace(track, spec=spec)
 
     def better(self, spec: MetricSpec) -> str:
@@ -172,10 +174,12 @@ class _TokenStreamQuantile(_AsIs):
 
 class Ttft(_TokenStreamQuantile):
     name = "ttft"
+    histogram = "ttft_seconds"
 
 
 class InterToken(_TokenStreamQuantile):
     name = "inter_token"
+    histogram = "time_per_output_token_seconds"
 
 
 class TokensPerSecond(_TokenStreamQuantile):
@@ -184,6 +188,8 @@ class TokensPerSecond(_TokenStreamQuantile):
 
     name = "tokens_per_second"
     unit = "tokens/s"
+    histogram = "tokens_per_second"
+    reciprocal = True
 
     def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
         track = super().track(spec, data, evidence)

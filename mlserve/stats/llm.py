@@ -37,12 +37,6 @@ from mlserve.stats.spec import Margin, MetricSpec
 
 Array = NDArray[np.float64]
 
-HISTOGRAM_OF = {
-    "ttft": "ttft_seconds",
-    "inter_token": "time_per_output_token_seconds",
-    "tokens_per_second": "tokens_per_second",
-}
-
 
 @dataclass(frozen=True)
 class HistogramInput:
@@ -52,7 +46,6 @@ class HistogramInput:
     le: Array
     base_cum: Array
     cand_cum: Array
-    spec: MetricSpec  # quantile and margin in the oriented scale
 
 
 def mirror(le: Sequence[float] | Array, cum: Array) -> tuple[Array, Array]:
@@ -71,9 +64,11 @@ def mirror(le: Sequence[float] | Array, cum: Array) -> tuple[Array, Array]:
     return y_le, out
 
 
-def histogram_input(spec: MetricSpec, vb: Sequence[VariantStats], vc: Sequence[VariantStats]) -> HistogramInput | None:
-    """The kind's histograms for every look, or None when no look has them for both variants."""
-    name = HISTOGRAM_OF[spec.kind]
+def histogram_input(
+    name: str, vb: Sequence[VariantStats], vc: Sequence[VariantStats], *, reciprocal: bool = False
+) -> HistogramInput | None:
+    """The ``llm`` field's histogram ``name`` for every look (of its reciprocal, mirrored, when
+    ``reciprocal``), or None when no look has it for both variants."""
 
     def get(v: VariantStats) -> Histogram | None:
         return v.llm.histograms.get(name) if v.llm is not None else None
@@ -98,17 +93,15 @@ def histogram_input(spec: MetricSpec, vb: Sequence[VariantStats], vc: Sequence[V
         [b.counts if b is not None and p else zero for b, p in zip(hc, present, strict=True)], dtype=np.float64
     )
     le_arr: Array = np.asarray(le, dtype=np.float64)
-    if spec.kind == "tokens_per_second":
+    if reciprocal:
         le_arr, base = mirror(le, base)
         _, cand = mirror(le, cand)
-    return HistogramInput(present, le_arr, base, cand, seconds_per_token(spec))
+    return HistogramInput(present, le_arr, base, cand)
 
 
 def seconds_per_token(spec: MetricSpec) -> MetricSpec:
     """A ``tokens_per_second`` metric as the latency of its reciprocal: quantile ``1 - q`` and the
-    relative margin ``r / (1 - r)`` (see the module's docstring); any other kind as it is."""
-    if spec.kind != "tokens_per_second":
-        return spec
+    relative margin ``r / (1 - r)`` (see the module's docstring)."""
     r = min(spec.margin.value, 0.999)
     return replace(spec, quantile=1.0 - float(spec.quantile or 0.1), margin=Margin(r / (1.0 - r), relative=True))
 
