@@ -280,6 +280,7 @@ def _decision(result: dict[str, Any]) -> dict[str, Any]:
     return decision.to_dict()
 
 
+@pytest.mark.slow  # the longest of this module (~13 s on a busy 2-core machine): `make test-all`
 def test_slower_first_token_is_rolled_back_on_the_ttft_gate(loaded: Path) -> None:
     # ttft critical: a regression this large must roll back even if the first looks also see a
     # skewed split (requests of the load counted against a scrape taken before the traffic change)
