@@ -43,9 +43,12 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlserve import fsutil
+
+if TYPE_CHECKING:
+    from mlserve.monitoring.summaries import MonitorConfig
 
 CONFIG_FORMAT = "mlserve.gateway/v1"
 TRAFFIC_FORMAT = "mlserve.traffic/v1"
@@ -268,9 +271,10 @@ class EndpointConfig:
     # openai shadows: how generations are compared ("exact" after normalisation, or "semantic")
     text_match: str = "exact"
     similarity: float = 0.9
+    monitoring: MonitorConfig | None = None  # drift summaries (mlserve.monitoring.summaries); None: off
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "protocol": self.protocol,
             "text_match": self.text_match,
             "similarity": self.similarity,
@@ -281,9 +285,12 @@ class EndpointConfig:
             "traffic": self.traffic.to_dict(),
             "faults": {v: f.to_dict() for v, f in self.faults.items()},
         }
+        if self.monitoring is not None:
+            out["monitoring"] = self.monitoring.to_dict()
+        return out
 
     @classmethod
-    def from_dict(cls, data: Any, where: str) -> EndpointConfig:
+    def from_dict(cls, data: Any, where: str, base_dir: Path | None = None) -> EndpointConfig:
         data = _obj(data, where)
         _only(
             data,
@@ -297,6 +304,7 @@ class EndpointConfig:
                 "protocol",
                 "text_match",
                 "similarity",
+                "monitoring",
             },
             where,
         )
@@ -338,6 +346,14 @@ class EndpointConfig:
             if v not in versions:
                 raise _fail(f"{where}.faults.{v}", f"names no version (versions: {', '.join(versions)})")
             faults[v] = Fault.from_dict(f, f"{where}.faults.{v}")
+        monitoring = None
+        if data.get("monitoring") is not None:
+            from mlserve.monitoring.summaries import MonitorConfig, MonitorConfigError
+
+            try:
+                monitoring = MonitorConfig.from_dict(data["monitoring"], f"{where}.monitoring", base_dir)
+            except MonitorConfigError as exc:
+                raise GatewayConfigError(str(exc)) from None
         return cls(
             versions=versions,
             baseline=baseline,
@@ -348,6 +364,7 @@ class EndpointConfig:
             protocol=protocol,
             text_match=text_match,
             similarity=similarity,
+            monitoring=monitoring,
         )
 
 
@@ -445,7 +462,8 @@ class GatewayConfig:
         _only(tol, {"rtol", "atol"}, "shadow_tolerance")
         endpoints_raw = _obj(data["endpoints"], "endpoints")
         endpoints = {
-            _name(k, "endpoints"): EndpointConfig.from_dict(v, f"endpoints.{k}") for k, v in endpoints_raw.items()
+            _name(k, "endpoints"): EndpointConfig.from_dict(v, f"endpoints.{k}", base_dir)
+            for k, v in endpoints_raw.items()
         }
         return cls(
             port=port,

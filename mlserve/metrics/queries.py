@@ -49,6 +49,10 @@ class QuerySet:
     gpu_selector: str = ""  # DCGM exporter matchers for the variant's pods, where known
 
 
+# Bucket bounds (seconds) of the local gateway's mlserve_request_duration_seconds histogram:
+# the gateway exports them, the SLO rules measure latency objectives at them.
+GATEWAY_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
 _LOCAL = QuerySet(
     name="local",
     description="mlserve's local gateway (mlserve_* metrics)",

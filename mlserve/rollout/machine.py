@@ -217,6 +217,7 @@ class Machine:
             custom={} if shadow else _custom_queries(record),
             shadow=shadow,
             token_streams=any(m.kind in token_stream_kinds() for m in record.policy.metrics),
+            predictions=() if shadow else _prediction_metrics(record),
         )
         previous = step.looks[-1].look.to_dict() if step.looks else None
         return self.ports.metrics.look(request, previous)
@@ -445,6 +446,11 @@ class Machine:
         from mlserve.report import write_reports
 
         write_reports(self.dir.root, self.record, self.dir.read_events())
+
+
+def _prediction_metrics(record: Run) -> tuple[str, ...]:
+    """The policy's prediction gates, whose looks count positive predictions per arm."""
+    return tuple(m.name for m in record.policy.metrics if m.kind == "prediction")
 
 
 def _custom_queries(record: Run) -> dict[str, tuple[str, str]]:

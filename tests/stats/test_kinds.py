@@ -20,7 +20,7 @@ from mlserve.stats.spec import Margin, MetricSpec
 
 def test_the_manifest_accepts_exactly_the_registered_kinds() -> None:
     assert set(typing.get_args(MetricKind)) == set(kinds.KINDS) == {
-        "error_rate", "ratio", "latency", "ttft", "inter_token", "tokens_per_second", "stream_errors",
+        "error_rate", "ratio", "latency", "prediction", "ttft", "inter_token", "tokens_per_second", "stream_errors",
     }  # fmt: skip
 
 
@@ -81,7 +81,7 @@ def test_an_unknown_kind_is_a_clear_error() -> None:
     spec = replace(analysis_spec(RolloutPolicy()), metrics=(MetricSpec("x", "nope"),))
     with pytest.raises(
         UsageError,
-        match=r"metric 'x': unknown kind 'nope' \(known: error_rate, inter_token, latency, ratio, "
+        match=r"metric 'x': unknown kind 'nope' \(known: error_rate, inter_token, latency, prediction, ratio, "
         r"stream_errors, tokens_per_second, ttft\)",
     ):
         analyze(simulate(Scenario(looks=2), np.random.default_rng(1)), spec)
