@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,10 @@ PAIRS = (
 
 @dataclass
 class LlmSim(Sim):
-    """:class:`Sim`, recording every look request; a shadow look carries example pairs made
-    after the step's anchor (as the local gateway's file would give them)."""
-
-    requests: list[LookRequest] = field(default_factory=list)
+    """:class:`Sim` (which records every look request); a shadow look carries example pairs
+    made after the step's anchor (as the local gateway's file would give them)."""
 
     def look(self, request: LookRequest, previous: Mapping[str, Any] | None) -> Collected:
-        self.requests.append(request)
         got = super().look(request, previous)
         if not request.shadow:
             return got
