@@ -73,9 +73,11 @@ class ReportData:
     gpu: dict[str, dict[str, float]]
     load: dict[str, Any] | None
     queries: list[dict[str, Any]] = field(default_factory=list)  # per look: {"step", "look", "queries"}
+    # LLM shadows: a few (routed, mirrored) generation pairs, redacted and truncated by the gateway
+    shadow_samples: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": REPORT_FORMAT,
             "summary": self.summary.to_dict(),
             "metrics": [m.to_dict() for m in self.metrics],
@@ -88,3 +90,6 @@ class ReportData:
             "load": self.load,
             "queries": self.queries,
         }
+        if self.shadow_samples:  # only LLM shadows have them
+            out["shadow_samples"] = [dict(x) for x in self.shadow_samples]
+        return out

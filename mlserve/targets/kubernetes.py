@@ -715,12 +715,16 @@ class KubernetesMetrics:
         self.env = env
         self.namespace = env.namespace or ""
         source = "seldon" if env.serving == "seldon" else "istio"
-        # agreement is counted where the stack renders the shadow comparator (an endpoint with a shadow step)
+        # agreement is counted where the stack renders the shadow comparator (an endpoint with a
+        # shadow step and monitoring off); LLM versions (runtime = "vllm") report their token
+        # streams in vLLM's own series
         compares = any(
             ep.rollout.strategy in ("shadow", "shadow+canary") and ep.monitoring is None
             for ep in project.manifest.endpoints_in(env_name).values()
         )
-        self.capabilities = Capabilities(shadow_agreement=compares, background_load=False, query_set=source)
+        self.capabilities = Capabilities(
+            shadow_agreement=compares, background_load=False, query_set=source, llm_query_set="vllm"
+        )
         self._query = query
         self.router = router
         self._kubectl = kubectl
@@ -764,8 +768,10 @@ class KubernetesMetrics:
 
         arms = self.arms(request)
         shadow = request.shadow
+        caps = self.capabilities
+        llm = caps.llm_query_set if request.token_streams else None
         request = replace(
-            request, source=self.capabilities.query_set, namespace=self.namespace, shadow=False, arms=arms
+            request, source=caps.query_set, namespace=self.namespace, shadow=False, arms=arms, llm_source=llm
         )
         seen = collect_look(self.query(), request, previous)
         if not shadow:
