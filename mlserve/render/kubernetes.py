@@ -74,6 +74,15 @@ def llm_service(endpoint: Endpoint, serving: str) -> bool:
     return endpoint.runtime == "vllm" and serving == "kserve"
 
 
+def compares_answers(endpoint: Endpoint, serving: str) -> bool:
+    """Whether the stack renders the shadow comparison path for an endpoint: its strategy has a
+    shadow step; its monitoring is off (a predictor has one payload logger, and with monitoring
+    on it feeds the drift collector); and its arms have a payload logger at all (KServe's
+    LLMInferenceService has none). Elsewhere a shadow look is held (mlserve.targets.kube_shadow)."""
+    shadow = endpoint.rollout.strategy in ("shadow", "shadow+canary")
+    return shadow and endpoint.monitoring is None and not llm_service(endpoint, serving)
+
+
 @dataclass(frozen=True)
 class RuntimeSpec:
     """How a runtime is served on each backend."""
@@ -423,10 +432,8 @@ def endpoint_context(
             "jwks_uri": ep.auth.jwks_uri,
         },
         "sticky_header": ep.rollout.sticky_header,
-        # payload logging of every arm's answers to the shadow comparator (strategies with a shadow
-        # step); a predictor has one logger, so with monitoring on it feeds the drift collector
-        # instead and shadow looks are held (mlserve.targets.kube_shadow says why)
-        "shadow_logger": ep.rollout.strategy in ("shadow", "shadow+canary") and ep.monitoring is None,
+        # payload logging of every arm's answers to the shadow comparator (see compares_answers)
+        "shadow_logger": compares_answers(ep, serving),
         "comparator_url": f"http://{COMPARATOR_SERVICE}.{namespace}.svc.cluster.local",
         "traffic": dict(traffic_context(traffic, host), sticky_cookie=ep.rollout.sticky_cookie),
     }

@@ -43,10 +43,13 @@ def _digest(doc: Mapping[str, Any]) -> str:
 
 
 def max_replicas(doc: Mapping[str, Any]) -> int:
-    """The most replicas an object's autoscaling allows (InferenceService or SeldonDeployment)."""
+    """The most replicas an object's autoscaling allows (InferenceService, LLMInferenceService
+    or SeldonDeployment)."""
     spec = doc.get("spec") or {}
     if doc.get("kind") == "InferenceService":
         return int((spec.get("predictor") or {}).get("maxReplicas", 0) or 0)
+    if doc.get("kind") == "LLMInferenceService":
+        return int((spec.get("scaling") or {}).get("maxReplicas", 0) or spec.get("replicas", 0) or 0)
     total = 0
     for p in spec.get("predictors", []) or []:
         for c in p.get("componentSpecs", []) or []:

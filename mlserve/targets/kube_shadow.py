@@ -2,7 +2,8 @@
 shadow arm, over the step (see :mod:`mlserve.targets.comparator` for how they are counted).
 
 No series (the comparator is down, not scraped, or not rendered for this endpoint: no shadow
-step, or monitoring on, whose drift collector takes the arms' one payload logger) holds the
+step; monitoring on, whose drift collector takes the arms' one payload logger; a KServe
+LLMInferenceService, which has no logger) holds the
 look with the query named: a shadow step never passes on missing agreement.
 """
 
@@ -35,6 +36,15 @@ def agreement(
             f"no agreement for the shadow of {req.endpoint}/{shadow}: environments.{env_name} renders the shadow "
             f"comparator and its payload loggers only for endpoints whose rollout.strategy has a shadow step "
             f"(endpoints.{req.endpoint}.rollout.strategy is {ep.rollout.strategy!r}), so {promql} cannot exist"
+        )
+    from mlserve.render.kubernetes import llm_service
+
+    serving = manifest.environments[env_name].serving or "kserve"
+    if llm_service(ep, serving):
+        raise MetricsUnavailable(
+            f"no agreement for the shadow of {req.endpoint}/{shadow}: its versions are KServe LLMInferenceServices "
+            f"(runtime = 'vllm' on environments.{env_name}), which have no payload logger, so the shadow comparator "
+            f"is not fed for this endpoint and {promql} cannot exist (not built yet)"
         )
     if ep.monitoring is not None:
         raise MetricsUnavailable(

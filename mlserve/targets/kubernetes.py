@@ -718,10 +718,10 @@ class KubernetesMetrics:
         # agreement is counted where the stack renders the shadow comparator (an endpoint with a
         # shadow step and monitoring off); LLM versions (runtime = "vllm") report their token
         # streams in vLLM's own series
-        compares = any(
-            ep.rollout.strategy in ("shadow", "shadow+canary") and ep.monitoring is None
-            for ep in project.manifest.endpoints_in(env_name).values()
-        )
+        from mlserve.render.kubernetes import compares_answers
+
+        serving = env.serving or "kserve"
+        compares = any(compares_answers(ep, serving) for ep in project.manifest.endpoints_in(env_name).values())
         self.capabilities = Capabilities(
             shadow_agreement=compares, background_load=False, query_set=source, llm_query_set="vllm"
         )

@@ -43,7 +43,7 @@ def test_weights_move_in_one_request_and_capacity_is_added_first_removed_last(
     router.apply("summarize", Plan.split(Mode.CANARY, "llama-8b", "llama-8b-q", 25))
     first = _applied(cluster, 0)
     route_at = first.index(("HTTPRoute", "summarize"))
-    assert ("InferenceService", "summarize-llama-8b-q") in first[:route_at]  # the new arm exists before traffic
+    assert ("LLMInferenceService", "summarize-llama-8b-q") in first[:route_at]  # the new arm exists before traffic
     assert ("InferencePool", "summarize-llama-8b-q") in first[:route_at]
     assert sum(k == "HTTPRoute" for k, _ in first) == 1
     # 50%: the candidate grows (before the route), the primary shrinks (after it)
@@ -51,12 +51,12 @@ def test_weights_move_in_one_request_and_capacity_is_added_first_removed_last(
     router.apply("summarize", Plan.split(Mode.CANARY, "llama-8b", "llama-8b-q", 50))
     second = _applied(cluster, n)
     assert second == [
-        ("InferenceService", "summarize-llama-8b-q"),
+        ("LLMInferenceService", "summarize-llama-8b-q"),
         ("HTTPRoute", "summarize"),
-        ("InferenceService", "summarize-llama-8b"),
+        ("LLMInferenceService", "summarize-llama-8b"),
     ]
-    isvc = cluster.get("InferenceService", "summarize-llama-8b", "ml-edge")
-    assert isvc is not None and isvc["spec"]["predictor"]["maxReplicas"] == 2
+    isvc = cluster.get("LLMInferenceService", "summarize-llama-8b", "ml-edge")
+    assert isvc is not None and isvc["spec"]["scaling"]["maxReplicas"] == 2
     refs = cluster.get("HTTPRoute", "summarize", "ml-edge")["spec"]["rules"][-1]["backendRefs"]  # type: ignore[index]
     assert [(r["name"], r["weight"]) for r in refs] == [("summarize-llama-8b", 50), ("summarize-llama-8b-q", 50)]
     # the same plan again: nothing changed, one request (the route; applying it twice is harmless)

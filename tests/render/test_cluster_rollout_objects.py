@@ -106,9 +106,10 @@ def test_llm_arms_are_inference_pools_weighed_by_the_route(tmp_path: Path) -> No
     ]
 
 
-@pytest.mark.parametrize("env", ["staging", "prod", "edge"])
-def test_shadow_comparator_and_the_loggers_that_feed_it(tmp_path: Path, env: str) -> None:
-    docs = kustomize(example(), env, tmp_path)
+def test_shadow_comparator_and_the_loggers_that_feed_it(tmp_path: Path) -> None:
+    """prod (Seldon): summarize's predictors log answers to the comparator; fraud (monitoring
+    on) logs to its drift collector, never to the comparator."""
+    docs = kustomize(example(), "prod", tmp_path)
     for d in docs:
         validate_object(d)
     dep = by_kind(docs, "Deployment")["mlserve-comparator"]
@@ -117,22 +118,33 @@ def test_shadow_comparator_and_the_loggers_that_feed_it(tmp_path: Path, env: str
     cm = by_kind(docs, "ConfigMap")["mlserve-comparator"]["data"]
     assert cm["comparator.py"] == (REPO / "mlserve" / "targets" / "comparator.py").read_text()
     assert cm["answers.py"] == (REPO / "mlserve" / "answers.py").read_text()
-    url = (
-        f"http://mlserve-comparator.{dict(staging='ml-staging', prod='ml-prod', edge='ml-edge')[env]}.svc.cluster.local"
-    )
-    # fraud (canary only, monitoring on) logs to its drift collector, never to the comparator
-    drift = {"mode": "all", "url": f"http://mlserve-drift-fraud.{url.split('.')[1]}.svc.cluster.local/log/fraud/v1"}
-    if env == "prod":  # Seldon: the predictors' graph logs answers
-        sd = by_kind(docs, "SeldonDeployment")
-        assert sd["summarize"]["spec"]["predictors"][0]["graph"]["logger"] == {"mode": "response", "url": url}
-        assert sd["fraud"]["spec"]["predictors"][0]["graph"]["logger"] == drift
-    else:
-        isvc = by_kind(docs, "InferenceService")
-        assert isvc["summarize-llama-8b"]["spec"]["predictor"]["logger"] == {
-            "mode": "response", "url": url, "metadataHeaders": ["X-Request-Id"],
-            "metadataAnnotations": ["mlserve.io/endpoint"],
-        }  # fmt: skip
-        assert isvc["fraud-v1"]["spec"]["predictor"]["logger"] == drift
+    url = "http://mlserve-comparator.ml-prod.svc.cluster.local"
+    sd = by_kind(docs, "SeldonDeployment")
+    assert sd["summarize"]["spec"]["predictors"][0]["graph"]["logger"] == {"mode": "response", "url": url}
+    drift = {"mode": "all", "url": "http://mlserve-drift-fraud.ml-prod.svc.cluster.local/log/fraud/v1"}
+    assert sd["fraud"]["spec"]["predictors"][0]["graph"]["logger"] == drift
+
+
+@pytest.mark.parametrize("env", ["staging", "edge"])
+def test_kserve_shadow_logger_on_inference_services_only(tmp_path: Path, env: str) -> None:
+    """KServe: summarize's versions are LLMInferenceServices, which have no payload logger, and
+    fraud has monitoring on, so the example renders no comparator there; with fraud's monitoring
+    off and a shadow step, its InferenceServices log answers to it (with the request id)."""
+    docs = kustomize(example(), env, tmp_path / "example")
+    assert "mlserve-comparator" not in by_kind(docs, "Deployment")
+    assert all("logger" not in d["spec"] for d in by_kind(docs, "LLMInferenceService").values())
+    text = (REPO / "mlserve.toml").read_text().replace('strategy = "canary"\n', 'strategy = "shadow+canary"\n', 1)
+    start = text.index("[endpoints.fraud.monitoring]")
+    end = text.index("[endpoints.fraud.rollout]")
+    docs = kustomize(project_from(text[:start] + text[end:], tmp_path / "p"), env, tmp_path / "out")
+    for d in docs:
+        validate_object(d)
+    ns = dict(staging="ml-staging", edge="ml-edge")[env]
+    assert by_kind(docs, "InferenceService")["fraud-v1"]["spec"]["predictor"]["logger"] == {
+        "mode": "response", "url": f"http://mlserve-comparator.{ns}.svc.cluster.local",
+        "metadataHeaders": ["X-Request-Id"], "metadataAnnotations": ["mlserve.io/endpoint"],
+    }  # fmt: skip
+    assert "mlserve-comparator" in by_kind(docs, "Deployment")
 
 
 def test_seldon_mirror_sets_one_request_id_for_both_predictors(tmp_path: Path) -> None:
@@ -151,9 +163,9 @@ def test_arms_are_sized_for_their_share_when_the_policy_asks(tmp_path: Path) -> 
     project = project_from(text, tmp_path / "sized")
     state = {"summarize": EndpointTraffic("llama-8b", "llama-8b-q", "canary", {"llama-8b": 75, "llama-8b-q": 25})}
     docs = kustomize(project, "staging", tmp_path / "out", state)
-    isvc = by_kind(docs, "InferenceService")
+    isvc = by_kind(docs, "LLMInferenceService")
     # max_replicas 4: the candidate at 25% gets ceil(4 x 0.25) = 1, the primary at 75% ceil(3) = 3
-    assert isvc["summarize-llama-8b-q"]["spec"]["predictor"]["maxReplicas"] == 1
-    assert isvc["summarize-llama-8b"]["spec"]["predictor"]["maxReplicas"] == 3
-    stable = by_kind(kustomize(project, "staging", tmp_path / "stable"), "InferenceService")
-    assert stable["summarize-llama-8b"]["spec"]["predictor"]["maxReplicas"] == 4
+    assert isvc["summarize-llama-8b-q"]["spec"]["scaling"]["maxReplicas"] == 1
+    assert isvc["summarize-llama-8b"]["spec"]["scaling"]["maxReplicas"] == 3
+    stable = by_kind(kustomize(project, "staging", tmp_path / "stable"), "LLMInferenceService")
+    assert stable["summarize-llama-8b"]["spec"]["scaling"]["maxReplicas"] == 4

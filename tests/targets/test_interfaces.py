@@ -128,6 +128,7 @@ def test_a_look_that_needs_token_streams_reads_the_source_s_llm_series(
     p = load_project(project)
     local = LocalMetrics(LocalTarget(p, "local"), query=lambda *_: [])
     prod = KubernetesMetrics(p, "prod", query=lambda *_: [])
+    monkeypatch.setattr(prod, "arms", lambda _request: {})  # no cluster to read the arms' objects from
     assert local.capabilities.llm_query_set == "local" and prod.capabilities.llm_query_set == "vllm"
     for source in (local, prod):
         for wanted in (True, False):
