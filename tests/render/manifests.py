@@ -127,8 +127,14 @@ def example() -> Project:
 
 
 def project_from(text: str, root: Path) -> Project:
+    """A project of one manifest text; the example's reference profiles come along (a variant
+    of the example manifest keeps fraud's monitoring, which reads profiles/fraud.json)."""
+    import shutil
+
     root.mkdir(parents=True, exist_ok=True)
     (root / "mlserve.toml").write_text(text, encoding="utf-8")
+    if (REPO / "profiles").is_dir() and not (root / "profiles").exists():
+        shutil.copytree(REPO / "profiles", root / "profiles")
     return load_project(root)
 
 

@@ -12,19 +12,10 @@ import pytest
 from mlserve.errors import UsageError
 from mlserve.render import EndpointTraffic, render_files
 from tests.render.k8s_schemas import validate_object
-from tests.render.manifests import example
-from tests.render.manifests import project_from as _bare_project
+from tests.render.manifests import example, project_from
 from tests.render.test_kubernetes import TRAFFIC_STATES, by_kind, kustomize
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def project_from(text: str, root: Path) -> Any:
-    """A variant of the example manifest, with the reference profile its monitoring reads."""
-    import shutil
-
-    shutil.copytree(REPO / "profiles", root / "profiles")
-    return _bare_project(text, root)
 
 
 def _route(docs: list[dict[str, Any]], name: str = "fraud") -> dict[str, Any]:
