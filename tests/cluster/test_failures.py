@@ -54,7 +54,8 @@ def test_missing_series_holds_the_look_naming_the_query(
         assert any(e["event"] == "held" and query in e["reason"] for e in held)
 
 
-@pytest.mark.parametrize("router", ["gateway-api", pytest.param("istio", marks=pytest.mark.slow)])
+@pytest.mark.slow  # the router alone, in the default run: tests/cluster/test_router.py
+@pytest.mark.parametrize("router", ["gateway-api", "istio"])
 def test_route_changed_by_someone_else_stops_the_rollout_and_nothing_more_is_applied(
     router: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

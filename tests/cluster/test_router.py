@@ -103,3 +103,30 @@ def test_arms_resolve_from_live_objects_raw_serverless_and_missing(project: Path
     ):
         kube_arms.resolve(kubectl, serving="kserve", router="gateway-api", namespace="ml-staging", endpoint="fraud",
                           wanted=[kube_arms.Wanted("v3", "v3", "candidate")])  # fmt: skip
+
+
+def test_a_route_edited_by_someone_else_stops_the_router_and_nothing_more_is_applied(
+    project: Path, cluster: FakeCluster
+) -> None:
+    """The router alone (the full rollout on both routers: tests/cluster/test_failures.py, slow):
+    an HTTPRoute another manager edited refuses mlserve's apply; RouteConflict names the field
+    and the manager, the route keeps their change, and the arms that would shrink after the
+    route are not applied."""
+    from mlserve.targets.kube_conflict import RouteConflict
+
+    set_policy(project, "summarize", canary_size="weight", scale_primary=True)
+    router = GatewayApiRouter(load_project(project), "edge")
+    router.apply("summarize", Plan.split(Mode.CANARY, "llama-8b", "llama-8b-q", 25))
+    theirs = cluster.get("HTTPRoute", "summarize", "ml-edge")
+    assert theirs is not None
+    edited = [dict(r) for r in theirs["spec"]["rules"]]
+    edited[-1]["name"] = "hand-edited"
+    cluster.update("HTTPRoute", "summarize", "ml-edge", {"spec.rules": edited}, manager="kubectl-edit")
+    n = len(cluster.requests)
+    with pytest.raises(RouteConflict) as err:
+        router.apply("summarize", Plan.split(Mode.CANARY, "llama-8b", "llama-8b-q", 50))
+    text = " ".join(err.value.message.split())
+    assert ".spec.rules" in text and "kubectl-edit" in text and "applies nothing more" in text
+    after = _applied(cluster, n)
+    assert after[-1] == ("HTTPRoute", "summarize") and ("LLMInferenceService", "summarize-llama-8b") not in after
+    assert cluster.get("HTTPRoute", "summarize", "ml-edge")["spec"]["rules"] == edited  # type: ignore[index]
