@@ -119,9 +119,15 @@ DESCRIPTIONS: dict[str, str] = {
     "endpoints.NAME.rollout.step_min_duration": "canary: least time a step lasts before the weight moves on.",
     "endpoints.NAME.rollout.step_advance": "canary: `evidence` (a promote verdict per step) or `no_harm` "
     "(also after `step_min_duration` with `min_requests` and no harm shown).",
+    "endpoints.NAME.rollout.control": "canary: what the candidate is compared with. `replica`: a fresh instance "
+    "of the baseline version, started for the rollout with the candidate's resources and share of traffic "
+    "(costs one more model server locally, one more InferenceService or Seldon predictor on a cluster, while the "
+    "rollout runs; steps above 50% other than 100 are refused). `primary`: the baseline serving the rest of the "
+    "traffic (no extra cost; a differently loaded comparison, see docs/rollouts.md).",
     "endpoints.NAME.rollout.test_unit": "What the sequential tests count as one piece of evidence: `request` "
     "(every request independent) or `interval` (one bet per look; valid when nearby requests are slow or fail "
-    "together, see docs/statistics.md).",
+    "together, see docs/statistics.md). Unset: `interval` where the candidate is compared with a concurrent "
+    "control (`control = \"replica\"`), `request` elsewhere.",
     "endpoints.NAME.rollout.metrics": "The metrics that gate the rollout (`[[endpoints.NAME.rollout.metrics]]`).",
     "endpoints.NAME.rollout.metrics[].name": "Metric name, unique within the policy.",
     "endpoints.NAME.rollout.metrics[].kind": "`error_rate`, `latency` (a quantile) or a custom `ratio`.",

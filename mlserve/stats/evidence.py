@@ -379,9 +379,18 @@ UNITS: dict[str, Callable[[AnalysisSpec], Evidence]] = {
 }
 
 
-def evidence_for(spec: AnalysisSpec) -> Evidence:
-    """The spec's test unit, ready for the kinds."""
-    build = UNITS.get(spec.test_unit)
+def unit_name(spec: AnalysisSpec, controlled: bool) -> str:
+    """The spec's test unit; unset, ``interval`` where the comparison arm is a concurrent control
+    (its exchangeability is what the interval test needs) and ``request`` elsewhere."""
+    if spec.test_unit is not None:
+        return spec.test_unit
+    return PerInterval.name if controlled else PerRequest.name
+
+
+def evidence_for(spec: AnalysisSpec, controlled: bool = False) -> Evidence:
+    """The spec's test unit, ready for the kinds (``controlled``: the snapshot has a control arm)."""
+    name = unit_name(spec, controlled)
+    build = UNITS.get(name)
     if build is None:
-        raise UsageError(f"test_unit {spec.test_unit!r} is not known (known: {', '.join(sorted(UNITS))})")
+        raise UsageError(f"test_unit {name!r} is not known (known: {', '.join(sorted(UNITS))})")
     return build(spec)
