@@ -490,6 +490,8 @@ class RolloutPolicy(Strict):
         if dupes:
             idx = [i for i, n in enumerate(names) if n == dupes[0]][1]
             raise KeyProblem(("metrics", idx, "name"), f"metric names must be unique ({dupes[0]!r} is repeated)")
+        if self.interval <= 0:
+            raise KeyProblem("interval", "must be longer than 0 s (the time between two looks)")
         if self.max_duration < self.interval:
             raise KeyProblem("max_duration", "is shorter than one interval")
         if self.control == "replica" and self.strategy in ("canary", "shadow+canary"):

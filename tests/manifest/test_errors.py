@@ -102,6 +102,13 @@ CASES = [
         id="bad-duration",
     ),
     pytest.param(
+        edit('interval = "30s"', 'interval = "0s"'),
+        "endpoints.fraud.rollout.interval",
+        "longer than 0 s",
+        "interval =",
+        id="zero-interval",
+    ),
+    pytest.param(
         edit('interval = "30s"', 'interval = "30s"\nmax_duration = "10s"'),
         "endpoints.fraud.rollout.max_duration",
         "shorter than one interval",

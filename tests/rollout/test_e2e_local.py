@@ -25,6 +25,7 @@ from mlserve.local.gateway_config import Fault
 from mlserve.project import load_project
 from mlserve.rollout.record import Run
 from mlserve.rollout.store import RunDir
+from mlserve.scaffold import HOLDOUT_FILE
 from mlserve.targets.local import LocalTarget
 from tests.conftest import run_cli
 from tests.support.deploy import deployed_project
@@ -154,12 +155,28 @@ def test_misrouted_split_is_halted_for_sample_ratio_mismatch(clean: Path) -> Non
     assert dict(traffic.weights) == {"v1": 100, "v2": 0}
 
 
+def _holdout_requests(root: Path, rows: int) -> list[str]:
+    """V2 requests built from the first rows of init's labelled holdout."""
+    lines = (root / HOLDOUT_FILE).read_text().splitlines()[1 : rows + 1]
+    out = []
+    for line in lines:
+        feats = [float(v) for v in line.split(",")[1:-1]]
+        inputs = [{"name": "input-0", "shape": [1, len(feats)], "datatype": "FP32", "data": feats}]
+        out.append(json.dumps({"inputs": inputs}))
+    return out
+
+
 def _disagreeing(root: Path) -> list[str]:
-    """Payloads on which v1 and v2 (trained on different data) answer differently."""
+    """Payloads on which v1 and v2 (trained on different data) answer differently.
+
+    The two agree on about 99% of rows, so the 64 sample payloads alone may hold none;
+    the holdout's first 600 rows are searched too.
+    """
     url = LocalTarget(load_project(root), "local").gateway_url()
     out = []
+    bodies = (root / "payloads/fraud.jsonl").read_text().splitlines() + _holdout_requests(root, 600)
     with httpx.Client(timeout=10, trust_env=False) as client:
-        for body in (root / "payloads/fraud.jsonl").read_text().splitlines():
+        for body in bodies:
             answers = [
                 client.post(f"{url}/v2/models/fraud/versions/{v}/infer", content=body,
                             headers={"content-type": "application/json"}).json()["outputs"]
