@@ -469,7 +469,8 @@ def _run(data: Mapping[str, Any], step_of: Any) -> Run:
         baseline=base,
         candidate=cand,
         strategy=str(data["strategy"]),
-        policy=RolloutPolicy.model_validate(data["policy"]),
+        # a record written before the control key compared the candidate with the primary
+        policy=RolloutPolicy.model_validate({"control": "primary", **dict(data["policy"])}),
         interval=float(data["interval"]),
         max_duration=float(data["max_duration"]),
         started_at=float(data["started_at"]),
