@@ -317,12 +317,12 @@ def _reached(result: RolloutResult, goal: Status) -> RolloutResult:
     return replace(result, exit_code=ExitStatus.OK if ok else ExitStatus.INCONCLUSIVE)
 
 
-def pause(project: Project, endpoint: str) -> RolloutResult:
-    return _control(project, endpoint, "pause")
+def pause(project: Project, endpoint: str, *, opener: Opener = _open_env) -> RolloutResult:
+    return _control(project, endpoint, "pause", opener=opener)
 
 
-def abort(project: Project, endpoint: str) -> RolloutResult:
-    return _control(project, endpoint, "abort")
+def abort(project: Project, endpoint: str, *, opener: Opener = _open_env) -> RolloutResult:
+    return _control(project, endpoint, "abort", opener=opener)
 
 
 def promote(project: Project, endpoint: str, *, force: bool = False, opener: Opener = _open_env) -> RolloutResult:

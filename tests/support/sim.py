@@ -61,12 +61,16 @@ class FakeRouter:
         if self.fail_start:
             self.fail_start -= 1
             raise RuntimeError("simulated crash while starting the control")
+        if self.running.get(name) == version:  # like the real routers: a running arm is adopted
+            self.arm_calls.append(("adopt", endpoint, name, version))
+            return
         self.arm_calls.append(("start", endpoint, name, version))
         self.running[name] = version
 
     def stop_arm(self, endpoint: str, name: str) -> None:
-        self.arm_calls.append(("stop", endpoint, name))
-        self.running.pop(name, None)
+        if name in self.running:  # idempotent: an arm that does not run is done
+            self.arm_calls.append(("stop", endpoint, name))
+            self.running.pop(name, None)
 
     def arms(self, endpoint: str) -> tuple[str, ...]:
         return tuple(self.running)
