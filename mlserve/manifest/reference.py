@@ -127,7 +127,7 @@ DESCRIPTIONS: dict[str, str] = {
     "endpoints.NAME.rollout.test_unit": "What the sequential tests count as one piece of evidence: `request` "
     "(every request independent) or `interval` (one bet per look; valid when nearby requests are slow or fail "
     "together, see docs/statistics.md). Unset: `interval` where the candidate is compared with a concurrent "
-    "control (`control = \"replica\"`), `request` elsewhere.",
+    'control (`control = "replica"`), `request` elsewhere.',
     "endpoints.NAME.rollout.metrics": "The metrics that gate the rollout (`[[endpoints.NAME.rollout.metrics]]`).",
     "endpoints.NAME.rollout.metrics[].name": "Metric name, unique within the policy.",
     "endpoints.NAME.rollout.metrics[].kind": "`error_rate`, `latency` (a quantile) or a custom `ratio`.",

@@ -18,6 +18,7 @@ three arms each exports a few thousand bucket series.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -47,7 +48,7 @@ def widest_ratio(bounds: tuple[float, ...], low: float = 0.001, high: float = 10
     inside = [b for b in bounds if low <= b <= high and math.isfinite(b)]
     if len(inside) < 2:
         return math.inf
-    return max(b / a for a, b in zip(inside, inside[1:], strict=False))
+    return max(b / a for a, b in itertools.pairwise(inside))
 
 
 def istio_annotation(bounds: tuple[float, ...] = LATENCY_BUCKETS) -> str:

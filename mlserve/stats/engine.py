@@ -590,9 +590,7 @@ def _reason(
     if verdict is Verdict.HALT:
         arm, share, expected = cand, srm.candidate_share, srm.expected_share
         if srm.arms:  # the arm furthest from its weight
-            arm, (share, expected) = max(
-                srm.arms.items(), key=lambda kv: abs((kv[1][0] or 0.0) - (kv[1][1] or 0.0))
-            )
+            arm, (share, expected) = max(srm.arms.items(), key=lambda kv: abs((kv[1][0] or 0.0) - (kv[1][1] or 0.0)))
         got = fmt.percent(share) if share is not None else "none"
         want = fmt.percent(expected) if expected is not None else "?"
         return (

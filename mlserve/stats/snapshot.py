@@ -307,7 +307,9 @@ def _parse(data: Any, source: str) -> Snapshot:
     if data.get("control") is not None:
         control = _str(data["control"], "control")
         if control in (baseline, candidate):
-            raise _Bad("control", f"must name a third arm, not the {'baseline' if control == baseline else 'candidate'}")
+            raise _Bad(
+                "control", f"must name a third arm, not the {'baseline' if control == baseline else 'candidate'}"
+            )
     strategy = _str(data.get("strategy", "canary"), "strategy")
     if strategy not in _STRATEGIES:
         raise _Bad("strategy", f"must be one of {', '.join(_STRATEGIES)} (got {_short(strategy)})")

@@ -61,10 +61,7 @@ def srm_p_values_arms(counts: Array, weights: Array) -> Array:
     arms = n.shape[0]
     if arms < 2:
         return np.ones(n.shape[1] if n.ndim == 2 else 0)
-    ps = [
-        srm_p_values(n[i + 1 :].sum(axis=0), n[i], w[i + 1 :].sum(axis=0), w[i])
-        for i in range(arms - 1)
-    ]
+    ps = [srm_p_values(n[i + 1 :].sum(axis=0), n[i], w[i + 1 :].sum(axis=0), w[i]) for i in range(arms - 1)]
     out: Array = np.minimum(1.0, (arms - 1) * np.min(np.vstack(ps), axis=0))
     return out
 

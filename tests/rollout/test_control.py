@@ -68,6 +68,10 @@ def test_promotion_compares_with_the_control_and_stops_it(project: Path) -> None
     roles = {a["name"]: a["role"] for a in decision["arms"]}
     assert roles == {"v1": "primary", "control": "control", "v2": "candidate"}
     assert "control (a fresh v1)" in res.record.outcome.reason  # type: ignore[union-attr]
+    report = (Path(res.run_dir) / "report.md").read_text()
+    assert "compared with the control arm 'control' (a fresh instance of v1" in report
+    assert "## Arms" in report and "| v1 | primary | v1 |" in report
+    assert json.loads((Path(res.run_dir) / "report.json").read_text())["summary"]["control"] == "control"
     snap = json.loads((Path(res.run_dir) / "snapshots" / "step-01.json").read_text())
     assert snap["control"] == "control" and set(snap["looks"][0]["variants"]) == {"v1", "control", "v2"}
 

@@ -42,7 +42,10 @@ def test_step_plans_per_strategy() -> None:
     pol = RolloutPolicy(steps=[10, 50, 100], shadow_percent=20)
     canary = step_plans("canary", pol, "v1", "v2")
     # the default control: a fresh v1 with the candidate's share, the primary the rest
-    assert [p.traffic.weights for p in canary] == [{"v1": 80, "control": 10, "v2": 10}, {"v1": 0, "control": 50, "v2": 50}]
+    assert [p.traffic.weights for p in canary] == [
+        {"v1": 80, "control": 10, "v2": 10},
+        {"v1": 0, "control": 50, "v2": 50},
+    ]
     assert [p.traffic.control for p in canary] == ["control", "control"]
     assert canary[0].traffic.arms["control"].version == "v1"
     primary = step_plans("canary", pol.model_copy(update={"control": "primary"}), "v1", "v2")
