@@ -62,7 +62,6 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     ProcessCollector,
     disable_created_metrics,
     generate_latest,
@@ -92,10 +91,10 @@ from mlserve.local.gateway_config import (
 from mlserve.local.http_timeouts import HEADER_TIMEOUT, header_timeout_protocol
 from mlserve.local.routing import RouteTable, outputs_agree, sticky_bucket
 from mlserve.local.upstream import Upstream, UpstreamDown, UpstreamTimeout, make_upstream
+from mlserve.metrics.buckets import FineHistogram
 
 log = logging.getLogger("mlserve.gateway")
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ADMIN_MAX_BODY = 64 * 1024
 VARIANT_HEADER = "x-mlserve-variant"
 VARIANT_HEADER_B = VARIANT_HEADER.encode("ascii")
@@ -170,13 +169,13 @@ class Metrics:
             ["endpoint", "variant", "code"],
             registry=self.registry,
         )
-        self.duration = Histogram(
+        # fine buckets (3% apart, mlserve.metrics.buckets) so that a p99 within 10% can be compared
+        self.duration = FineHistogram(
             "mlserve_request_duration_seconds",
             "Inference latency at the gateway per endpoint and variant (injected latency included)",
-            ["endpoint", "variant"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            ("endpoint", "variant"),
         )
+        self.registry.register(self.duration)
         self.shadow_requests = Counter(
             "mlserve_shadow_requests_total",
             "Mirrored requests per endpoint, shadow variant and status code",
@@ -189,13 +188,12 @@ class Metrics:
             ["endpoint", "variant", "agree"],
             registry=self.registry,
         )
-        self.shadow_duration = Histogram(
+        self.shadow_duration = FineHistogram(
             "mlserve_shadow_duration_seconds",
             "Latency of mirrored requests at the shadow variant (injected latency included)",
-            ["endpoint", "variant"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            ("endpoint", "variant"),
         )
+        self.registry.register(self.shadow_duration)
         self.feedback = Counter(
             "mlserve_feedback_total",
             "A/B feedback (business outcomes) per endpoint, variant and outcome",
@@ -223,11 +221,7 @@ class Metrics:
             child = self._children[key] = self.requests.labels(endpoint, variant, code)
         child.inc()
         if seconds is not None:
-            hkey = ("h", endpoint, variant)
-            hist = self._children.get(hkey)
-            if hist is None:
-                hist = self._children[hkey] = self.duration.labels(endpoint, variant)
-            hist.observe(seconds)
+            self.duration.observe((endpoint, variant), seconds)
 
     def init_series(self, endpoint: str, variants: list[str]) -> None:
         """Zero-valued series exist from the start, so PromQL sees a variant before its first request."""
@@ -495,7 +489,7 @@ class Gateway:
         result = await self.attempt(self.shadow_client, table, target, body)
         self.metrics.shadow_requests.labels(endpoint, target, result.code).inc()
         if result.status:  # the shadow's latency gates a shadow rollout like the routed one's
-            self.metrics.shadow_duration.labels(endpoint, target).observe(time.perf_counter() - t0)
+            self.metrics.shadow_duration.observe((endpoint, target), time.perf_counter() - t0)
         try:
             routed = await primary
         except (asyncio.CancelledError, Exception):

@@ -18,9 +18,11 @@ three arms each exports a few thousand bucket series.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import math
+from typing import Any
 
 RATIO = 1.03
 LOW = 0.0005  # seconds
@@ -56,3 +58,48 @@ def istio_annotation(bounds: tuple[float, ...] = LATENCY_BUCKETS) -> str:
     every ``istiocustom`` histogram (Istio matches the prefix)."""
     ms = [float(f"{b * 1000:.4g}") for b in bounds]
     return json.dumps({"istiocustom": ms}, separators=(",", ":"))
+
+
+class FineHistogram:
+    """A labelled latency histogram over many bounds whose ``observe`` is one bisect (the
+    client library's ``Histogram`` scans its bounds linearly: 370 comparisons per request at
+    these bounds). Registered as a collector, it exports the classic ``_bucket`` / ``_sum`` /
+    ``_count`` series of a Prometheus histogram, cumulative at scrape time."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: tuple[str, ...], bounds: tuple[float, ...] = LATENCY_BUCKETS
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self.bounds = tuple(float(b) for b in bounds)
+        self._le = [*(repr(b) for b in self.bounds), "+Inf"]
+        self._series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+
+    def labels(self, *values: str) -> tuple[list[int], list[float]]:
+        """The (counts per bucket, [sum]) of one label set, created at zero."""
+        found = self._series.get(values)
+        if found is None:
+            found = self._series[values] = ([0] * (len(self.bounds) + 1), [0.0])
+        return found
+
+    def observe(self, values: tuple[str, ...], seconds: float) -> None:
+        counts, total = self.labels(*values)
+        counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        total[0] += seconds
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Any]:
+        from prometheus_client.core import HistogramMetricFamily
+
+        family = HistogramMetricFamily(self.name, self.documentation, labels=list(self.labelnames))
+        for values, (counts, total) in list(self._series.items()):
+            snap = list(counts)  # one copy: the buckets of a scrape are consistent
+            cum, acc = [], 0
+            for le, n in zip(self._le, snap, strict=True):
+                acc += n
+                cum.append((le, acc))
+            family.add_metric(list(values), cum, total[0])
+        return [family]
