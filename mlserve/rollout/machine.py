@@ -41,7 +41,7 @@ from typing import Any
 
 from mlserve.errors import StateError, UsageError
 from mlserve.manifest.analysis import analysis_spec
-from mlserve.metrics import Collected, LookRequest, MetricsUnavailable
+from mlserve.metrics import Collected, LookRequest, MetricsUnavailable, StaleAnchor
 from mlserve.rollout.record import (
     ENDS,
     Action,
@@ -261,6 +261,13 @@ class Machine:
         now = self.ports.clock()
         try:
             seen = self.observe(step, now)
+        except StaleAnchor as exc:
+            if exc.fresh_at is not None and not step.looks:  # count from the first scrape after the change
+                step = replace(step, anchor=exc.fresh_at)
+                self.record = self.record.with_step(step)
+                self.event("re_anchored", step=step.index, anchor=utc(exc.fresh_at))
+            self.hold(step, now, exc.message)
+            return
         except MetricsUnavailable as exc:
             self.hold(step, now, exc.message)
             return
@@ -292,6 +299,7 @@ class Machine:
             at=now,
             custom={} if shadow else _custom_queries(record),
             shadow=shadow,
+            changed_at=step.started_at,
         )
         previous = step.looks[-1].look.to_dict() if step.looks else None
         return self.ports.metrics.look(request, previous)
