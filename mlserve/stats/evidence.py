@@ -299,7 +299,10 @@ def interval_latency_track(
         found = bt.invert(grid - 1.0, fail[:, -1], ok[:, -1], alpha)
         thr = float(tail.threshold[pos])
         res = lat.resolution(le, thr)
-        note = f"p{q_res * 100:.4g} compared (the control's bound nearest p{q * 100:g} before this look is {b:g}s)"
+        note = (
+            f"p{q_res * 100:.4g} compared (the control's p{q * 100:g} before this look, {b:.4g}s, interpolated in a "
+            f"bucket {fmt_width(le, b)} wide)"
+        )
         if math.isfinite(res) and margin.relative and res > 1 + margin.value + 1e-9:
             note += f"; buckets near {thr:g}s are {res:.2g}x wide, coarser than the {margin} margin"
         return b, _nan_none(c_q), est, found, "s", f"{note}; {INTERVAL_NOTE}"
@@ -308,6 +311,12 @@ def interval_latency_track(
 
 
 INTERVAL_NOTE = "interval test: one bet per look"
+
+
+def fmt_width(le: Array, value: float) -> str:
+    """The relative width of the bucket holding ``value``: the resolution of a quantile read there."""
+    res = lat.resolution(le, value)
+    return "unbounded" if not math.isfinite(res) else f"{(res - 1) * 100:.2g}%"
 
 
 # ---------------------------------------------------------------------------
