@@ -353,6 +353,7 @@ def _plan(
         latency_shift=_percent(latency_shift, "--latency-shift"),
         latency_sigma=latency_sigma,
         power=power,
+        control=policy.control == "replica" and policy.strategy in ("canary", "shadow+canary"),
     )
     import dataclasses
 
