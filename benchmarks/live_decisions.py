@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             set_policy(project, mode, steps, args.interval, args.max_duration)
             saved = (project / "mlserve.toml").read_text()
             for scenario, count in plan:
-                for i in range(count):
+                for _ in range(count):
                     r = one_canary(project, CANDIDATES[scenario], args.users, saved)
                     r.update(scenario=scenario, control=mode)
                     rows.append(r)

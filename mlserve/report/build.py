@@ -243,6 +243,9 @@ def markdown(d: ReportData) -> str:
             f"({'ok' if srm.get('ok') else 'MISMATCH'})" + (f"; every arm: {every}" if every else "")
         )
     parts += ["", "## Metrics (latest analysis)", "", _md_table(METRIC_HEAD, [_metric_row(m) for m in d.metrics])]
+    notes = [f"- {m.name}: {m.note}" for m in d.metrics if getattr(m, "note", "")]
+    if notes:  # the quantile compared and its resolution, warnings about coarse buckets
+        parts += ["", *notes]
     if s.arms:
         parts += ["", "## Arms (latest analysis; the primary is watched, not compared)", ""]
         parts.append(_md_table(ARMS_HEAD, [_arm_row(a) for a in s.arms]))
@@ -359,6 +362,8 @@ def html_page(d: ReportData) -> str:
             "<h2>Load test</h2><table><tr><th>variant</th><th>requests</th><th>failures</th><th>p50 ms</th>"
             f"<th>p95 ms</th><th>p99 ms</th></tr>{cells}</table>"
         )
+    notes = "".join(f"<li>{esc(m.name)}: {esc(m.note)}</li>" for m in d.metrics if getattr(m, "note", ""))
+    notes = f"<ul>{notes}</ul>" if notes else ""
     arms = ""
     if s.arms:
         arm_head = "".join(f"<th>{esc(h)}</th>" for h in ARMS_HEAD)
@@ -377,6 +382,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #d0d7de;pa
 {s.held_looks} held; alpha {esc(str(s.alpha))}</p>
 <p>{esc(compared_line(s))}{esc("; test unit: " + s.test_unit if s.test_unit else "")}</p>
 <h2>Metrics</h2><table><tr>{head}</tr>{rows}</table>
+{notes}
 {arms}
 <h2>Steps</h2><table><tr><th>step</th><th>phase</th><th>weights</th><th>looks</th><th>held</th><th>requests</th>
 <th>verdict</th></tr>{step_rows}</table>

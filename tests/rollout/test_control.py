@@ -71,6 +71,7 @@ def test_promotion_compares_with_the_control_and_stops_it(project: Path) -> None
     report = (Path(res.run_dir) / "report.md").read_text()
     assert "compared with the control arm 'control' (a fresh instance of v1" in report
     assert "## Arms" in report and "| v1 | primary | v1 |" in report
+    assert "- latency_p95: p" in report and " compared (" in report  # the quantile compared, stated
     assert json.loads((Path(res.run_dir) / "report.json").read_text())["summary"]["control"] == "control"
     snap = json.loads((Path(res.run_dir) / "snapshots" / "step-01.json").read_text())
     assert snap["control"] == "control" and set(snap["looks"][0]["variants"]) == {"v1", "control", "v2"}
