@@ -84,3 +84,6 @@ _.last_applied  # mlserve/targets/kubernetes.py KubernetesRouter
 # target factories, named by string in mlserve.targets.FACTORIES (imported on first use)
 open_local  # mlserve/targets/local.py
 open_kubernetes  # mlserve/targets/kubernetes.py
+
+# prometheus-client collectors: the registry calls collect() and describe()
+_.collect  # mlserve/metrics/buckets.py FineHistogram

@@ -110,10 +110,12 @@ def alone(project: Path, version: str, seconds: float = 8.0) -> dict[str, float]
     """p50/p99 (ms) of ``version`` alone: sequential requests direct to its model server."""
     import httpx
 
-    state = json.loads((project / ".mlserve" / "local" / "desired.json").read_text())
-    proc = next(p for p in state["processes"] if p.get("endpoint") == "fraud" and p.get("version") == version)
-    payload = json.loads(sorted((project / "payloads").glob("fraud*.json"))[0].read_text())
-    url = f"http://127.0.0.1:{proc['port']}/v2/models/fraud-{version}/infer"
+    gateway = json.loads((project / ".mlserve" / "local" / "gateway.json").read_text())
+    base = gateway["endpoints"]["fraud"]["versions"][version]
+    payload = json.loads((project / "payloads" / "fraud.jsonl").read_text().splitlines()[0])
+    with httpx.Client(timeout=5.0) as c:  # the model's name on its server, from MLServer's repository index
+        name = next(m["name"] for m in c.post(f"{base}/v2/repository/index", json={}).json() if m.get("name"))
+    url = f"{base}/v2/models/{name}/infer"
     took: list[float] = []
     with httpx.Client(timeout=5.0) as c:
         end = time.monotonic() + seconds

@@ -5,9 +5,9 @@ and most runtimes' defaults): the compared value would be wherever a bucket boun
 to fall. mlserve's own buckets are exponential, :data:`RATIO` apart (3%) from
 :data:`LOW` (0.5 ms) to :data:`HIGH` (30 s): 373 bounds. Interpolating inside one such
 bucket puts the compared quantile within about 1.5% of the true one, a fraction of a 10%
-margin. The local gateway exports them; on Kubernetes the same bounds (in milliseconds) go
-into each model pod's ``sidecar.istio.io/statsHistogramBuckets`` annotation for Istio's
-``istio_request_duration_milliseconds``.
+margin. The local gateway exports them. (On Kubernetes the same bounds, in milliseconds,
+would go into each model pod's ``sidecar.istio.io/statsHistogramBuckets`` annotation for
+Istio's ``istio_request_duration_milliseconds``; not rendered yet.)
 
 Prometheus' native histograms would do this without fixed bounds, but the Prometheus of
 this project (Debian's 2.42) has them only behind a feature flag and the Python client
@@ -19,8 +19,6 @@ three arms each exports a few thousand bucket series.
 from __future__ import annotations
 
 import bisect
-import itertools
-import json
 import math
 from typing import Any
 
@@ -42,22 +40,6 @@ def latency_buckets(ratio: float = RATIO, low: float = LOW, high: float = HIGH) 
 
 
 LATENCY_BUCKETS = latency_buckets()
-
-
-def widest_ratio(bounds: tuple[float, ...], low: float = 0.001, high: float = 10.0) -> float:
-    """The largest ratio between neighbouring bounds in ``[low, high]`` seconds: how coarse
-    the buckets are where latencies of a model server usually fall."""
-    inside = [b for b in bounds if low <= b <= high and math.isfinite(b)]
-    if len(inside) < 2:
-        return math.inf
-    return max(b / a for a, b in itertools.pairwise(inside))
-
-
-def istio_annotation(bounds: tuple[float, ...] = LATENCY_BUCKETS) -> str:
-    """The value of ``sidecar.istio.io/statsHistogramBuckets``: the bounds in milliseconds for
-    every ``istiocustom`` histogram (Istio matches the prefix)."""
-    ms = [float(f"{b * 1000:.4g}") for b in bounds]
-    return json.dumps({"istiocustom": ms}, separators=(",", ":"))
 
 
 class FineHistogram:
