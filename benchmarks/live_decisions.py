@@ -138,13 +138,13 @@ def one_canary(project: Path, candidate: str, users: int, saved: str) -> dict[st
         doc = json.loads(out.stdout)
     except ValueError:
         doc = {}
-    data = doc.get("data", doc)
+    data = doc.get("result", doc)  # the CLI's versioned JSON envelope
     status = str(data.get("status", f"exit {out.returncode}"))
     decision = data.get("decision") or {}
     p99 = next((m for m in decision.get("metrics", []) if m.get("name") == "latency_p99"), {})
-    run_dir = Path(str(data.get("run_dir", "")))
+    run_dir = Path(str(data.get("run_dir") or "/nonexistent"))
     looks = 0
-    if run_dir.is_dir():
+    if (run_dir / "state.json").is_file():
         state = json.loads((run_dir / "state.json").read_text())
         looks = sum(len(st.get("looks", [])) for st in state.get("steps", []))
     (project / "mlserve.toml").write_text(saved)  # a promotion edited the baseline: put v1 back

@@ -689,10 +689,16 @@ class KubernetesRouter:
 
     def stop_arm(self, endpoint: str, name: str) -> None:
         """The control's objects leave the rendered stack with the plan that no longer routes to
-        it; apply that plan again if it still names the arm."""
+        it (applied again here if the last plan still names the arm). A Seldon predictor goes
+        with its SeldonDeployment's new predictor list; KServe's separate InferenceService is
+        deleted by name, since server-side apply does not prune."""
         plan = self.current(endpoint)
         if plan is not None and name in plan.arms:
             self.apply(endpoint, plan.without_control())
+        env = self.project.manifest.environments[self.env_name]
+        if env.serving == "kserve" and env.namespace:
+            target = KubernetesTarget(self.project, self.env_name, work_root=self.render_root)
+            target._kubectl().delete_object("inferenceservice", f"{endpoint}-{name}", namespace=env.namespace)
 
     def arms(self, endpoint: str) -> tuple[str, ...]:
         plan = self.current(endpoint)
