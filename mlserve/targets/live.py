@@ -53,7 +53,7 @@ class LiveTraffic:
 
     def describe(self) -> str:
         r, t = self.rollout, self.traffic
-        split = ", ".join(f"{v} {t.weight(v)}%" for v in t.versions)
+        split = ", ".join(f"{v} {t.weight(v)}%" for v in t.arms)
         mirror = f", mirror {t.shadow}% to {t.candidate}" if t.mode == "shadow" and t.shadow else ""
         step = f"step {r.step}/{r.steps}" if r.step else "before its first step"
         return (
