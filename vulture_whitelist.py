@@ -85,5 +85,17 @@ _.last_applied  # mlserve/targets/kubernetes.py KubernetesRouter
 open_local  # mlserve/targets/local.py
 open_kubernetes  # mlserve/targets/kubernetes.py
 
-# prometheus-client collectors: the registry calls collect() and describe()
-_.collect  # mlserve/metrics/buckets.py FineHistogram
+# rich reads a Table's caption when it renders it
+_.caption  # mlserve/cli/commands/monitor.py
+_.caption_justify
+
+# pydantic runs the validator it is given by decorator
+_._one_availability  # mlserve/manifest/models.py Slo
+
+# prometheus-client calls a registered collector's collect() on every scrape
+_.collect  # mlserve/monitoring/summaries.py DriftCollector, mlserve/metrics/buckets.py FineHistogram
+
+# promtool through the one wrapper for external programs; the checks of every rendered rule
+# (tests/monitoring/test_rules.py, test_dashboards_k8s.py) call them
+check_rules  # mlserve/tools/promtool.py
+run_rule_tests

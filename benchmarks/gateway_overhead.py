@@ -75,7 +75,14 @@ class Stack:
         ready = self.start([sys.executable, str(UPSTREAM), "--model", "fraud", "--value", str(value)])
         return f"http://127.0.0.1:{ready['port']}"
 
-    def gateway(self, name: str, versions: dict[str, str], traffic: dict[str, Any], client: str) -> tuple[str, str]:
+    def gateway(
+        self,
+        name: str,
+        versions: dict[str, str],
+        traffic: dict[str, Any],
+        client: str,
+        monitoring: dict[str, Any] | None = None,
+    ) -> tuple[str, str]:
         token = self.tmp / "admin-token"
         if not token.exists():
             create_token_file(token)
@@ -89,6 +96,8 @@ class Stack:
             "shadow_max_inflight": 1024,
             "endpoints": {"fraud": {"versions": versions, "baseline": "v1", "traffic": traffic}},
         }
+        if monitoring is not None:
+            cfg["endpoints"]["fraud"]["monitoring"] = monitoring
         path = self.tmp / f"{name}.json"
         path.write_text(json.dumps(cfg))
         ready = self.start([sys.executable, "-m", "mlserve.local.gateway", "--config", str(path)])
@@ -152,6 +161,49 @@ http {{
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+DRIFT = "mlserve gateway, drift summaries on"
+
+
+def drift_profile(tmp: Path) -> Path:
+    """A reference profile for the benchmark's 8-feature rows (deciles of normal draws), so the
+    drift row bins every input and output the way an opted-in endpoint does."""
+    import random
+
+    from mlserve.monitoring.profile import Profile, summarise
+
+    rng = random.Random(1)
+    feats = tuple(summarise(f"input-0[{j}]", [rng.gauss(0.5, 1.0) for _ in range(2000)]) for j in range(8))
+    pred = summarise("predict", [float(rng.random() < 0.1) for _ in range(2000)])
+    path = tmp / "profile.json"
+    path.write_text(json.dumps(Profile(feats, pred, 2000, "benchmark").to_dict()))
+    return path
+
+
+def summary_cost(profile: Path, n: int = 20000) -> tuple[float, float]:
+    """CPU time in this process (no network, no other process in the figure): microseconds per
+    answered request for the drift summaries (parse the rows, bin 8 features and the
+    prediction), and milliseconds per Prometheus scrape for the statistics of 3 versions."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from mlserve.monitoring.profile import load_profile
+    from mlserve.monitoring.summaries import DriftCollector, EndpointMonitor, MonitorConfig
+
+    mon = EndpointMonitor("fraud", ["v1", "v2", "v3"], "v1", MonitorConfig(profile=profile), load_profile(profile))
+    payload = json.loads(BODY)
+    answer = json.dumps({"outputs": [{"name": "predict", "shape": [1, 1], "data": [1.0]}]}).encode()
+    t0 = time.process_time()
+    for i in range(n):
+        mon.observe(("v1", "v2", "v3")[i % 3], payload, answer)
+    per_request = (time.process_time() - t0) / n * 1e6
+    reg = CollectorRegistry()
+    reg.register(DriftCollector({"fraud": mon}))
+    t0 = time.process_time()
+    for _ in range(50):
+        generate_latest(reg)
+    per_scrape = (time.process_time() - t0) / 50 * 1e3
+    return per_request, per_scrape
 
 
 # ---------------------------------------------------------------------------
@@ -281,10 +333,13 @@ def main() -> None:
         gw, _ = stack.gateway("gw", {"v1": v1, "v2": v2}, split, "raw")
         gw_aiohttp, _ = stack.gateway("gw-aiohttp", {"v1": v1, "v2": v2}, split, "aiohttp")
         gw_httpx, _ = stack.gateway("gw-httpx", {"v1": v1, "v2": v2}, split, "httpx")
+        gw_drift, _ = stack.gateway(
+            "gw-drift", {"v1": v1, "v2": v2}, split, "raw", monitoring={"profile": str(drift_profile(tmp))}
+        )
         shadow = {"mode": "split", "weights": {"v1": 100}, "shadow": {"version": "v2", "percent": 100}}
         gw_shadow, _ = stack.gateway("gw-shadow", {"v1": v1, "v2": v2}, shadow, "raw")
         ngx = stack.nginx(v1, v2)
-        targets = {"direct (upstream)": v1 + path, "mlserve gateway": gw + path}
+        targets = {"direct (upstream)": v1 + path, "mlserve gateway": gw + path, DRIFT: gw_drift + path}
         if ngx:
             targets["nginx split_clients"] = ngx + path
         targets["mlserve gateway, 100% shadow"] = gw_shadow + path
@@ -322,7 +377,15 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     load = (load_before, os.getloadavg()[0])
-    body = report(targets, throughput_targets, rates, latency, rounds_p99, throughput, args, ngx is not None, load)
+    tmp2 = Path(tempfile.mkdtemp(prefix="mlserve-gw-bench-"))
+    try:
+        cost = summary_cost(drift_profile(tmp2))
+    finally:
+        shutil.rmtree(tmp2, ignore_errors=True)
+    print(f"drift summaries: {cost[0]:.1f} us CPU per request, {cost[1]:.2f} ms CPU per scrape")
+    body = report(
+        targets, throughput_targets, rates, latency, rounds_p99, throughput, args, ngx is not None, load, cost
+    )
     print(body)
     if not args.no_write:
         write_section("gateway_overhead", "Gateway overhead (local target)", body)
@@ -338,6 +401,7 @@ def report(
     args: argparse.Namespace,
     with_nginx: bool,
     load: tuple[float, float],
+    cost: tuple[float, float],
 ) -> str:
     direct = "direct (upstream)"
     lines = [
@@ -346,7 +410,8 @@ def report(
         "requests leave on a fixed schedule and latency counts from the scheduled time. Targets alternate "
         f"in rounds ({args.rounds} x {args.seconds:g} s per target and rate, 1 s pause between targets). "
         "Gateway and nginx split 90/10 "
-        "across two identical upstreams; the shadow row routes 100% to v1 and mirrors every request to v2. "
+        "across two identical upstreams; the shadow row routes 100% to v1 and mirrors every request to v2; "
+        "the drift row is the same gateway with drift summaries on for the endpoint. "
         "Load generator: aiohttp on uvloop, in the same machine.",
         "",
         "| target | rate (req/s) | p50 (ms) | p99 (ms) | added p50 (ms) | added p99 (ms) | errors |",
@@ -364,6 +429,9 @@ def report(
             )
     gw300, base300 = latency[("mlserve gateway", 300)], latency[(direct, 300)]
     add50, add99 = gw300.q(0.5) - base300.q(0.5), gw300.q(0.99) - base300.q(0.99)
+    drift300 = latency[(DRIFT, 300)]
+    d50, d99 = drift300.q(0.5) - base300.q(0.5), drift300.q(0.99) - base300.q(0.99)
+    rps = {n: throughput[n].sent / throughput[n].seconds for n in (DRIFT, "mlserve gateway")}
     lines += [
         "",
         f"Targets at 300 req/s: added p50 <= 1 ms: **{'met' if add50 <= 1 else 'not met'}** ({add50:+.2f} ms); "
@@ -377,6 +445,16 @@ def report(
             if (name, 300) in rounds_p99
         )
         + ".",
+        "",
+        f"Drift summaries on (`[endpoints.NAME.monitoring]`: every forwarded row binned into 8 features, every "
+        f"prediction counted and binned, a 30-slot sliding window; statistics computed per scrape, not per "
+        f"request): added p50 {d50:+.2f} ms and p99 {d99:+.2f} ms at 300 req/s, against {add50:+.2f} / "
+        f"{add99:+.2f} ms with them off, in the same rounds; closed-loop throughput {rps[DRIFT]:.0f} vs "
+        f"{rps['mlserve gateway']:.0f} req/s ({rps[DRIFT] / rps['mlserve gateway']:.2f}x). "
+        f"The same work measured alone, as CPU time in one process (no network, no other process): "
+        f"**{cost[0]:.1f} us per answered request** (parse the rows, bin 8 features and the prediction), "
+        f"that is {cost[0] * 300 / 1e4:.2f}% of one core at 300 req/s, and **{cost[1]:.2f} ms per Prometheus "
+        f"scrape** for the statistics of 3 versions x 9 series.",
         "",
         f"Maximum throughput, closed loop with {args.concurrency} requests in flight "
         f"({args.rounds} x {args.throughput_seconds:g} s per target):",

@@ -21,12 +21,13 @@ def _finite(x: Any) -> bool:
 
 
 def value(x: Any, unit: str = "") -> str:
-    """A metric's value in its unit: seconds as milliseconds, error rates as percent."""
+    """A metric's value in its unit: seconds as milliseconds, error rates and shares of
+    positive predictions as percent."""
     if not _finite(x):
         return "-"
     if unit == "s":
         return f"{x * 1000:.3g}ms"
-    if unit == "errors/request":
+    if unit in ("errors/request", "positives/prediction"):
         return percent(x)
     return f"{x:.4g}"
 

@@ -94,6 +94,13 @@ FORBIDDEN = [
     ("mlserve.local", "mlserve.rollout"),
     ("mlserve.render", "mlserve.targets"),
     ("mlserve.manifest", "mlserve.render"),
+    # monitoring (profiles, drift summaries, rules, dashboards) is used by the local runtime,
+    # the renderer and the CLI, and uses none of them
+    ("mlserve.monitoring", "mlserve.local"),
+    ("mlserve.monitoring", "mlserve.targets"),
+    ("mlserve.monitoring", "mlserve.render"),
+    ("mlserve.monitoring", "mlserve.rollout"),
+    ("mlserve.stats", "mlserve.monitoring"),
 ]
 
 

@@ -12,6 +12,7 @@ from mlserve import format as fmt
 @pytest.mark.parametrize(
     ("x", "unit", "text"),
     [(0.0969, "s", "96.9ms"), (0.025, "s", "25ms"), (0.0435, "errors/request", "4.35%"), (0.9042, "", "0.9042"),
+     (0.2012, "positives/prediction", "20.1%"),
      (None, "s", "-"), (math.nan, "", "-"), (math.inf, "s", "-")],
 )  # fmt: skip
 def test_values(x: float | None, unit: str, text: str) -> None:

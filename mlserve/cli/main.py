@@ -44,6 +44,9 @@ COMMAND_MODULES = [
     "mlserve.cli.commands.rollout",
     "mlserve.cli.commands.promote",
     "mlserve.cli.commands.rollback",
+    "mlserve.cli.commands.profile",
+    "mlserve.cli.commands.monitor",
+    "mlserve.cli.commands.dashboard",
 ]
 
 app = typer.Typer(

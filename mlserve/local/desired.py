@@ -13,7 +13,8 @@ Document (``format`` = ``mlserve.local.desired/v1``, ``protocol`` 2)::
      "gateway_url": ..., "admin_url": ..., "prometheus_url": ...,
      "processes": [ProcessSpec, ...],          # model servers, the gateway, Prometheus
      "gateway": {mlserve.gateway/v1 config},  # every arm at the server deploy planned for it
-     "scrape": {"project": ..., "interval": 1.0, "config_file": ..., "targets": [...]}}
+     "scrape": {"project": ..., "interval": 1.0, "config_file": ..., "targets": [...],
+                "rule_files": {path: digest of its text}}}   # rule_files: only with SLOs or monitoring
 """
 
 from __future__ import annotations
@@ -50,13 +51,19 @@ def model_target(spec: ProcessSpec, runtime: str) -> ScrapeTarget | None:
 
 
 def refresh(doc: dict[str, Any]) -> dict[str, str]:
-    """Recompute the derived parts in place; returns the files to write (prometheus.yml)."""
+    """Recompute the derived parts in place; returns the files to write (prometheus.yml).
+
+    Prometheus' config fingerprint covers its rule files' texts too (their digests), so a
+    change of the alert rules alone reloads it in place."""
     scrape = doc.get("scrape") or {}
     targets = [ScrapeTarget.from_dict(t) for t in scrape.get("targets", [])]
-    text = render_config(str(scrape.get("project", "")), float(scrape.get("interval", 2.0)), targets)
+    rules = dict(scrape.get("rule_files") or {})
+    text = render_config(
+        str(scrape.get("project", "")), float(scrape.get("interval", 2.0)), targets, rule_files=sorted(rules)
+    )
     for proc in doc.get("processes", []):
         if proc.get("kind") == "prometheus":
-            proc["config_fingerprint"] = fingerprint(text)
+            proc["config_fingerprint"] = fingerprint(text, rules) if rules else fingerprint(text)
         elif proc.get("kind") == "gateway":  # the generation alone changes nothing the gateway does
             proc["config_fingerprint"] = fingerprint({**(doc.get("gateway") or {}), "generation": 0})
     return {str(scrape["config_file"]): text} if scrape.get("config_file") else {}

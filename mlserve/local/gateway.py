@@ -34,6 +34,8 @@ Metric semantics (names are a contract, DESIGN.md):
 - ``mlserve_feedback_total{endpoint,variant,outcome}`` and ``mlserve_feedback_reward_total``:
   A/B business outcomes posted to ``POST /v2/models/{ep}/feedback`` (see ``Gateway.feedback``).
 - ``mlserve_traffic_weight{endpoint,variant}``: the current routing weight (percent).
+- ``mlserve_drift_*`` and ``mlserve_predictions_total``: drift summaries of the endpoints whose
+  config has ``monitoring`` (see :mod:`mlserve.monitoring.summaries`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ from mlserve.local.http_timeouts import HEADER_TIMEOUT, header_timeout_protocol
 from mlserve.local.routing import RouteTable, outputs_agree, sticky_bucket
 from mlserve.local.upstream import Upstream, UpstreamDown, UpstreamTimeout, make_upstream
 from mlserve.metrics.buckets import FineHistogram
+from mlserve.metrics.queries import GATEWAY_LATENCY_BUCKETS
+from mlserve.monitoring.summaries import DriftCollector, ProfileError, build_monitors, rebuild_monitors
 
 log = logging.getLogger("mlserve.gateway")
 
@@ -174,6 +178,7 @@ class Metrics:
             "mlserve_request_duration_seconds",
             "Inference latency at the gateway per endpoint and variant (injected latency included)",
             ("endpoint", "variant"),
+            GATEWAY_LATENCY_BUCKETS,
         )
         self.registry.register(self.duration)
         self.shadow_requests = Counter(
@@ -192,6 +197,7 @@ class Metrics:
             "mlserve_shadow_duration_seconds",
             "Latency of mirrored requests at the shadow variant (injected latency included)",
             ("endpoint", "variant"),
+            GATEWAY_LATENCY_BUCKETS,
         )
         self.registry.register(self.shadow_duration)
         self.feedback = Counter(
@@ -260,6 +266,9 @@ class Gateway:
         self.draining = False  # set when this process hands its listeners over: answers close connections
         # id(table) -> [table, requests holding it]: what a removed upstream still owes (see inflight)
         self._holds: dict[int, list[Any]] = {}
+        self.drift = build_monitors(config.endpoints)  # endpoints that opt in to drift summaries
+        self._drift_export: DriftCollector | None = None
+        self._export_drift()
         restored = self._restore()
         for name, ep in config.endpoints.items():
             traffic = restored.get(name, ep.traffic)
@@ -390,6 +399,10 @@ class Gateway:
                 tables[name] = self._table(name, ep, traffic, faults, gen)
                 changes += _describe_change(name, old, tables[name])
             changes += [f"{name}: removed" for name in old_tables if name not in new.endpoints]
+            try:
+                drift = rebuild_monitors(self.drift, new.endpoints)
+            except ProfileError as exc:
+                raise GatewayConfigError(f"{exc}; nothing was changed") from None
             if {k: t.traffic for k, t in tables.items()} != {k: t.traffic for k, t in old_tables.items()}:
                 try:
                     await asyncio.to_thread(self._persist, tables)
@@ -399,6 +412,8 @@ class Gateway:
                     ) from None
             self.config = new
             self.tables = tables  # one reference swap: requests in flight keep their tables
+            self.drift = drift
+            self._export_drift()
             for client in (self.client, self.shadow_client):
                 if client is not None:
                     client.set_timeouts(new.upstream_timeout, new.connect_timeout)
@@ -413,6 +428,15 @@ class Gateway:
             self.reloads += 1
         log.info("config generation %d applied: %s", new.generation, "; ".join(changes) or "no route changes")
         return {"generation": new.generation, "changes": changes, "inflight": self.inflight(), "pid": os.getpid()}
+
+    def _export_drift(self) -> None:
+        """Drift summaries on /metrics once an endpoint opts in; the collector reads the current
+        monitors, which a reload swaps as one reference."""
+        if self._drift_export is None and self.drift:
+            self._drift_export = DriftCollector(self.drift)
+            self.metrics.registry.register(self._drift_export)
+        elif self._drift_export is not None:
+            self._drift_export.monitors = self.drift
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -587,6 +611,8 @@ class Gateway:
             raise
         if primary is not None and not primary.done():
             primary.set_result(result)
+        if result.status == 200 and endpoint in self.drift:
+            self.drift[endpoint].observe(result.variant, payload, result.content)
         if result.status == 0:
             tried = variant if pinned is not None else f"{variant} and a fallback"
             return _raw_error(503, f"no version of endpoint {endpoint!r} could answer ({tried} refused the connection)")
@@ -1076,7 +1102,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_gateway_config(args.config)
         token = read_token_file(config.admin_token_file)
         load_traffic_file(config.state_file)  # fail early on a corrupt state file
-    except GatewayConfigError as exc:
+        build_monitors(config.endpoints)  # and on a missing or invalid drift profile
+    except (GatewayConfigError, ProfileError) as exc:
         print(f"mlserve gateway: {exc}", file=sys.stderr)
         return 2
     try:

@@ -43,9 +43,12 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlserve import fsutil
+
+if TYPE_CHECKING:
+    from mlserve.monitoring.summaries import MonitorConfig
 
 CONFIG_FORMAT = "mlserve.gateway/v1"
 TRAFFIC_FORMAT = "mlserve.traffic/v1"
@@ -241,9 +244,10 @@ class EndpointConfig:
     sticky_header: str = "x-user-id"
     sticky_cookie: str | None = None
     faults: Mapping[str, Fault] = field(default_factory=dict)
+    monitoring: MonitorConfig | None = None  # drift summaries (mlserve.monitoring.summaries); None: off
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "versions": dict(self.versions),
             "baseline": self.baseline,
             "sticky_header": self.sticky_header,
@@ -251,11 +255,15 @@ class EndpointConfig:
             "traffic": self.traffic.to_dict(),
             "faults": {v: f.to_dict() for v, f in self.faults.items()},
         }
+        if self.monitoring is not None:
+            out["monitoring"] = self.monitoring.to_dict()
+        return out
 
     @classmethod
-    def from_dict(cls, data: Any, where: str) -> EndpointConfig:
+    def from_dict(cls, data: Any, where: str, base_dir: Path | None = None) -> EndpointConfig:
         data = _obj(data, where)
-        _only(data, {"versions", "baseline", "sticky_header", "sticky_cookie", "traffic", "faults"}, where)
+        keys = {"versions", "baseline", "sticky_header", "sticky_cookie", "traffic", "faults", "monitoring"}
+        _only(data, keys, where)
         raw_versions = _obj(data.get("versions"), f"{where}.versions")
         if not raw_versions:
             raise _fail(f"{where}.versions", "must name at least one version")
@@ -287,6 +295,14 @@ class EndpointConfig:
             if v not in versions:
                 raise _fail(f"{where}.faults.{v}", f"names no version (versions: {', '.join(versions)})")
             faults[v] = Fault.from_dict(f, f"{where}.faults.{v}")
+        monitoring = None
+        if data.get("monitoring") is not None:
+            from mlserve.monitoring.summaries import MonitorConfig, MonitorConfigError
+
+            try:
+                monitoring = MonitorConfig.from_dict(data["monitoring"], f"{where}.monitoring", base_dir)
+            except MonitorConfigError as exc:
+                raise GatewayConfigError(str(exc)) from None
         return cls(
             versions=versions,
             baseline=baseline,
@@ -294,6 +310,7 @@ class EndpointConfig:
             sticky_header=header.lower(),
             sticky_cookie=cookie,
             faults=faults,
+            monitoring=monitoring,
         )
 
 
@@ -391,7 +408,8 @@ class GatewayConfig:
         _only(tol, {"rtol", "atol"}, "shadow_tolerance")
         endpoints_raw = _obj(data["endpoints"], "endpoints")
         endpoints = {
-            _name(k, "endpoints"): EndpointConfig.from_dict(v, f"endpoints.{k}") for k, v in endpoints_raw.items()
+            _name(k, "endpoints"): EndpointConfig.from_dict(v, f"endpoints.{k}", base_dir)
+            for k, v in endpoints_raw.items()
         }
         return cls(
             port=port,

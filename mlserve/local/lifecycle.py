@@ -109,6 +109,7 @@ class StatusResult:
     rows: list[StatusRow]
     traffic: dict[str, dict[str, Any]]
     problems: list[str]
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # from Prometheus: firing, then pending
 
 
 @dataclass(frozen=True)
@@ -557,6 +558,7 @@ def status(project: Project, *, probe: bool = True) -> StatusResult:
             problems.append(f"gateway admin API: {exc}")
 
     targets: dict[tuple[str, str], str] = {}
+    alerts: list[dict[str, Any]] = []
     if desired and any(n == PROMETHEUS for n in alive):
         from mlserve.local.prometheus import query_targets
 
@@ -577,6 +579,12 @@ def status(project: Project, *, probe: bool = True) -> StatusResult:
                 targets[key] = str(t.get("health", "unknown"))
         except Exception as exc:
             problems.append(f"prometheus targets: {exc}")
+        from mlserve.monitoring.alerts import read_alerts
+
+        try:
+            alerts = read_alerts(str(desired["prometheus_url"]))
+        except Exception as exc:
+            problems.append(f"prometheus alerts: {exc}")
 
     rows = []
     for spec in specs:
@@ -621,6 +629,7 @@ def status(project: Project, *, probe: bool = True) -> StatusResult:
         rows=rows,
         traffic=traffic,
         problems=problems,
+        alerts=alerts,
     )
 
 

@@ -238,7 +238,11 @@ def build_plan(
     prom = _prometheus_process(project, env_name, paths, ports, models, gateway)
     processes = [*models.processes, gateway.process, prom.process]
     procs: list[dict[str, Any]] = [dict(p.__dict__) for p in processes]
-    files = {**models.files, **refresh({"processes": procs, "gateway": gateway.config, "scrape": prom.config})}
+    files = {
+        **models.files,
+        **prom.files,
+        **refresh({"processes": procs, "gateway": gateway.config, "scrape": prom.config}),
+    }
     fps = {p["name"]: p["config_fingerprint"] for p in procs}  # prometheus.yml and gateway config
     return Plan(
         env_name=env_name,
@@ -314,6 +318,7 @@ def _gateway_process(
     """Initial traffic is 100% to each baseline, mode split. A running gateway keeps its live
     weights across reloads and restarts (the traffic state file)."""
     from mlserve.local.gateway_config import EndpointConfig, Fault, GatewayConfig, TrafficState
+    from mlserve.monitoring.local import gateway_monitoring
 
     env = project.manifest.environments[env_name]
     gw_port = ports.take(GATEWAY, "http", env.gateway_port, f"environments.{env_name}.gateway_port")
@@ -328,6 +333,7 @@ def _gateway_process(
             sticky_header=ep.rollout.sticky_header,
             sticky_cookie=ep.rollout.sticky_cookie,
             faults=faults,
+            monitoring=gateway_monitoring(project.root, ep_name, ep),
         )
     gw_config = GatewayConfig(
         port=gw_port,
@@ -372,6 +378,8 @@ def _gateway_process(
 def _prometheus_process(
     project: Project, env_name: str, paths: LocalPaths, ports: _Ports, models: _Part, gateway: _Part
 ) -> _Part:
+    from mlserve.monitoring.local import RULES_FILE, local_rules
+
     env = project.manifest.environments[env_name]
     gw_port = gateway.process.port
     scrape = [
@@ -379,6 +387,8 @@ def _prometheus_process(
         *models.scrape,
     ]
     prom_port = ports.take(PROMETHEUS, "http", env.prometheus_port, f"environments.{env_name}.prometheus_port")
+    rules_text = local_rules(project.manifest, env_name)  # SLO burn-rate and drift alerts
+    rules_path = paths.local_dir / RULES_FILE
     prom_argv = prometheus_argv(
         prometheus_binary(), config=str(paths.prometheus_config), data_dir=str(paths.prometheus_data), port=prom_port
     )
@@ -402,10 +412,26 @@ def _prometheus_process(
         "config_file": str(paths.prometheus_config),
         "targets": [t.to_dict() for t in scrape],
     }
-    return _Part([process], config=scrape_doc)
+    files: dict[str, str] = {}
+    if rules_text is not None:
+        # a new rules text reloads Prometheus in place, like a new scrape config (desired.refresh)
+        files[str(rules_path)] = rules_text
+        scrape_doc["rule_files"] = {str(rules_path): fingerprint(rules_text)}
+    return _Part([process], files, config=scrape_doc)
 
 
-GATEWAY_CODE = ("gateway.py", "gateway_config.py", "routing.py", "upstream.py", "http_timeouts.py")
+# the gateway's code, relative to the mlserve package (its drift summaries included)
+GATEWAY_CODE = (
+    "local/gateway.py",
+    "local/gateway_config.py",
+    "local/routing.py",
+    "local/upstream.py",
+    "local/http_timeouts.py",
+    "monitoring/summaries.py",
+    "monitoring/profile.py",
+    "stats/drift.py",
+    "metrics/queries.py",
+)
 
 
 def _gateway_code_stamp() -> str:
@@ -413,7 +439,7 @@ def _gateway_code_stamp() -> str:
     from mlserve import __version__
 
     digest = hashlib.sha256(__version__.encode())
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent
     for name in GATEWAY_CODE:
         with contextlib.suppress(OSError):
             digest.update((here / name).read_bytes())

@@ -58,8 +58,12 @@ def duration(seconds: float) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
-def render_config(project: str, scrape_interval: float, targets: list[ScrapeTarget]) -> str:
-    """prometheus.yml. JSON is valid YAML, so values are quoted by json.dumps, never by hand."""
+def render_config(
+    project: str, scrape_interval: float, targets: list[ScrapeTarget], rule_files: list[str] | None = None
+) -> str:
+    """prometheus.yml. JSON is valid YAML, so values are quoted by json.dumps, never by hand.
+    ``rule_files``: alerting and recording rules (mlserve.monitoring.rules), evaluated every
+    scrape interval."""
     interval = duration(scrape_interval)
     timeout = duration(min(scrape_interval, 10.0))
     jobs: dict[tuple[str, str], list[ScrapeTarget]] = {}
@@ -72,8 +76,10 @@ def render_config(project: str, scrape_interval: float, targets: list[ScrapeTarg
         f"  scrape_timeout: {timeout}",
         f"  evaluation_interval: {interval}",
         f"  external_labels: {{mlserve_project: {json.dumps(project)}}}",
-        "scrape_configs:",
     ]
+    if rule_files:
+        lines += ["rule_files:", *(f"  - {json.dumps(path)}" for path in rule_files)]
+    lines += ["scrape_configs:"]
     for (job, path), members in jobs.items():
         lines += [
             f"  - job_name: {json.dumps(job)}",

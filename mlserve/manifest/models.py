@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from mlserve.manifest.units import Margin, parse_duration, parse_margin
+from mlserve.stats.drift import PSI_SIGNIFICANT
 
 # ---------------------------------------------------------------------------
 # Value types
@@ -230,6 +231,8 @@ class Environment(Strict):
     prometheus_port: Port | None = None
     scrape_interval: Duration = 2.0
     faults: dict[DnsLabel, dict[DnsLabel, Fault]] = Field(default_factory=dict)
+    # local: divide every SLO alert window and `for` by this (demos and tests; 1 = as shipped)
+    alert_speedup: Annotated[int, Field(ge=1, le=3600)] = 1
     limits: GatewayLimits | None = None
     # kubernetes target
     serving: Literal["kserve", "seldon"] | None = None
@@ -266,6 +269,8 @@ class Environment(Strict):
             bad = [f for f in local_only if getattr(self, f) is not None]
             if self.faults:
                 bad.append("faults")
+            if self.alert_speedup != 1:
+                bad.append("alert_speedup")
             if bad:
                 raise KeyProblem(bad[0], "only applies to target = 'local'")
             missing = [f for f in ("serving", "namespace", "cluster") if getattr(self, f) is None]
@@ -361,6 +366,62 @@ class Autoscaling(Strict):
 class Slo(Strict):
     p99_latency: Duration | None = None
     error_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+    # the same objective as error_rate, written as the share of requests that must succeed
+    availability: Annotated[float, Field(gt=0, lt=1)] | None = None
+    # the period the error budget is counted over (burn rates are relative to it)
+    period: Duration = 30 * 86400.0
+
+    @model_validator(mode="after")
+    def _one_availability(self) -> Slo:
+        if self.availability is not None and self.error_rate is not None:
+            raise KeyProblem("availability", "set availability or error_rate, not both (error_rate = 1 - availability)")
+        if self.period < 3600.0:
+            raise KeyProblem("period", f"must be at least 1h (got {self.period:g}s)")
+        return self
+
+    @property
+    def error_budget(self) -> float | None:
+        """The share of requests allowed to fail (None: no availability objective)."""
+        if self.availability is not None:
+            return 1.0 - self.availability
+        return self.error_rate
+
+
+def check_reference(value: str) -> str:
+    """``baseline`` or a profile path inside the project (JSON written by `mlserve profile`)."""
+    if value == "baseline":
+        return value
+    if not value or len(value) > 1024 or not _URI_SAFE.match(value) or "://" in value:
+        raise ValueError(
+            f'must be "baseline" or the path of a profile inside the project, like profiles/fraud.json (got {value!r})'
+        )
+    if value.startswith("/") or ".." in value.split("/"):
+        raise ValueError(f"must be a path inside the project, without '..' (got {value!r})")
+    return value
+
+
+Reference = Annotated[str, AfterValidator(check_reference)]
+
+
+class Monitoring(Strict):
+    """Drift summaries of an endpoint's traffic (opt in by writing the table)."""
+
+    reference: Reference = "baseline"
+    window: Duration = 300.0
+    min_samples: Annotated[int, Field(ge=10, le=10_000_000)] = 200
+    reference_size: Annotated[int, Field(ge=100, le=10_000_000)] = 1000
+    bins: Annotated[int, Field(ge=2, le=64)] = 10
+    psi_threshold: Annotated[float, Field(gt=0, le=10)] = PSI_SIGNIFICANT
+    alert_for: Duration = 120.0
+    positive_threshold: float = 0.5
+    output: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+    collector_image: Image = "ghcr.io/mlserve/mlserve:0.1.0"
+
+    @model_validator(mode="after")
+    def _window(self) -> Monitoring:
+        if not 10.0 <= self.window <= 7 * 86400.0:
+            raise KeyProblem("window", f"must be between 10s and 7d (got {self.window:g}s)")
+        return self
 
 
 class InputSpec(Strict):
@@ -388,7 +449,7 @@ class Auth(Strict):
         return self
 
 
-MetricKind = Literal["error_rate", "latency", "ratio"]
+MetricKind = Literal["error_rate", "latency", "ratio", "prediction"]
 
 
 class MetricSpec(Strict):
@@ -413,6 +474,15 @@ class MetricSpec(Strict):
             raise KeyProblem("numerator", "only applies to kind = 'ratio'")
         if self.kind == "ratio" and self.direction is None:
             raise KeyProblem("direction", "is required when kind = 'ratio' ('lower' or 'higher' is better)")
+        if self.kind == "prediction":
+            if self.direction is not None:
+                raise KeyProblem("direction", "does not apply to kind = 'prediction' (a change either way fails)")
+            if not self.margin.relative or not self.margin.value > 0:
+                raise KeyProblem(
+                    "margin",
+                    "kind = 'prediction' needs a relative margin above 0, like \"25%\": the candidate's share of "
+                    "positive predictions may differ from the control's by at most that factor either way",
+                )
         if (self.numerator is None) != (self.denominator is None):
             raise KeyProblem(
                 "denominator" if self.denominator is None else "numerator", "numerator and denominator go together"
@@ -517,6 +587,7 @@ class Endpoint(Strict):
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
     input: InputSpec = Field(default_factory=InputSpec)
     auth: Auth = Field(default_factory=Auth)
+    monitoring: Monitoring | None = None
 
     @model_validator(mode="after")
     def _baseline_exists(self) -> Endpoint:
@@ -525,6 +596,14 @@ class Endpoint(Strict):
             raise KeyProblem(
                 "baseline", f"names no version of this endpoint (got {self.baseline!r}; versions: {known})"
             )
+        if self.monitoring is None:
+            for i, metric in enumerate(self.rollout.metrics):
+                if metric.kind == "prediction":
+                    raise KeyProblem(
+                        ("rollout", "metrics", i, "kind"),
+                        "kind = 'prediction' counts the predictions the gateway returns: add an "
+                        "[endpoints.NAME.monitoring] table to this endpoint",
+                    )
         if self.runtime == "custom":
             for name, v in self.versions.items():
                 if not v.command and not v.image:

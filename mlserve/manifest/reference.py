@@ -31,6 +31,9 @@ DESCRIPTIONS: dict[str, str] = {
     "environments.NAME.prometheus_port": "local: fixed port of the Prometheus server (default: a free port).",
     "environments.NAME.scrape_interval": "local: how often Prometheus scrapes the gateway and the model servers.",
     "environments.NAME.faults": "local: fault injection per endpoint and version, for demos and game days.",
+    "environments.NAME.alert_speedup": (
+        "local: divide every SLO alert window and `for` by this (1h becomes 1m at 60), for demos and tests."
+    ),
     "environments.NAME.limits": "local: the gateway's limits; `deploy` applies a change to the running gateway in place.",
     "environments.NAME.limits.max_body_bytes": "Largest request body the gateway accepts (413 beyond).",
     "environments.NAME.limits.upstream_timeout": "How long the gateway waits for a model server's answer (504 after).",
@@ -89,9 +92,26 @@ DESCRIPTIONS: dict[str, str] = {
     "endpoints.NAME.autoscaling.max_replicas": "Highest replica count.",
     "endpoints.NAME.autoscaling.metric": "What the autoscaler follows.",
     "endpoints.NAME.autoscaling.target": "Target value of that metric per replica.",
-    "endpoints.NAME.slo": "Service level objectives, checked by `mlserve loadtest`.",
+    "endpoints.NAME.slo": "Service level objectives: checked by `mlserve loadtest`, alerted on by burn-rate rules.",
     "endpoints.NAME.slo.p99_latency": "Highest acceptable p99 latency.",
-    "endpoints.NAME.slo.error_rate": "Highest acceptable share of failed requests.",
+    "endpoints.NAME.slo.error_rate": "Highest acceptable share of failed requests (the error budget).",
+    "endpoints.NAME.slo.availability": "The same objective as a share of requests that succeed (`1 - error_rate`).",
+    "endpoints.NAME.slo.period": "Period the error budget is counted over; burn rates are relative to it.",
+    "endpoints.NAME.monitoring": "Opt in to drift summaries of the endpoint's inputs and predictions (docs/monitoring.md).",
+    "endpoints.NAME.monitoring.reference": (
+        '`"baseline"` (learn from the baseline\'s first answers) or a profile written by `mlserve profile`.'
+    ),
+    "endpoints.NAME.monitoring.window": "Sliding window the drift statistics are computed over.",
+    "endpoints.NAME.monitoring.min_samples": "Rows a variant's window needs before drift figures are exported.",
+    "endpoints.NAME.monitoring.reference_size": 'reference = "baseline": rows learned before drift is measured.',
+    "endpoints.NAME.monitoring.bins": "Bins per feature of a learned reference (deciles by default).",
+    "endpoints.NAME.monitoring.psi_threshold": "Population stability index above which the drift alerts fire.",
+    "endpoints.NAME.monitoring.alert_for": "How long drift must stay above the threshold before the alert fires.",
+    "endpoints.NAME.monitoring.positive_threshold": "A prediction above this counts as positive (prediction gate).",
+    "endpoints.NAME.monitoring.output": "The V2 output holding the prediction (default: the first output).",
+    "endpoints.NAME.monitoring.collector_image": (
+        "kubernetes: image of the drift collector that reads the payload logger (mlserve installed)."
+    ),
     "endpoints.NAME.input": "The model's declared input, used to synthesise load-test payloads.",
     "endpoints.NAME.input.name": "V2 input tensor name.",
     "endpoints.NAME.input.datatype": "V2 datatype.",
@@ -130,7 +150,9 @@ DESCRIPTIONS: dict[str, str] = {
     'control (`control = "replica"`), `request` elsewhere.',
     "endpoints.NAME.rollout.metrics": "The metrics that gate the rollout (`[[endpoints.NAME.rollout.metrics]]`).",
     "endpoints.NAME.rollout.metrics[].name": "Metric name, unique within the policy.",
-    "endpoints.NAME.rollout.metrics[].kind": "`error_rate`, `latency` (a quantile) or a custom `ratio`.",
+    "endpoints.NAME.rollout.metrics[].kind": (
+        "`error_rate`, `latency` (a quantile), a custom `ratio`, or `prediction` (share of positive predictions)."
+    ),
     "endpoints.NAME.rollout.metrics[].quantile": "latency: the quantile compared, like 0.99.",
     "endpoints.NAME.rollout.metrics[].direction": "Which way is better (default: lower).",
     "endpoints.NAME.rollout.metrics[].margin": (

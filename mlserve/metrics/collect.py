@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlserve.errors import MlserveError
-from mlserve.metrics.queries import QUERY_SETS, QuerySet, variant_queries
+from mlserve.metrics.predictions import prediction_selector
+from mlserve.metrics.queries import QUERY_SETS, QuerySet, variant_queries, window
 from mlserve.timefmt import utc
 
 
@@ -92,6 +93,7 @@ class LookRequest:
     revisions: Mapping[str, str] = field(default_factory=dict)
     custom: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     shadow: bool = False  # the last variant only receives mirrored copies of requests
+    predictions: tuple[str, ...] = ()  # metrics of kind "prediction" (mlserve.metrics.predictions)
     # when the step's traffic changed: the first look checks that the scrapes it counts from
     # (at ``started_at``) were taken after it (see :func:`check_anchor`)
     changed_at: float | None = None
@@ -197,6 +199,20 @@ def _scalar(query: QueryFn, promql: str, at: float, what: str) -> float:
     return max(0.0, value)
 
 
+def _prediction_counts(query: QueryFn, req: LookRequest, variant: str) -> tuple[int, int]:
+    """(positive predictions, all predictions) of one variant since the anchor; the look is
+    held (MetricsUnavailable) when the series do not exist."""
+    sel = prediction_selector(req.source, req.endpoint, variant, req.namespace)
+    counts = counter_increase(query, sel, window(max(1.0, req.at - req.started_at)), req.started_at, req.at)
+    if not counts:
+        raise MetricsUnavailable(
+            f"no data for the predictions of {req.endpoint}/{variant}: Prometheus has no series {sel} "
+            "(is monitoring on for this endpoint, and the gateway or drift collector scraped?)"
+        )
+    positive = round(sum(v for k, v in counts.items() if dict(k).get("class") == "positive"))
+    return positive, round(sum(counts.values()))
+
+
 @dataclass(frozen=True)
 class Collected:
     """One look (``mlserve.snapshot/v1``, a plain dict) and, where the DCGM exporter is
@@ -284,6 +300,15 @@ def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] |
                 n = min(max(n, int(prev_c.get("numerator", 0))), d)
                 custom[name] = {"numerator": n, "denominator": d}
             entry["custom"] = custom
+        if req.predictions:
+            pos, total = _prediction_counts(query, req, variant)
+            for name in req.predictions:
+                prev_c = prev.get("custom", {}).get(name, {})
+                d = max(total, int(prev_c.get("denominator", 0)))
+                entry.setdefault("custom", {})[name] = {
+                    "numerator": min(max(pos, int(prev_c.get("numerator", 0))), d),
+                    "denominator": d,
+                }
         if q.gpu:
             gpu = {}
             for name, promql in q.gpu.items():

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlserve.metrics.buckets import LATENCY_BUCKETS
+
 PLACEHOLDERS = ("selector", "endpoint", "variant", "namespace", "window", "revision")
 
 
@@ -48,6 +50,11 @@ class QuerySet:
     le_to_seconds: float  # multiply a bucket's ``le`` (and the sum) by this to get seconds
     gpu_selector: str = ""  # DCGM exporter matchers for the variant's pods, where known
 
+
+# Bucket bounds (seconds) of the local gateway's mlserve_request_duration_seconds histogram:
+# the gateway exports them (3% apart, mlserve.metrics.buckets, so a quantile is compared to
+# within a fraction of a 10% margin), the SLO rules measure latency objectives at them.
+GATEWAY_LATENCY_BUCKETS = LATENCY_BUCKETS
 
 _LOCAL = QuerySet(
     name="local",

@@ -126,7 +126,7 @@ def render_files(
                 text = engine.render_template(jenv, template, context)
                 files[f"{prefix}/{name}"] = _with_header(name, text)
         else:
-            files.update(_kubernetes_files(jenv, base, prefix, manifest, env_name, state))
+            files.update(_kubernetes_files(jenv, base, prefix, manifest, env_name, state, project.root))
         out[layer] = dict(sorted(files.items()))
     return out
 
@@ -139,11 +139,17 @@ def _backend(manifest: Any, env_name: str, layer: str) -> dict[str, Any] | None:
 
 
 def _kubernetes_files(
-    jenv: Any, base: dict[str, Any], prefix: str, manifest: Any, env_name: str, state: dict[str, EndpointTraffic]
+    jenv: Any,
+    base: dict[str, Any],
+    prefix: str,
+    manifest: Any,
+    env_name: str,
+    state: dict[str, EndpointTraffic],
+    root: Path | None = None,
 ) -> dict[str, str]:
     from mlserve.render import kubernetes
 
-    files = kubernetes.render(jenv, base, manifest, env_name, state)
+    files = kubernetes.render(jenv, base, manifest, env_name, state, root=root)
     return {f"{prefix}/{p}": _with_header(p, t) for p, t in files.items()}
 
 

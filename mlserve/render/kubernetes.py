@@ -19,10 +19,12 @@ metrics carry the version of every request.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlserve.errors import ManifestError
 from mlserve.manifest.models import Endpoint, Manifest, Version
+from mlserve.monitoring.k8s import logger_url
 from mlserve.render import engine
 from mlserve.render.context import DEFAULT_GPU_TYPE, GPU_LABEL, GPU_TAINT_KEY, GPU_TYPE_LABEL
 from mlserve.render.traffic import EndpointTraffic
@@ -100,7 +102,12 @@ SELDON_PORT = 8000  # the Seldon executor in every predictor pod
 
 
 def render(
-    jenv: Any, base: dict[str, Any], manifest: Manifest, env_name: str, traffic: dict[str, EndpointTraffic]
+    jenv: Any,
+    base: dict[str, Any],
+    manifest: Manifest,
+    env_name: str,
+    traffic: dict[str, EndpointTraffic],
+    root: Path | None = None,
 ) -> dict[str, str]:
     env = manifest.environments[env_name]
     endpoints = manifest.endpoints_in(env_name)
@@ -133,10 +140,14 @@ def render(
             docs.append(engine.render_template(jenv, "kubernetes/pdb.yaml.j2", dict(ectx, v=v)))
         out[f"endpoints/{e['name']}.yaml"] = "---\n".join(d for d in docs if d.strip())
     out["traffic.yaml"] = engine.render_template(jenv, "kubernetes/traffic.yaml.j2", ctx)
+    from mlserve.monitoring.k8s import monitoring_files
+
+    monitoring = monitoring_files(manifest, env_name, root or Path("."), "seldon" if serving == "seldon" else "istio")
+    out.update(monitoring)
     out["kustomization.yaml"] = engine.render_template(
         jenv,
         "kubernetes/kustomization.yaml.j2",
-        dict(ctx, resources=["namespace.yaml", *(f"endpoints/{e['name']}.yaml" for e in eps)]),
+        dict(ctx, resources=["namespace.yaml", *(f"endpoints/{e['name']}.yaml" for e in eps), *sorted(monitoring)]),
     )
     return out
 
@@ -281,6 +292,8 @@ def _variant(
         "scaling_query": scaling_query(ep.autoscaling.metric, namespace, ep_name, name),
         "pod_labels": labels,
         "seldon_implementation": spec.seldon_implementation,
+        # monitoring: the payload logger posts requests and responses to the drift collector
+        "logger_url": logger_url(ep_name, version, namespace) if ep.monitoring is not None else None,
         "batcher": batcher,
     }
 

@@ -299,6 +299,7 @@ class Machine:
             at=now,
             custom={} if shadow else _custom_queries(record),
             shadow=shadow,
+            predictions=() if shadow else _prediction_metrics(record),
             changed_at=step.started_at,
         )
         previous = step.looks[-1].look.to_dict() if step.looks else None
@@ -530,6 +531,11 @@ class Machine:
         from mlserve.report import write_reports
 
         write_reports(self.dir.root, self.record, self.dir.read_events())
+
+
+def _prediction_metrics(record: Run) -> tuple[str, ...]:
+    """The policy's prediction gates, whose looks count positive predictions per arm."""
+    return tuple(m.name for m in record.policy.metrics if m.kind == "prediction")
 
 
 def _custom_queries(record: Run) -> dict[str, tuple[str, str]]:

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from mlserve.errors import MlserveError, UsageError
 
@@ -72,24 +73,68 @@ def training_data(n: int, seed: int) -> tuple[object, object]:
     )
 
 
+# version -> (training rows: the first of the draw, inverse regularisation C)
+VERSIONS = {"v1": (1500, 0.05), "v2": (TRAIN_ROWS, 1.0)}
+
+
+def _draw() -> tuple[Any, Any]:
+    """The rows the versions are trained on, then the holdout rows, as arrays."""
+    import numpy as np
+
+    x, y = training_data(TRAIN_ROWS + HOLDOUT_ROWS, SEED)
+    return np.asarray(x), np.asarray(y)
+
+
+def _fit(version: str, x: Any, y: Any) -> Any:
+    """One version's model, deterministic (fixed seed): the same in every ``init`` and wherever
+    the scaffold needs its predictions."""
+    from sklearn.linear_model import LogisticRegression
+
+    n, c = VERSIONS[version]
+    return LogisticRegression(C=c, max_iter=500, random_state=SEED).fit(x[:n], y[:n])
+
+
 def train_models(models_dir: Path) -> list[str]:
     """v1: strongly regularised, less data. v2: more data, less regularisation.
 
     Deterministic (fixed seed), so two ``init`` runs give byte-identical predictions.
     """
     import joblib
-    from sklearn.linear_model import LogisticRegression
 
-    x, y = training_data(TRAIN_ROWS + HOLDOUT_ROWS, SEED)
+    x, y = _draw()
     written = []
-    for version, n, c in (("v1", 1500, 0.05), ("v2", 6000, 1.0)):
-        model = LogisticRegression(C=c, max_iter=500, random_state=SEED)
-        model.fit(x[:n], y[:n])  # type: ignore[index]
+    for version in VERSIONS:
+        model = _fit(version, x, y)
         out = models_dir / "fraud" / version
         out.mkdir(parents=True, exist_ok=True)
         joblib.dump(model, out / "model.joblib")
         written.append(str((out / "model.joblib").relative_to(models_dir.parent)))
     return written
+
+
+def reference_profile() -> str:
+    """``profiles/fraud.json``: the drift reference of the fraud endpoint, from v1's training
+    rows and v1's predictions on them (what ``mlserve profile`` writes for such a file)."""
+    from mlserve.monitoring.profile import Profile, summarise
+
+    x, y = _draw()
+    n = VERSIONS["v1"][0]
+    rows = x[:n]
+    features = tuple(summarise(f"input-0[{j}]", rows[:, j]) for j in range(N_FEATURES))
+    prediction = summarise("predict", _fit("v1", x, y).predict(rows).astype(float))
+    profile = Profile(features, prediction, rows=len(rows), source="training data of fraud v1 (mlserve init)")
+    return json.dumps(_rounded(profile.to_dict()), indent=1, sort_keys=True) + "\n"
+
+
+def _rounded(value: object) -> object:
+    """Floats to 9 significant digits, so the file does not depend on the last bits of BLAS."""
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def holdout_csv() -> str:
@@ -103,11 +148,23 @@ def holdout_csv() -> str:
     return "\n".join(lines) + "\n"
 
 
-def sample_payloads(n: int = 64) -> str:
-    """V2 inference requests for the fraud endpoint, one per line (load tests)."""
-    x, _ = training_data(n, SEED + 1)
+def sample_payloads(n: int = 256) -> str:
+    """V2 inference requests for the fraud endpoint, one per line (load tests).
+
+    Rows of the training draw that v1 was not trained on (and that are not in the holdout
+    file), so that traffic from them raises no drift against ``profiles/fraud.json``; a few
+    are rows where v1 and v2 answer differently (what a shadow rollout's agreement gate is
+    shown with)."""
+    import numpy as np
+
+    x, y = _draw()
+    held_out = x[VERSIONS["v1"][0] : TRAIN_ROWS]
+    v1, v2 = _fit("v1", x, y), _fit("v2", x, y)
+    differ = np.flatnonzero(v1.predict(held_out) != v2.predict(held_out))[: max(1, n // 16)]
+    picked = {int(i) for i in differ}
+    chosen = sorted(picked | set([i for i in range(len(held_out)) if i not in picked][: n - len(picked)]))
     lines = []
-    for row in x:  # type: ignore[attr-defined]
+    for row in held_out[chosen]:
         req = {
             "inputs": [
                 {
@@ -130,6 +187,7 @@ def scaffold(directory: Path, *, force: bool = False, train: bool = True) -> Sca
     files = {
         "mlserve.toml": manifest_text(name),
         "payloads/fraud.jsonl": sample_payloads(),
+        "profiles/fraud.json": reference_profile(),
         HOLDOUT_FILE: holdout_csv(),
     }
     files.update(static_files())

@@ -9,8 +9,9 @@ docs/statistics.md); its name must also be accepted by the manifest's ``MetricKi
 (``tests/stats/test_kinds.py`` says so when it is not).
 
 Today's kinds: ``error_rate`` (errors per request), ``ratio`` (a custom numerator over a
-denominator, e.g. conversions per user) and ``latency`` (a quantile, from histogram
-buckets). The shadow agreement gate is not a comparison between arms but a one-sample test
+denominator, e.g. conversions per user), ``latency`` (a quantile, from histogram
+buckets) and ``prediction`` (the share of positive predictions, either way, from the
+gateway's or the drift collector's prediction counts). The shadow agreement gate is not a comparison between arms but a one-sample test
 of the agreement rate; it lives beside these in :mod:`mlserve.stats.agreement`.
 """
 
@@ -24,6 +25,8 @@ from numpy.typing import NDArray
 
 from mlserve.errors import UsageError
 from mlserve.stats.evidence import Array, Counts, Evidence, Histograms, Track, absent
+from mlserve.stats.prediction import UNIT as PREDICTION_UNIT
+from mlserve.stats.prediction import prediction_track
 from mlserve.stats.snapshot import VariantStats
 from mlserve.stats.spec import MetricSpec
 
@@ -113,6 +116,31 @@ class Latency:
         return "lower"
 
 
+class Prediction:
+    """The candidate's share of positive predictions against the control's, within a factor
+    either way (:mod:`mlserve.stats.prediction`). Its counts are the look's custom ratio under
+    the metric's name: positive predictions over predictions, which :mod:`mlserve.metrics`
+    reads from ``mlserve_predictions_total`` when the look request names the metric."""
+
+    name = "prediction"
+    unit = PREDICTION_UNIT
+    shadow = False  # a shadow step's looks collect no prediction counts
+
+    def track(self, spec: MetricSpec, data: LookData, evidence: Evidence) -> Track:
+        n = spec.name
+
+        def counts(arm: tuple[VariantStats, ...], part: str) -> Array:
+            return np.array([float(getattr(x.custom[n], part)) if n in x.custom else 0.0 for x in arm])
+
+        pos_b, n_b = counts(data.baseline, "numerator"), counts(data.baseline, "denominator")
+        pos_c, n_c = counts(data.candidate, "numerator"), counts(data.candidate, "denominator")
+        present = (n_b > 0) & (n_c > 0)
+        return prediction_track(spec, present, Counts(pos_b, n_b, pos_c, n_c, self.unit), data.regime, evidence)
+
+    def better(self, spec: MetricSpec) -> str:
+        return "equal"  # a change either way beyond the margin fails
+
+
 KINDS: dict[str, MetricKind] = {}
 
 
@@ -134,5 +162,5 @@ def shadow_kinds() -> tuple[str, ...]:
     return tuple(name for name, kind in KINDS.items() if kind.shadow)
 
 
-for _kind in (ErrorRate(), Ratio(), Latency()):
+for _kind in (ErrorRate(), Ratio(), Latency(), Prediction()):
     register(_kind)

@@ -22,6 +22,7 @@ INSTALL_HINTS: dict[str, str] = {
     "terraform": "install Terraform 1.x from HashiCorp (https://developer.hashicorp.com/terraform/install)",
     "kubectl": "install kubectl (Debian: apt-get install kubectl, or https://kubernetes.io/docs/tasks/tools/)",
     "prometheus": "install Prometheus (Debian: apt-get install prometheus) or set MLSERVE_PROMETHEUS_BIN",
+    "promtool": "install Debian's prometheus package (it ships promtool) or set MLSERVE_PROMTOOL_BIN",
     "nvidia-smi": "install the NVIDIA driver utilities",
 }
 

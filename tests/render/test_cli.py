@@ -80,7 +80,7 @@ def test_render_removes_stale_owned_files_only(project: Path) -> None:
     result = run_cli("render", "--env", "staging", "--json", cwd=project)
     assert result.exit_code == 0, result.output
     removed = result.json["result"]["environments"][0]["removed"]
-    assert removed == ["kubernetes/endpoints/summarize.yaml"]
+    assert removed == ["kubernetes/endpoints/summarize.yaml", "kubernetes/monitoring/summarize.yaml"]
     assert not (project / "stacks/staging/kubernetes/endpoints/summarize.yaml").exists()
     assert mine.is_file() and tf_work.is_file() and state.is_file() and empty.is_dir()
     assert run_cli("render", "--env", "staging", "--check", cwd=project).exit_code == 0

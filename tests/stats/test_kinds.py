@@ -19,7 +19,7 @@ from mlserve.stats.spec import Margin, MetricSpec
 
 
 def test_the_manifest_accepts_exactly_the_registered_kinds() -> None:
-    assert set(typing.get_args(MetricKind)) == set(kinds.KINDS) == {"error_rate", "ratio", "latency"}
+    assert set(typing.get_args(MetricKind)) == set(kinds.KINDS) == {"error_rate", "ratio", "latency", "prediction"}
 
 
 def test_shadow_compares_only_kinds_that_mean_something_for_mirrored_traffic() -> None:
@@ -62,7 +62,9 @@ def test_an_unknown_kind_is_a_clear_error() -> None:
     from mlserve.errors import UsageError
 
     spec = replace(analysis_spec(RolloutPolicy()), metrics=(MetricSpec("x", "nope"),))
-    with pytest.raises(UsageError, match=r"metric 'x': unknown kind 'nope' \(known: error_rate, latency, ratio\)"):
+    with pytest.raises(
+        UsageError, match=r"metric 'x': unknown kind 'nope' \(known: error_rate, latency, prediction, ratio\)"
+    ):
         analyze(simulate(Scenario(looks=2), np.random.default_rng(1)), spec)
 
 

@@ -82,7 +82,9 @@ class FakeRouter:
 @dataclass
 class Sim:
     """Traffic at ``rate`` req/s split by the step's weights; per-variant error rate and a
-    latency (seconds) drawn from a lognormal around ``latency``."""
+    latency (seconds) drawn from a lognormal around ``latency``; where the look request names
+    prediction metrics, each answered request is a positive prediction with the variant's
+    ``positives`` probability."""
 
     rate: float = 500.0
     errors: dict[str, float] = field(default_factory=lambda: {"v1": 0.0, "v2": 0.0})
@@ -90,7 +92,9 @@ class Sim:
     misroute: float = 0.0  # extra share sent to the candidate
     down: bool = False
     agree: float = 1.0
+    positives: dict[str, float] = field(default_factory=lambda: {"v1": 0.1, "v2": 0.1})
     seed: int = 1
+    requests: list[LookRequest] = field(default_factory=list)  # every look asked for
     capabilities: Capabilities = field(
         default_factory=lambda: Capabilities(shadow_agreement=True, background_load=False, query_set="local")
     )
@@ -101,6 +105,7 @@ class Sim:
         return self.settle
 
     def look(self, request: LookRequest, previous: Mapping[str, Any] | None) -> Collected:
+        self.requests.append(request)
         if self.down:
             raise MetricsUnavailable("Prometheus at http://127.0.0.1:1 did not answer: connection refused")
         anchor, at = request.started_at, request.at
@@ -113,7 +118,7 @@ class Sim:
         st = self._state.setdefault(
             anchor,
             {"t": anchor, "rng": np.random.default_rng(self.seed + int(anchor) % 1000),
-             "v": {v: {"requests": 0, "errors": 0, "hist": [0] * len(LE), "sum": 0.0} for v in arms},
+             "v": {v: {"requests": 0, "errors": 0, "hist": [0] * len(LE), "sum": 0.0, "pos": 0} for v in arms},
              "agree": 0, "compared": 0},
         )  # fmt: skip
         rng = st["rng"]
@@ -138,6 +143,8 @@ class Sim:
             lat = rng.lognormal(np.log(self.latency.get(v, self.latency[base])), 0.3, size=k)
             d["requests"] += int(k)
             d["errors"] += int(e)
+            if request.predictions:  # drawn only then: every other test keeps its random stream
+                d["pos"] += int(rng.binomial(k - e, self.positives.get(v, self.positives.get(base, 0.0))))
             d["sum"] += float(lat.sum())
             bounds = np.array([b for b in LE if b != "+Inf"], dtype=float)
             d["hist"] = [
@@ -155,6 +162,10 @@ class Sim:
                 for v, d in st["v"].items()
             },
         }  # fmt: skip
+        for v, d in st["v"].items():
+            answered = d["requests"] - d["errors"]
+            for name in request.predictions:
+                look["variants"][v].setdefault("custom", {})[name] = {"numerator": d["pos"], "denominator": answered}
         agreement = {"agree": st["agree"], "compared": st["compared"]} if shadow else None
         return Collected(look, {}, agreement)
 

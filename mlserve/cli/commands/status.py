@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         json_out: JsonFlag = False,
     ) -> None:
-        """Show what runs: endpoint, version, pid, port, health, traffic weight, Prometheus target health.
+        """Show what runs: endpoint, version, pid, port, health, traffic weight, Prometheus target health, alerts.
 
         Exit 0 whether or not anything is deployed (the JSON says which).
         """
@@ -86,5 +86,39 @@ def _show(con: Console, s: dict[str, Any]) -> None:
     con.print(f"prometheus  {s['prometheus_url']}")
     sup = f"pid {s['supervisor_pid']}" if s["supervisor_alive"] else "[red]not running[/]"
     con.print(f"supervisor  {sup}")
+    _alerts(con, s.get("alerts") or [])
     for p in s["problems"]:
         con.print(f"[yellow]warning:[/] {escape(p)}")
+
+
+def _alerts(con: Console, alerts: list[dict[str, Any]]) -> None:
+    firing = [a for a in alerts if a["state"] == "firing"]
+    pending = len(alerts) - len(firing)
+    if not firing:
+        con.print(f"alerts      none firing{f' ({pending} pending)' if pending else ''}")
+        return
+    from rich import box
+
+    table = Table(
+        title=f"Firing alerts: {len(firing)}{f' ({pending} pending)' if pending else ''}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+    )
+    for col in ("alert", "severity", "endpoint", "version", "since", "details"):
+        table.add_column(col, no_wrap=col != "details")
+    for a in firing:
+        extra = ", ".join(
+            f"{k}={v}" for k, v in sorted(a["labels"].items()) if k in ("long_window", "short_window", "feature")
+        )
+        colour = "red" if a["severity"] == "page" else "yellow"
+        table.add_row(
+            f"[{colour}]{escape(a['name'])}[/]",
+            escape(a["severity"]),
+            escape(a["endpoint"]),
+            escape(a["variant"] or "-"),
+            escape(a["since"][:19].replace("T", " ")),
+            escape(a["summary"] + (f" [{extra}]" if extra else "")),
+        )
+    con.print(table)

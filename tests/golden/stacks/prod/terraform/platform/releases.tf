@@ -75,7 +75,20 @@ resource "helm_release" "kube_prometheus_stack" {
 
   # Select every ServiceMonitor/PodMonitor, not only the chart's own, and scrape pods
   # that carry prometheus.io/* annotations (the model servers and Istio sidecars).
+  # mlserve's PrometheusRules carry the release label the chart's rule selector wants;
+  # Grafana's sidecar loads the dashboard ConfigMaps (grafana_dashboard: "1") of every
+  # namespace, so each environment's dashboards live beside its endpoints.
   values = [yamlencode({
+    grafana = {
+      sidecar = {
+        dashboards = {
+          enabled         = true
+          label           = "grafana_dashboard"
+          labelValue      = "1"
+          searchNamespace = "ALL"
+        }
+      }
+    }
     prometheus = {
       prometheusSpec = {
         retention                               = var.prometheus_retention
