@@ -156,22 +156,67 @@ def one_canary(project: Path, candidate: str, users: int, saved: str) -> dict[st
     }  # fmt: skip
 
 
+def _outcome(r: dict[str, Any]) -> str:
+    if r["status"] == "rolled_back":
+        return "deadline" if str(r["reason"]).startswith("no decision") else "harm"
+    return str(r["status"])
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    head = "| scenario | control | canaries | promoted | rolled back | inconclusive | halted | median looks | median s | quantile compared |\n"
-    head += "|---|---|---|---|---|---|---|---|---|---|\n"
-    out = head
+    """Per scenario and control mode; a rollback is split into 'on harm' (a metric shown worse
+    beyond its margin) and 'at the deadline' (inconclusive, on_inconclusive = rollback)."""
+    out = (
+        "| scenario | control | canaries | promoted | rolled back on harm | rolled back at the deadline | halted | "
+        "other | median looks | median s | p99 change (median) | quantile compared |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["scenario"], r["control"]), []).append(r)
     for (scenario, control), rs in groups.items():
-        count = {s: sum(r["status"] == s for r in rs) for s in ("promoted", "rolled_back", "inconclusive", "halted")}
+        kinds = [_outcome(r) for r in rs]
+        count = {k: kinds.count(k) for k in ("promoted", "harm", "deadline", "halted")}
+        other = len(rs) - sum(count.values())
         compared = sorted({r["compared"] for r in rs if r["compared"]})
+        change = [float(r["p99_change"]) for r in rs if r.get("p99_change") is not None]
+        med = f"{statistics.median(change):+.1%}" if change else "-"
         out += (
-            f"| {scenario} | {control} | {len(rs)} | {count['promoted']} | {count['rolled_back']} | "
-            f"{count['inconclusive']} | {count['halted']} | {statistics.median(r['looks'] for r in rs):g} | "
-            f"{statistics.median(r['seconds'] for r in rs):g} | {', '.join(compared) or '-'} |\n"
+            f"| {scenario} | {control} | {len(rs)} | {count['promoted']} | {count['harm']} | {count['deadline']} | "
+            f"{count['halted']} | {other} | {statistics.median(r['looks'] for r in rs):g} | "
+            f"{statistics.median(r['seconds'] for r in rs):g} | {med} | {', '.join(compared) or '-'} |\n"
         )
     return out
+
+
+def _from_log(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+    """The solo figures, the rows and the elapsed line of a run's printed output."""
+    solo: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    elapsed = ""
+    for line in path.read_text().splitlines():
+        if line.startswith("alone, direct to the model server: "):
+            solo = json.loads(line.split(": ", 1)[1])
+        elif line.startswith("{"):
+            rows.append(json.loads(line))
+        elif " canaries in " in line:
+            elapsed = line.split(" canaries in ")[1]
+    return solo, rows, elapsed
+
+
+def _write(args: argparse.Namespace, solo: dict[str, Any], body: str, size: str, cmd: str) -> None:
+    text = (
+        f"Command: `{cmd}` ({machine()}; {size}).\n\n"
+        f"Settings: steps {args.steps}, interval {args.interval}, max_duration {args.max_duration}, "
+        f"on_inconclusive rollback, locust {args.users} users, the manifest's default metrics "
+        "(error rate within 0.5 points, critical; p99 within 10%), alpha 0.05; test_unit unset (interval with "
+        "the replica control, request with the primary). Seconds include the rollout's start and the load's "
+        "ramp-up.\n\n"
+        "Alone, direct to the model server (sequential requests, ms): "
+        + ", ".join(f"{v} p50 {x.get('p50', 0):.2f} / p99 {x.get('p99', 0):.2f}" for v, x in solo.items())
+        + "\n\n"
+        + body
+    )
+    write_section("live_decisions", "Live decision quality (control vs primary)", text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,7 +230,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-duration", default="150s")
     ap.add_argument("--users", type=int, default=8)
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    ap.add_argument("--rows", type=Path, help="re-tabulate the printed output of an earlier run (runs nothing)")
+    ap.add_argument("--command", default="", help="with --rows: the command that produced that output")
     args = ap.parse_args(argv)
+    if args.rows is not None:
+        solo, rows, elapsed = _from_log(args.rows)
+        body = table(rows)
+        print(body)
+        if not args.no_write:
+            _write(args, solo, body, f"{len(rows)} canaries in {elapsed}", args.command)
+        return 0
     steps = [int(s) for s in args.steps.split(",")]
     work = Path(tempfile.mkdtemp(prefix="mlserve-live-"))
     project = work / "acme-ml"
@@ -217,17 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(rows)} canaries in {elapsed / 60:.1f} min")
     if not args.no_write:
         cmd = " ".join(["python benchmarks/live_decisions.py", *(argv if argv is not None else sys.argv[1:])])
-        text = (
-            f"Command: `{cmd}` ({machine()}; {len(rows)} canaries in {elapsed / 60:.1f} min).\n\n"
-            f"Settings: steps {steps}, interval {args.interval}, max_duration {args.max_duration}, "
-            f"on_inconclusive rollback, locust {args.users} users, the manifest's default metrics "
-            "(error rate within 0.5 points, critical; p99 within 10%), alpha 0.05.\n\n"
-            f"Alone, direct to the model server (sequential requests, ms): "
-            + ", ".join(f"{v} p50 {x.get('p50', 0):.2f} / p99 {x.get('p99', 0):.2f}" for v, x in solo.items())
-            + "\n\n"
-            + body
-        )
-        write_section("live_decisions", "Live decision quality (control vs primary)", text)
+        _write(args, solo, body, f"{len(rows)} canaries in {elapsed / 60:.1f} min", cmd)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
