@@ -66,6 +66,12 @@ _.job_id
 _.failures_sample
 _.created  # mlserve/batch/compare.py CompareResult
 
+# attributes of third-party objects that the library reads (tokenizers, transformers' save_pretrained)
+_.pre_tokenizer  # mlserve/scaffold/llm.py
+_.decoder
+_.chat_template
+_.generation_config
+
 # numpy array flags
 _.writeable  # mlserve/stats/sequential.py
 

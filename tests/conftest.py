@@ -58,6 +58,12 @@ def scaffolded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("proj") / "acme-ml"
     scaffold(root)
+    # The V2 tests deploy the local environment many times: leave the chat endpoint's two
+    # `transformers serve` processes out of it (tests/local/test_e2e_llm.py puts it back).
+    manifest = root / "mlserve.toml"
+    text = manifest.read_text()
+    assert 'endpoints = ["fraud", "chat"]' in text
+    manifest.write_text(text.replace('endpoints = ["fraud", "chat"]', 'endpoints = ["fraud"]', 1))
     return root
 
 

@@ -34,7 +34,7 @@ from mlserve.loadtest.layout import (
     SUMMARY_FILE,
 )
 from mlserve.loadtest.payloads import read_payloads, synthesize, write_payloads
-from mlserve.loadtest.render import render_locustfile
+from mlserve.loadtest.render import TEMPLATE, render_locustfile
 from mlserve.loadtest.summary import LoadResult, read_summary
 
 # Bounds: a load test always ends, and never opens more users than a laptop can hold.
@@ -209,8 +209,14 @@ def write_plan(
     environment: str | None = None,
     slo: dict[str, float | None] | None = None,
     project_root: Path | None = None,
+    protocol: str = "v2",
 ) -> LoadPlan:
-    """Write the run folder: payloads.jsonl, the rendered locustfile.py and run.json."""
+    """Write the run folder: payloads.jsonl, the rendered locustfile.py and run.json.
+
+    ``protocol = "openai"``: the payloads are chat requests, streamed by the LLM locustfile."""
+    from mlserve.loadtest import llm
+
+    path = "/v1/chat/completions" if protocol == "openai" else f"/v2/models/{endpoint}/infer"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -229,7 +235,7 @@ def write_plan(
     source = render_locustfile(
         {
             "endpoint": endpoint,
-            "infer_path": f"/v2/models/{endpoint}/infer",
+            "infer_path": path,
             "host": url,
             "variant_header": VARIANT_HEADER,
             "rps_cap": options.rps_cap,
@@ -239,16 +245,18 @@ def write_plan(
             "duration_s": f"{options.duration:g}",
         },
         project_root,
+        llm.TEMPLATE if protocol == "openai" else TEMPLATE,
     )
     plan.locustfile.write_text(source, encoding="utf-8")
-    for stale in (SUMMARY_FILE, PROGRESS_FILE):
+    for stale in (SUMMARY_FILE, PROGRESS_FILE, llm.REQUESTS_FILE):
         (out_dir / stale).unlink(missing_ok=True)
     run = {
         "format": RUN_FORMAT,
         "endpoint": endpoint,
         "environment": environment,
         "host": url,
-        "infer_path": f"/v2/models/{endpoint}/infer",
+        "infer_path": path,
+        "protocol": protocol,
         "locustfile": plan.locustfile.name,
         "users": options.users,
         "spawn_rate": options.spawn_rate,
@@ -280,7 +288,18 @@ def plan_loadtest(
     project.endpoint(endpoint, env_name)
     options = check_options(users=users, duration=duration, spawn_rate=spawn_rate, rps_cap=rps_cap)
     ep = project.manifest.endpoints[endpoint]
-    if payload_file is not None:
+    protocol = ep.api
+    if protocol == "openai":
+        from mlserve.loadtest import llm
+
+        if payload_file is not None:
+            path = payload_file if payload_file.is_absolute() else Path.cwd() / payload_file
+            payloads = llm.read_prompts(path)
+            source = str(payload_file)
+        else:
+            payloads = llm.synthesize_prompts()
+            source = f"{len(payloads)} synthesised chat prompts"
+    elif payload_file is not None:
         path = payload_file if payload_file.is_absolute() else Path.cwd() / payload_file
         payloads = read_payloads(path)
         source = str(payload_file)
@@ -299,6 +318,7 @@ def plan_loadtest(
         environment=env_name,
         slo={"p99_latency": ep.slo.p99_latency, "error_rate": ep.slo.error_rate},
         project_root=project.root,
+        protocol=protocol,
     )
 
 
@@ -496,13 +516,23 @@ def start_background_load(
     slo: dict[str, float | None] | None = None,
     environment: str | None = None,
     loopback_only: bool = True,
+    protocol: str = "v2",
 ) -> BackgroundLoad:
     """Start a bounded load on ``url`` for ``endpoint`` and return at once (see BackgroundLoad)."""
     options = check_options(
         users=users, duration=max_duration, spawn_rate=spawn_rate, rps_cap=rps_cap, max_duration=MAX_BACKGROUND_DURATION
     )
     target = check_url(url, loopback_only=loopback_only)
-    if isinstance(payloads, Path):
+    if protocol == "openai":
+        from mlserve.loadtest import llm
+
+        if isinstance(payloads, Path):
+            bodies, source = llm.read_prompts(payloads), str(payloads)
+        elif payloads is not None:
+            bodies, source = list(payloads), "given"
+        else:
+            bodies, source = llm.synthesize_prompts(), "synthesised chat prompts"
+    elif isinstance(payloads, Path):
         bodies, source = read_payloads(payloads), str(payloads)
     elif payloads is not None:
         from mlserve.loadtest.payloads import PayloadProblem, check_request
@@ -530,6 +560,7 @@ def start_background_load(
         payload_source=source,
         environment=environment,
         slo=slo,
+        protocol=protocol,
     )
     probe(target, endpoint)
     return BackgroundLoad(plan)

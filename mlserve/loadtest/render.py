@@ -29,7 +29,7 @@ def py_literal(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} into a locustfile")
 
 
-def render_locustfile(context: dict[str, Any], project_root: Path | None = None) -> str:
+def render_locustfile(context: dict[str, Any], project_root: Path | None = None, template: str = TEMPLATE) -> str:
     import jinja2
 
     dirs = []
@@ -44,10 +44,10 @@ def render_locustfile(context: dict[str, Any], project_root: Path | None = None)
     )
     env.filters["py"] = py_literal
     try:
-        return env.get_template(TEMPLATE).render(context)
+        return env.get_template(template).render(context)
     except jinja2.TemplateNotFound:
-        raise MlserveError(f"template {TEMPLATE} not found (searched {', '.join(dirs)})") from None
+        raise MlserveError(f"template {template} not found (searched {', '.join(dirs)})") from None
     except jinja2.UndefinedError as exc:
-        raise MlserveError(f"template {TEMPLATE}: {exc.message}") from None
+        raise MlserveError(f"template {template}: {exc.message}") from None
     except jinja2.TemplateSyntaxError as exc:
-        raise MlserveError(f"template {exc.filename or TEMPLATE}:{exc.lineno}: {exc.message}") from None
+        raise MlserveError(f"template {exc.filename or template}:{exc.lineno}: {exc.message}") from None

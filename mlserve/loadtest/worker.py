@@ -73,7 +73,18 @@ def variant_of(name: str, endpoint: str) -> str:
     return name
 
 
-def build_summary(env: Any, run: dict[str, Any], start: float, end: float, stop_reason: str) -> dict[str, Any]:
+def _llm_section(run: dict[str, Any], out_dir: Path | None) -> dict[str, Any]:
+    """LLM endpoints: per-variant TTFT, inter-token and tokens-per-second percentiles."""
+    if run.get("protocol") != "openai" or out_dir is None:
+        return {}
+    from mlserve.loadtest import llm
+
+    return {"protocol": "openai", "llm": llm.summarize(llm.read_records(out_dir / llm.REQUESTS_FILE))}
+
+
+def build_summary(
+    env: Any, run: dict[str, Any], start: float, end: float, stop_reason: str, out_dir: Path | None = None
+) -> dict[str, Any]:
     stats = env.stats
     elapsed = max(end - start, 1e-9)
     total = stats.total
@@ -128,6 +139,7 @@ def build_summary(env: Any, run: dict[str, Any], start: float, end: float, stop_
         "variants": variants,
         "errors": errors,
         "slo": verdict.to_dict(),
+        **_llm_section(run, out_dir),
         "files": {
             "locustfile": run["locustfile"],
             "payloads": PAYLOADS_FILE,
@@ -250,7 +262,7 @@ def run(run_file: Path) -> int:
         with open(out / f"{CSV_PREFIX}_{suffix}.csv", "w", newline="", encoding="utf-8") as fh:
             write(csv.writer(fh))
     (out / HTML_FILE).write_text(get_html_report(env, show_download_link=False), encoding="utf-8")
-    _write_json(out / SUMMARY_FILE, build_summary(env, spec, start, end, reason))
+    _write_json(out / SUMMARY_FILE, build_summary(env, spec, start, end, reason, out))
     runner.quit()
     _write_json(out / PROGRESS_FILE, {"state": "done", "elapsed": round(end - start, 2)})
     return 0

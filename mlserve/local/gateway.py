@@ -9,7 +9,9 @@ admin API. When both are bound the process prints one JSON line
 ``{"event": "ready", "pid": N, "port": P, "admin_port": A}`` to stdout (ports resolved, so
 ``port: 0`` in the config works for tests).
 
-Data plane routes: ``POST /v2/models/{ep}/infer``, ``POST /v2/models/{ep}/versions/{v}/infer``
+Data plane routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` and ``GET /v1/models``
+for endpoints with ``protocol = "openai"`` (see :mod:`mlserve.local.openai_proxy`),
+``POST /v2/models/{ep}/infer``, ``POST /v2/models/{ep}/versions/{v}/infer``
 (pinned version, no retry), ``GET /v2/models/{ep}[/ready]`` (forwarded to the baseline),
 ``GET /v2/models/{ep}/versions/{v}[/ready]``, ``GET /v2/health/live|ready``, ``GET /metrics``.
 
@@ -90,7 +92,9 @@ from mlserve.local.gateway_config import (
     read_token_file,
     restart_fields,
 )
-from mlserve.local.http_timeouts import HEADER_TIMEOUT, header_timeout_protocol
+from mlserve.local.http_timeouts import HEADER_TIMEOUT, BodyTooLarge, header_timeout_protocol, read_body
+from mlserve.local.openai_proxy import ROUTES as OPENAI_ROUTES
+from mlserve.local.openai_proxy import OpenAIProxy
 from mlserve.local.routing import RouteTable, outputs_agree, sticky_bucket
 from mlserve.local.upstream import Upstream, UpstreamDown, UpstreamTimeout, make_upstream
 from mlserve.metrics.buckets import FineHistogram
@@ -118,36 +122,8 @@ FEEDBACK_MAX_OUTCOMES = 16
 FEEDBACK_OUTCOME = re.compile(r"[a-z0-9_-]{1,32}")
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class RestartNeeded(GatewayConfigError):
     """A reload asked for something only a new gateway process can do (a new listening address)."""
-
-
-async def read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int, timeout: float) -> bytes:
-    """The request body, at most ``limit`` bytes and within ``timeout`` (slow clients are cut off)."""
-    for name, value in headers:
-        if name == b"content-length":
-            if value.isdigit() and int(value) > limit:
-                raise BodyTooLarge
-            break
-    chunks: list[bytes] = []
-    size = 0
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnect
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 @dataclass(frozen=True)
@@ -275,6 +251,7 @@ class Gateway:
             self.tables[name] = self._table(name, ep, traffic, dict(ep.faults))
             self.metrics.init_series(name, list(ep.versions))
             self._export_weights(name)
+        self.llm = OpenAIProxy(self)  # /v1/* routes of protocol = "openai" endpoints
 
     @staticmethod
     def _table(
@@ -446,6 +423,7 @@ class Gateway:
         self.client = make_upstream(cfg.upstream_client, max_connections=1024, **timeouts)
         # Mirrors get their own pool: a slow shadow can never hold the connections users need.
         self.shadow_client = make_upstream(cfg.upstream_client, max_connections=cfg.shadow_max_inflight, **timeouts)
+        await self.llm.start()
 
     async def stop(self) -> None:
         for task in list(self.shadow_tasks):
@@ -455,6 +433,7 @@ class Gateway:
         for client in (self.client, self.shadow_client):
             if client is not None:
                 await client.close()
+        await self.llm.stop()
 
     # -- forwarding ------------------------------------------------------------
 
@@ -734,10 +713,10 @@ class Gateway:
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise GatewayConfigError(f"body is not valid JSON: {exc}") from None
 
-    async def _probe(self, url: str) -> bool:
+    async def _probe(self, url: str, path: str = "/v2/health/ready") -> bool:
         assert self.client is not None
         try:
-            answer = await self.client.get(f"{url}/v2/health/ready", timeout=1.0)
+            answer = await self.client.get(f"{url}{path}", timeout=1.0)
         except (UpstreamDown, UpstreamTimeout):
             return False
         return answer.status == 200
@@ -745,8 +724,12 @@ class Gateway:
     async def endpoint_status(self, endpoint: str, probe: bool) -> EndpointStatus:
         table = self.tables[endpoint]
         names = list(table.urls)
+        ep = self.config.endpoints.get(endpoint)
+        path = "/health" if ep is not None and ep.protocol == "openai" else "/v2/health/ready"  # OpenAI servers' own
         health: list[bool | None] = (
-            list(await asyncio.gather(*(self._probe(table.urls[v]) for v in names))) if probe else [None] * len(names)
+            list(await asyncio.gather(*(self._probe(table.urls[v], path) for v in names)))
+            if probe
+            else [None] * len(names)
         )
         return EndpointStatus(
             baseline=table.baseline,
@@ -908,6 +891,10 @@ def data_app(gw: Gateway) -> ASGIApp:
                 return await gw.infer_asgi(scope, receive, send, parts[3], None)
             if len(parts) == 7 and parts[1:3] == ["v2", "models"] and parts[4] == "versions" and parts[6] == "infer":
                 return await gw.infer_asgi(scope, receive, send, parts[3], parts[5])
+            if scope["path"] in OPENAI_ROUTES:
+                return await gw.llm.completions(scope, receive, send)
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == "/v1/models":
+            return await gw.llm.models(scope, receive, send)
         await app(scope, receive, send)
 
     return drain_aware(gw, fast)

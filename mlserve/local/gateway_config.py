@@ -108,33 +108,55 @@ def _int(value: Any, where: str, lo: int, hi: int) -> int:
 
 @dataclass(frozen=True)
 class Fault:
-    """Injected by the gateway before forwarding to one version (same fields as the manifest's)."""
+    """Injected by the gateway before forwarding to one version (same fields as the manifest's).
+
+    ``first_token_ms`` and ``stream_error_rate`` act on streamed LLM answers only: the first
+    generated token is held back that long, and that share of streams is cut off mid-way.
+    """
 
     latency_ms: float = 0.0
     error_rate: float = 0.0
     misroute_percent: float = 0.0
+    first_token_ms: float = 0.0
+    stream_error_rate: float = 0.0
 
     @property
     def active(self) -> bool:
-        return bool(self.latency_ms or self.error_rate or self.misroute_percent)
+        return bool(
+            self.latency_ms or self.error_rate or self.misroute_percent or self.first_token_ms or self.stream_error_rate
+        )
 
     def to_dict(self) -> dict[str, float]:
-        return {"latency_ms": self.latency_ms, "error_rate": self.error_rate, "misroute_percent": self.misroute_percent}
+        return {
+            "latency_ms": self.latency_ms,
+            "error_rate": self.error_rate,
+            "misroute_percent": self.misroute_percent,
+            "first_token_ms": self.first_token_ms,
+            "stream_error_rate": self.stream_error_rate,
+        }
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "fault") -> Fault:
         data = _obj(data, where)
-        _only(data, {"latency_ms", "error_rate", "misroute_percent"}, where)
+        _only(data, {"latency_ms", "error_rate", "misroute_percent", "first_token_ms", "stream_error_rate"}, where)
         return cls(
             latency_ms=_num(data.get("latency_ms", 0.0), f"{where}.latency_ms", 0, 60_000),
             error_rate=_num(data.get("error_rate", 0.0), f"{where}.error_rate", 0, 1),
             misroute_percent=_num(data.get("misroute_percent", 0.0), f"{where}.misroute_percent", 0, 100),
+            first_token_ms=_num(data.get("first_token_ms", 0.0), f"{where}.first_token_ms", 0, 60_000),
+            stream_error_rate=_num(data.get("stream_error_rate", 0.0), f"{where}.stream_error_rate", 0, 1),
         )
 
     @classmethod
     def from_manifest(cls, fault: Any) -> Fault:
         """From ``mlserve.manifest.models.Fault`` (duck-typed: this module imports no pydantic)."""
-        return cls(float(fault.latency_ms), float(fault.error_rate), float(fault.misroute_percent))
+        return cls(
+            float(fault.latency_ms),
+            float(fault.error_rate),
+            float(fault.misroute_percent),
+            float(getattr(fault, "first_token_ms", 0.0)),
+            float(getattr(fault, "stream_error_rate", 0.0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -244,10 +266,18 @@ class EndpointConfig:
     sticky_header: str = "x-user-id"
     sticky_cookie: str | None = None
     faults: Mapping[str, Fault] = field(default_factory=dict)
+    # "v2" or "openai" (chat/text completions through mlserve.local.openai_proxy)
+    protocol: str = "v2"
+    # openai shadows: how generations are compared ("exact" after normalisation, or "semantic")
+    text_match: str = "exact"
+    similarity: float = 0.9
     monitoring: MonitorConfig | None = None  # drift summaries (mlserve.monitoring.summaries); None: off
 
     def to_dict(self) -> dict[str, Any]:
         out = {
+            "protocol": self.protocol,
+            "text_match": self.text_match,
+            "similarity": self.similarity,
             "versions": dict(self.versions),
             "baseline": self.baseline,
             "sticky_header": self.sticky_header,
@@ -262,8 +292,29 @@ class EndpointConfig:
     @classmethod
     def from_dict(cls, data: Any, where: str, base_dir: Path | None = None) -> EndpointConfig:
         data = _obj(data, where)
-        keys = {"versions", "baseline", "sticky_header", "sticky_cookie", "traffic", "faults", "monitoring"}
-        _only(data, keys, where)
+        _only(
+            data,
+            {
+                "versions",
+                "baseline",
+                "sticky_header",
+                "sticky_cookie",
+                "traffic",
+                "faults",
+                "protocol",
+                "text_match",
+                "similarity",
+                "monitoring",
+            },
+            where,
+        )
+        protocol = data.get("protocol", "v2")
+        if protocol not in ("v2", "openai"):
+            raise _fail(f"{where}.protocol", f"must be 'v2' or 'openai' (got {protocol!r})")
+        text_match = data.get("text_match", "exact")
+        if text_match not in ("exact", "semantic"):
+            raise _fail(f"{where}.text_match", f"must be 'exact' or 'semantic' (got {text_match!r})")
+        similarity = _num(data.get("similarity", 0.9), f"{where}.similarity", 0, 1)
         raw_versions = _obj(data.get("versions"), f"{where}.versions")
         if not raw_versions:
             raise _fail(f"{where}.versions", "must name at least one version")
@@ -310,6 +361,9 @@ class EndpointConfig:
             sticky_header=header.lower(),
             sticky_cookie=cookie,
             faults=faults,
+            protocol=protocol,
+            text_match=text_match,
+            similarity=similarity,
             monitoring=monitoring,
         )
 

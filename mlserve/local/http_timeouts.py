@@ -1,4 +1,5 @@
-"""A deadline for the head of each HTTP request on the gateway's listeners.
+"""Deadlines for HTTP requests on the gateway's listeners: for the head of each request, and
+(:func:`read_body`, shared by the V2 and the OpenAI routes) for its body.
 
 uvicorn bounds idle keep-alive connections and the gateway bounds request bodies, but
 nothing bounds the request line and headers: a client that connects and sends nothing, or
@@ -13,6 +14,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any
+
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 HEADER_TIMEOUT = 10.0
 
@@ -69,3 +73,31 @@ def header_timeout_protocol(seconds: float | Callable[[], float] = HEADER_TIMEOU
             super().connection_lost(exc)
 
     return HeaderDeadlineProtocol
+
+
+class BodyTooLarge(Exception):
+    """A request body longer than the gateway's ``max_body_bytes``."""
+
+
+async def read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int, timeout: float) -> bytes:
+    """The request body, at most ``limit`` bytes and within ``timeout`` (slow clients are cut off)."""
+    for name, value in headers:
+        if name == b"content-length":
+            if value.isdigit() and int(value) > limit:
+                raise BodyTooLarge
+            break
+    chunks: list[bytes] = []
+    size = 0
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -594,7 +594,7 @@ def status(project: Project, *, probe: bool = True) -> StatusResult:
         health = "down"
         if running:
             health = "ok" if (not probe or http_probe(spec.health_url)) else "failing"
-        if spec.kind == "model":
+        if spec.kind == "model" and spec.metrics_url:
             tkey: tuple[str, str] | None = (spec.endpoint or "", spec.route)
         elif spec.kind == "gateway":
             tkey = ("gateway", "")

@@ -333,6 +333,9 @@ def _gateway_process(
             sticky_header=ep.rollout.sticky_header,
             sticky_cookie=ep.rollout.sticky_cookie,
             faults=faults,
+            protocol=ep.api,
+            text_match=ep.rollout.shadow_text_match,
+            similarity=ep.rollout.shadow_similarity,
             monitoring=gateway_monitoring(project.root, ep_name, ep),
         )
     gw_config = GatewayConfig(

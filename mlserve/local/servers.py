@@ -39,6 +39,7 @@ EXTRA_PORTS = {
     "xgboost": ("grpc", "metrics"),
     "seldon": ("seldon_http", "seldon_grpc", "metrics"),
     "custom": (),
+    "transformers": (),
 }
 
 
@@ -245,6 +246,73 @@ def custom_launch(
     )
 
 
+def transformers_launch(
+    *,
+    root: Path,
+    server_dir: Path,
+    endpoint_name: str,
+    version_name: str,
+    version: Version,
+    ports: dict[str, int],
+) -> ServerLaunch:
+    """``transformers serve MODEL_DIR`` on the CPU: the OpenAI-compatible API with streaming.
+
+    Offline (``HF_HUB_OFFLINE``), its caches inside the server's own folder, one torch thread
+    (a 2-core machine shared with the gateway, Prometheus and the load generator), the model
+    pinned at start (``force_model``) so that the first request does not pay for loading it.
+    """
+    if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None:
+        raise TargetError(
+            f"endpoints.{endpoint_name}.runtime = 'transformers' needs torch and transformers in mlserve's environment",
+            hint="pip install 'mlserve[llm]' (torch==2.13.0 is the CPU build)",
+        )
+    key = key_of(endpoint_name, version_name, "model_uri")
+    path = resolve_model_path(root, endpoint_name, version_name, version)
+    if not (path.is_dir() and (path / "config.json").is_file()):
+        raise TargetError(
+            f"{key}: {path} is not a Hugging Face model folder (no config.json)",
+            hint="point model_uri at a folder written by save_pretrained (mlserve init creates models/chat/v1)",
+        )
+    cache = server_dir / "hf-home"
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HOME": str(cache),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1",
+        **version.env,
+    }
+    argv = [
+        _bin("transformers"),
+        "serve",
+        str(path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(ports["http"]),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--log-level",
+        "warning",
+        *version.args,
+    ]
+    return ServerLaunch(
+        argv=argv,
+        env=env,
+        cwd=str(server_dir),
+        health_url=f"http://127.0.0.1:{ports['http']}/health",
+        metrics_url=None,
+        files={str(server_dir / "README"): "transformers serve working folder (HF_HOME is hf-home/)\n"},
+        start_timeout=240.0,
+        stamp=stamp_of(path),
+    )
+
+
 def launch_for(
     *,
     root: Path,
@@ -264,6 +332,15 @@ def launch_for(
             server_dir=server_dir,
             endpoint_name=endpoint_name,
             endpoint=endpoint,
+            version_name=version_name,
+            version=version,
+            ports=ports,
+        )
+    if endpoint.runtime == "transformers":
+        return transformers_launch(
+            root=root,
+            server_dir=server_dir,
+            endpoint_name=endpoint_name,
             version_name=version_name,
             version=version,
             ports=ports,

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from mlserve import fsutil
+from mlserve.errors import StateError
 
 DESIRED_FORMAT = "mlserve.local.desired/v1"
 STATE_FORMAT = "mlserve.local.state/v1"
+SHADOW_SAMPLES = "llm-shadow-samples.json"  # beside the gateway's state file, in .mlserve/local/
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,11 @@ class LocalPaths:
     @property
     def gateway_config(self) -> Path:
         return self.local_dir / "gateway.json"
+
+    @property
+    def shadow_samples(self) -> Path:
+        """Recent (routed, mirrored) generation pairs of LLM shadows, written by the gateway."""
+        return self.local_dir / SHADOW_SAMPLES
 
     @property
     def prometheus_config(self) -> Path:
@@ -220,3 +227,18 @@ def stop_group(pid: int, start_time: int | None, timeout: float = 10.0) -> bool:
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def read_shadow_samples(paths: LocalPaths, endpoint: str, since: float, keep: int = 5) -> tuple[dict[str, Any], ...]:
+    """The latest ``keep`` generation pairs the gateway kept for an LLM endpoint's shadow, made
+    at or after ``since`` (a step's anchor); none for a V2 endpoint or an unreadable file (the
+    examples are a nicety of the report: they never hold a look)."""
+    try:
+        data = fsutil.read_json(paths.shadow_samples)
+    except StateError:
+        return ()
+    got = data.get("endpoints", {}).get(endpoint, []) if isinstance(data, dict) else []
+    if not isinstance(got, list):
+        return ()
+    kept = [x for x in got if isinstance(x, dict)][-keep:]
+    return tuple(x for x in kept if isinstance(x.get("at"), int | float) and x["at"] >= since)

@@ -201,6 +201,10 @@ class Fault(Strict):
     # Share (percent) of the *other* variants' requests that the gateway misroutes to
     # this version: a deliberately broken split, to show the sample-ratio check.
     misroute_percent: Annotated[float, Field(ge=0, le=100)] = 0.0
+    # LLM endpoints (protocol = "openai"): extra wait before the first generated token is
+    # passed on (a slower prefill), and the share of streams cut off after their first tokens.
+    first_token_ms: Annotated[float, Field(ge=0, le=60_000)] = 0.0
+    stream_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
 
 
 class GatewayLimits(Strict):
@@ -285,7 +289,10 @@ class Environment(Strict):
 # Endpoints
 # ---------------------------------------------------------------------------
 
-Runtime = Literal["sklearn", "xgboost", "seldon", "triton", "vllm", "torchserve", "custom"]
+Runtime = Literal["sklearn", "xgboost", "seldon", "triton", "vllm", "torchserve", "transformers", "custom"]
+# Runtimes that serve the OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models).
+OPENAI_RUNTIMES = ("vllm", "transformers")
+Protocol = Literal["v2", "openai"]
 
 
 _CREDENTIAL_NAME = re.compile(
@@ -351,7 +358,9 @@ class Resources(Strict):
 class Autoscaling(Strict):
     min_replicas: Annotated[int, Field(ge=0, le=1000)] = 1
     max_replicas: Annotated[int, Field(ge=1, le=1000)] = 3
-    metric: Literal["concurrency", "rps", "cpu", "memory"] = "concurrency"
+    # concurrency (in-flight requests per replica), rps, cpu, memory; for vLLM versions also
+    # queue (vllm:num_requests_waiting) and kv_cache (KV-cache use, percent)
+    metric: Literal["concurrency", "rps", "cpu", "memory", "queue", "kv_cache"] = "concurrency"
     target: Annotated[int, Field(gt=0, le=100_000)] = 10
 
     @model_validator(mode="after")
@@ -449,7 +458,12 @@ class Auth(Strict):
         return self
 
 
-MetricKind = Literal["error_rate", "latency", "ratio", "prediction"]
+MetricKind = Literal[
+    "error_rate", "latency", "ratio", "prediction", "ttft", "inter_token", "tokens_per_second", "stream_errors"
+]
+# Kinds read from histograms at a quantile, and the LLM kinds (protocol = "openai" only).
+QUANTILE_KINDS = ("latency", "ttft", "inter_token", "tokens_per_second")
+LLM_KINDS = ("ttft", "inter_token", "tokens_per_second", "stream_errors")
 
 
 class MetricSpec(Strict):
@@ -466,10 +480,17 @@ class MetricSpec(Strict):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> MetricSpec:
-        if self.kind == "latency" and self.quantile is None:
-            raise KeyProblem("quantile", "is required when kind = 'latency' (e.g. 0.99)")
-        if self.kind != "latency" and self.quantile is not None:
-            raise KeyProblem("quantile", "only applies to kind = 'latency'")
+        if self.kind in QUANTILE_KINDS and self.quantile is None:
+            example = "0.1: the slowest tenth" if self.kind == "tokens_per_second" else "0.99"
+            raise KeyProblem("quantile", f"is required when kind = {self.kind!r} (e.g. {example})")
+        if self.kind not in QUANTILE_KINDS and self.quantile is not None:
+            raise KeyProblem("quantile", f"only applies to kind = {', '.join(repr(k) for k in QUANTILE_KINDS)}")
+        if self.kind == "tokens_per_second" and not self.margin.relative and self.margin.value > 0:
+            raise KeyProblem("margin", "kind = 'tokens_per_second' takes a relative margin like '10%'")
+        if self.kind in LLM_KINDS and self.direction is not None:
+            better = "higher" if self.kind == "tokens_per_second" else "lower"
+            if self.direction != better:
+                raise KeyProblem("direction", f"kind = {self.kind!r} is always {better!r}-is-better")
         if self.kind != "ratio" and (self.numerator is not None or self.denominator is not None):
             raise KeyProblem("numerator", "only applies to kind = 'ratio'")
         if self.kind == "ratio" and self.direction is None:
@@ -491,6 +512,8 @@ class MetricSpec(Strict):
 
     @property
     def better(self) -> Literal["lower", "higher"]:
+        if self.kind == "tokens_per_second":
+            return "higher"
         return self.direction or "lower"
 
 
@@ -537,6 +560,11 @@ class RolloutPolicy(Strict):
     # shadow: least share of mirrored requests whose predictions must agree with the
     # baseline's (always-valid test; 0 switches the agreement gate off)
     shadow_agreement: Annotated[float, Field(ge=0, lt=1)] = 0.99
+    # shadow of an LLM endpoint: generations count as agreeing when they match after
+    # normalisation ("exact") or when their sentence embeddings' cosine similarity is at
+    # least shadow_similarity ("semantic", all-MiniLM-L6-v2 run offline by the gateway)
+    shadow_text_match: Literal["exact", "semantic"] = "exact"
+    shadow_similarity: Annotated[float, Field(gt=0, le=1)] = 0.9
     # canary: a step lasts at least this long; "evidence" advances only on a promote
     # verdict for the step, "no_harm" also once step_min_duration passes with
     # min_requests per variant and no rollback or halt
@@ -578,6 +606,9 @@ class RolloutPolicy(Strict):
 
 class Endpoint(Strict):
     runtime: Runtime
+    # The API the endpoint speaks: "v2" (KServe V2 inference) or "openai" (chat and text
+    # completions with streaming). Default: "openai" for vllm and transformers, else "v2".
+    protocol: Protocol | None = None
     baseline: DnsLabel
     description: FreeText = ""
     versions: dict[DnsLabel, Version] = Field(min_length=1)
@@ -595,6 +626,27 @@ class Endpoint(Strict):
             known = ", ".join(sorted(self.versions))
             raise KeyProblem(
                 "baseline", f"names no version of this endpoint (got {self.baseline!r}; versions: {known})"
+            )
+        if self.protocol == "openai" and self.runtime not in (*OPENAI_RUNTIMES, "custom"):
+            raise KeyProblem(
+                "protocol",
+                f"runtime = {self.runtime!r} serves the V2 protocol; 'openai' needs runtime "
+                "'transformers', 'vllm' or 'custom'",
+            )
+        if self.protocol == "v2" and self.runtime in OPENAI_RUNTIMES:
+            raise KeyProblem("protocol", f"runtime = {self.runtime!r} serves the OpenAI API; use protocol = 'openai'")
+        if self.api != "openai":
+            for i, m in enumerate(self.rollout.metrics):
+                if m.kind in LLM_KINDS:
+                    raise KeyProblem(
+                        ("rollout", "metrics", i, "kind"),
+                        f"kind = {m.kind!r} measures token streams and needs protocol = 'openai' "
+                        f"(this endpoint speaks {self.api!r})",
+                    )
+        if self.autoscaling.metric in ("queue", "kv_cache") and self.runtime != "vllm":
+            raise KeyProblem(
+                ("autoscaling", "metric"),
+                f"{self.autoscaling.metric!r} is one of vLLM's own metrics; it needs runtime = 'vllm'",
             )
         if self.monitoring is None:
             for i, metric in enumerate(self.rollout.metrics):
@@ -620,6 +672,13 @@ class Endpoint(Strict):
                         f"server-side batching is for runtimes {', '.join(BATCHING_RUNTIMES)}; {why}",
                     )
         return self
+
+    @property
+    def api(self) -> Protocol:
+        """The protocol in force (explicit, or the runtime's)."""
+        if self.protocol is not None:
+            return self.protocol
+        return "openai" if self.runtime in OPENAI_RUNTIMES else "v2"
 
 
 class Manifest(Strict):

@@ -45,6 +45,12 @@ DESCRIPTIONS: dict[str, str] = {
     "environments.NAME.faults.ENDPOINT.VERSION.misroute_percent": (
         "Percent of the other variants' requests sent to this version instead: a broken split."
     ),
+    "environments.NAME.faults.ENDPOINT.VERSION.first_token_ms": (
+        "LLM endpoints: added wait before the first generated token is passed on (a slower prefill), in ms."
+    ),
+    "environments.NAME.faults.ENDPOINT.VERSION.stream_error_rate": (
+        "LLM endpoints: share of streamed answers cut off after their first tokens (a failure mid-stream)."
+    ),
     "environments.NAME.serving": "kubernetes: the serving layer, KServe or Seldon Core v1.",
     "environments.NAME.namespace": "kubernetes: namespace of the endpoints.",
     "environments.NAME.cluster": "kubernetes: `aws-eks` renders a cluster layer (VPC, EKS, GPU nodes); `existing` does not.",
@@ -59,7 +65,14 @@ DESCRIPTIONS: dict[str, str] = {
     "environments.NAME.backend.type": "Backend type.",
     "environments.NAME.backend.config": "Backend settings (bucket, key, region, ...), rendered as quoted strings.",
     "endpoints": "Inference endpoints: one table per endpoint.",
-    "endpoints.NAME.runtime": "The model server: MLServer (sklearn, xgboost), Seldon, Triton, vLLM, TorchServe or a custom image.",
+    "endpoints.NAME.runtime": (
+        "The model server: MLServer (sklearn, xgboost), Seldon, Triton, vLLM, TorchServe, "
+        "`transformers serve` (a CPU LLM server on the local target) or a custom image."
+    ),
+    "endpoints.NAME.protocol": (
+        "`v2` (KServe V2 inference) or `openai` (chat and text completions, streamed with server-sent "
+        "events); default `openai` for vllm and transformers, else `v2`."
+    ),
     "endpoints.NAME.baseline": "The version in production; `mlserve promote` rewrites it.",
     "endpoints.NAME.description": "Free text.",
     "endpoints.NAME.versions": "Model versions, by name.",
@@ -90,7 +103,10 @@ DESCRIPTIONS: dict[str, str] = {
     "endpoints.NAME.autoscaling": "Replica autoscaling.",
     "endpoints.NAME.autoscaling.min_replicas": "Lowest replica count (0 allows scale to zero on KServe).",
     "endpoints.NAME.autoscaling.max_replicas": "Highest replica count.",
-    "endpoints.NAME.autoscaling.metric": "What the autoscaler follows.",
+    "endpoints.NAME.autoscaling.metric": (
+        "What the autoscaler follows; `queue` (requests waiting, `vllm:num_requests_waiting`) and `kv_cache` "
+        '(KV-cache use, percent) are vLLM signals for runtime = "vllm".'
+    ),
     "endpoints.NAME.autoscaling.target": "Target value of that metric per replica.",
     "endpoints.NAME.slo": "Service level objectives: checked by `mlserve loadtest`, alerted on by burn-rate rules.",
     "endpoints.NAME.slo.p99_latency": "Highest acceptable p99 latency.",
@@ -134,6 +150,13 @@ DESCRIPTIONS: dict[str, str] = {
     "endpoints.NAME.rollout.sticky_header": "ab: request header holding the user key.",
     "endpoints.NAME.rollout.sticky_cookie": "ab: cookie holding the user key, when there is no header.",
     "endpoints.NAME.rollout.ab_duration": "ab: fixed horizon of the experiment.",
+    "endpoints.NAME.rollout.shadow_text_match": (
+        "shadow of an LLM endpoint: generations agree when equal after normalisation (`exact`) or when "
+        "their sentence embeddings are at least `shadow_similarity` alike (`semantic`)."
+    ),
+    "endpoints.NAME.rollout.shadow_similarity": (
+        "shadow of an LLM endpoint: least cosine similarity (all-MiniLM-L6-v2) for two generations to agree."
+    ),
     "endpoints.NAME.rollout.shadow_agreement": "shadow: least share of mirrored requests whose predictions "
     "must agree with the baseline's (0 turns the gate off).",
     "endpoints.NAME.rollout.step_min_duration": "canary: least time a step lasts before the weight moves on.",
@@ -151,9 +174,15 @@ DESCRIPTIONS: dict[str, str] = {
     "endpoints.NAME.rollout.metrics": "The metrics that gate the rollout (`[[endpoints.NAME.rollout.metrics]]`).",
     "endpoints.NAME.rollout.metrics[].name": "Metric name, unique within the policy.",
     "endpoints.NAME.rollout.metrics[].kind": (
-        "`error_rate`, `latency` (a quantile), a custom `ratio`, or `prediction` (share of positive predictions)."
+        "`error_rate`, `latency` (a quantile), a custom `ratio`, or `prediction` (share of positive "
+        "predictions); for LLM endpoints also `ttft` (time to first token), `inter_token` (a request's mean gap between tokens), `tokens_per_second` (a "
+        "request's generated tokens over its duration, higher is better) at a quantile, and "
+        "`stream_errors` (streams that failed mid-way, as an error rate)."
     ),
-    "endpoints.NAME.rollout.metrics[].quantile": "latency: the quantile compared, like 0.99.",
+    "endpoints.NAME.rollout.metrics[].quantile": (
+        "latency, ttft, inter_token, tokens_per_second: the quantile compared, like 0.99 (for "
+        "tokens_per_second a low one such as 0.1: the slowest tenth of requests)."
+    ),
     "endpoints.NAME.rollout.metrics[].direction": "Which way is better (default: lower).",
     "endpoints.NAME.rollout.metrics[].margin": (
         'Non-inferiority margin: absolute (0.005) or relative to the baseline ("10%").'

@@ -15,7 +15,15 @@ from typing import Any
 
 from mlserve.errors import MlserveError
 from mlserve.metrics.predictions import prediction_selector
-from mlserve.metrics.queries import QUERY_SETS, QuerySet, variant_queries, window
+from mlserve.metrics.queries import (
+    LLM_QUERY_SETS,
+    QUERY_SETS,
+    LlmQuerySet,
+    QuerySet,
+    llm_selector,
+    variant_queries,
+    window,
+)
 from mlserve.timefmt import utc
 
 
@@ -93,6 +101,10 @@ class LookRequest:
     revisions: Mapping[str, str] = field(default_factory=dict)
     custom: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     shadow: bool = False  # the last variant only receives mirrored copies of requests
+    token_streams: bool = False  # the decision needs token-stream statistics (LLM metric kinds)
+    # where the source keeps them (a key of LLM_QUERY_SETS: "local" or "vllm"), set by the
+    # metrics source like ``source``; None reads none
+    llm_source: str | None = None
     predictions: tuple[str, ...] = ()  # metrics of kind "prediction" (mlserve.metrics.predictions)
     # when the step's traffic changed: the first look checks that the scrapes it counts from
     # (at ``started_at``) were taken after it (see :func:`check_anchor`)
@@ -217,11 +229,14 @@ def _prediction_counts(query: QueryFn, req: LookRequest, variant: str) -> tuple[
 class Collected:
     """One look (``mlserve.snapshot/v1``, a plain dict) and, where the DCGM exporter is
     scraped, GPU figures per variant for the report (not part of the snapshot); a shadow
-    look on a source that compares answers also counts prediction agreement."""
+    look on a source that compares answers also counts prediction agreement, and for an LLM
+    endpoint may carry a few example (routed, mirrored) generation pairs, redacted and
+    truncated by the gateway, for the report."""
 
     look: dict[str, Any]
     gpu: dict[str, dict[str, float]]
     agreement: dict[str, int] | None = None
+    samples: tuple[dict[str, Any], ...] = ()
 
 
 def _oldest_scrape(query: QueryFn, selector: str, at: float) -> float | None:
@@ -320,6 +335,8 @@ def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] |
                     gpu[name] = samples[0][1]
             if gpu:
                 extras[variant] = gpu
+        if req.llm_source is not None:
+            entry["llm"] = collect_llm(query, LLM_QUERY_SETS[req.llm_source], req, variant, prev.get("llm"), seconds)
         variants[variant] = entry
     look: dict[str, Any] = {
         "at": utc(req.at, fraction=False),
@@ -327,3 +344,50 @@ def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] |
         "variants": variants,
     }
     return Collected(look=look, gpu=extras)
+
+
+def collect_llm(
+    query: QueryFn,
+    lq: LlmQuerySet,
+    req: LookRequest,
+    variant: str,
+    previous: Mapping[str, Any] | None,
+    seconds: float,
+) -> dict[str, Any]:
+    """A variant's ``llm`` snapshot field: token-stream histograms (each with its own total)
+    and counts since the anchor. A histogram with no series is left out (its metric kind
+    then has no data); counts default to zero only when their series exist."""
+    sel = llm_selector(lq, endpoint=req.endpoint, variant=variant, namespace=req.namespace)
+    win = window(seconds)
+    prev = dict(previous or {})
+    out: dict[str, Any] = {}
+    for key, name in (
+        ("ttft_seconds", lq.ttft_buckets),
+        ("time_per_output_token_seconds", lq.tpot_buckets),
+        ("tokens_per_second", lq.rate_buckets),
+    ):
+        if not name:
+            continue
+        series = counter_increase(query, name + sel, win, req.started_at, req.at)
+        if not series:
+            continue
+        total = round(max((v for k, v in series.items() if dict(k).get("le") in ("+Inf", "Inf", "inf")), default=0))
+        hist = histogram_from_series(series, 1.0, total)
+        if not hist:
+            continue
+        hist = keep_monotone(hist, prev.get(key), hist["counts"][-1])
+        out[key] = hist
+    streams = counter_increase(query, lq.streams + sel, win, req.started_at, req.at)
+    if streams:
+        counted = re.compile(lq.counted_regex)
+        failed = re.compile(lq.failed_regex)
+        n = sum(v for k, v in streams.items() if counted.fullmatch(dict(k).get(lq.outcome_label, "")))
+        x = sum(v for k, v in streams.items() if failed.fullmatch(dict(k).get(lq.outcome_label, "")))
+        n_i = max(round(n), int(prev.get("streams", 0)))
+        out["streams"] = n_i
+        out["streams_failed"] = min(max(round(x), int(prev.get("streams_failed", 0))), n_i)
+    for key, name in (("prompt_tokens", lq.prompt_tokens), ("generation_tokens", lq.generation_tokens)):
+        got = counter_increase(query, name + sel, win, req.started_at, req.at)
+        if got:
+            out[key] = max(round(sum(got.values())), int(prev.get(key, 0)))
+    return out

@@ -173,3 +173,76 @@ def variant_queries(
         custom={name: (fill(n, **with_sel), fill(d, **with_sel)) for name, (n, d) in (custom or {}).items()},
         gpu=gpu,
     )
+
+
+# ---------------------------------------------------------------------------
+# LLM token streams (endpoints with protocol = "openai")
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LlmQuerySet:
+    """Where one source keeps a variant's token-stream histograms and counters.
+
+    A histogram name left empty is a statistic the source does not export (that metric kind
+    then has no data and holds the rollout: no data is never a pass).
+    """
+
+    name: str
+    description: str
+    selector: str
+    ttft_buckets: str  # per request, seconds
+    tpot_buckets: str  # per request mean gap between tokens, seconds
+    rate_buckets: str  # per request generated tokens per second
+    streams: str  # counter of finished streams, with an outcome label
+    outcome_label: str
+    failed_regex: str  # outcomes that are failures
+    counted_regex: str  # outcomes that count as streams (client cancellations are not the server's)
+    prompt_tokens: str
+    generation_tokens: str
+
+
+_LLM_LOCAL = LlmQuerySet(
+    name="local",
+    description="mlserve's local gateway (mlserve_llm_* metrics)",
+    selector='endpoint="{endpoint}",variant="{variant}"',
+    ttft_buckets="mlserve_llm_time_to_first_token_seconds_bucket",
+    tpot_buckets="mlserve_llm_time_per_output_token_seconds_bucket",
+    rate_buckets="mlserve_llm_tokens_per_second_bucket",
+    streams="mlserve_llm_streams_total",
+    outcome_label="outcome",
+    failed_regex="failed",
+    counted_regex="completed|failed",
+    prompt_tokens="mlserve_llm_prompt_tokens_total",
+    generation_tokens="mlserve_llm_generation_tokens_total",
+)
+
+# vLLM's own metrics (its OpenAI server's /metrics). The rendered vLLM versions serve the
+# model names "{endpoint}-{variant}" first (and "{endpoint}", which clients send), and vLLM
+# labels its series with the first one as model_name. vLLM has no per-request
+# tokens-per-second histogram: that kind holds on vLLM; "abort" counts requests that did
+# not finish (client cancellations included).
+_LLM_VLLM = LlmQuerySet(
+    name="vllm",
+    description="vLLM's metrics (vllm:time_to_first_token_seconds, vllm:request_time_per_output_token_seconds, ...)",
+    selector='namespace="{namespace}",model_name="{endpoint}-{variant}"',
+    ttft_buckets="vllm:time_to_first_token_seconds_bucket",
+    tpot_buckets="vllm:request_time_per_output_token_seconds_bucket",
+    rate_buckets="",
+    streams="vllm:request_success_total",
+    outcome_label="finished_reason",
+    failed_regex="abort",
+    counted_regex=".*",
+    prompt_tokens="vllm:prompt_tokens_total",
+    generation_tokens="vllm:generation_tokens_total",
+)
+
+LLM_QUERY_SETS: dict[str, LlmQuerySet] = {q.name: q for q in (_LLM_LOCAL, _LLM_VLLM)}
+
+# Requests, errors and whole-request latency of vLLM versions come from the mesh (Istio, the
+# request-level query sets above) like every other endpoint's; vLLM's own metrics add the
+# token-stream statistics.
+
+
+def llm_selector(lq: LlmQuerySet, *, endpoint: str, variant: str, namespace: str = "") -> str:
+    return "{" + fill(lq.selector, endpoint=endpoint, variant=variant, namespace=namespace) + "}"

@@ -34,7 +34,10 @@ def collect_gateway_shadow_look(query: QueryFn, req: LookRequest, previous: Mapp
     baseline, candidate = req.variants[0], req.variants[-1]
     anchor, at, endpoint = req.started_at, req.at, req.endpoint
     base = collect_look(
-        query, replace(req, variants=[baseline], weights={baseline: 100}, custom={}, shadow=False), previous
+        query,
+        # the mirror's streams are not timed token by token, so neither arm reads token streams
+        replace(req, variants=[baseline], weights={baseline: 100}, custom={}, shadow=False, llm_source=None),
+        previous,
     )
     win = window(max(1.0, at - anchor))
     sel = f'{{endpoint="{endpoint}",variant="{candidate}"}}'

@@ -39,9 +39,23 @@ CANONICAL_REVISION = "service.istio.io/canonical-revision"
 MODEL_VERSION_LABEL = "mlserve.io/model-version"
 
 
+VLLM_IMAGE = "docker.io/vllm/vllm-openai:v0.11.0"
+
+
+def vllm_selector(namespace: str, endpoint: str, version: str) -> str:
+    """vLLM's own series of one version: its first served model name is "{endpoint}-{version}"
+    (rendered below), and vLLM labels every vllm:* series with it as ``model_name``."""
+    return f'namespace="{namespace}",model_name="{endpoint}-{version}"'
+
+
 def scaling_query(metric: str, namespace: str, endpoint: str, version: str) -> str:
     """PromQL for KEDA: requests per second, or mean in-flight requests (Little's law:
-    concurrency = arrival rate x time in system = summed latency per second)."""
+    concurrency = arrival rate x time in system = summed latency per second); for vLLM
+    versions the LLM signals: requests waiting for a slot, or KV-cache use (percent)."""
+    if metric == "queue":
+        return f"sum(vllm:num_requests_waiting{{{vllm_selector(namespace, endpoint, version)}}})"
+    if metric == "kv_cache":
+        return f"100 * avg(vllm:kv_cache_usage_perc{{{vllm_selector(namespace, endpoint, version)}}})"
     sel = (
         f'reporter="destination",destination_workload_namespace="{namespace}",'
         f'destination_canonical_service="{endpoint}",destination_canonical_revision="{version}"'
@@ -52,8 +66,13 @@ def scaling_query(metric: str, namespace: str, endpoint: str, version: str) -> s
 
 
 def needs_keda(endpoint: Endpoint) -> bool:
-    """CPU and memory scale with the HPA; concurrency and rps need KEDA in raw mode."""
-    return endpoint.autoscaling.metric in ("concurrency", "rps")
+    """CPU and memory scale with the HPA; concurrency, rps and the LLM signals need KEDA."""
+    return endpoint.autoscaling.metric in ("concurrency", "rps", "queue", "kv_cache")
+
+
+def llm_service(endpoint: Endpoint, serving: str) -> bool:
+    """vLLM versions on KServe are LLMInferenceServices (one per version)."""
+    return endpoint.runtime == "vllm" and serving == "kserve"
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,16 @@ RUNTIMES: dict[str, RuntimeSpec] = {
         "v2",
         None,
         args=("--backend=vllm", "--http_port=8080"),
+    ),
+    # `transformers serve` has no published image: on a cluster a transformers version runs in
+    # KServe's Hugging Face server (the same transformers backend, OpenAI routes under /openai/v1).
+    "transformers": RuntimeSpec(
+        "docker.io/kserve/huggingfaceserver:v0.14.1",
+        "huggingface",
+        "kserve-huggingfaceserver",
+        "v2",
+        None,
+        args=("--backend=huggingface", "--http_port=8080"),
     ),
     "torchserve": RuntimeSpec("docker.io/pytorch/torchserve-kfs:0.12.0", "pytorch", "kserve-torchserve", "v1", None),
     "seldon": RuntimeSpec("docker.io/seldonio/seldon-core-s2i-python3:1.17.1", None, None, "v1", None),
@@ -130,8 +159,9 @@ def render(
         ectx = dict(ctx, ep=e)
         docs = []
         if serving == "kserve":
+            template = "kubernetes/kserve/llminferenceservice.yaml.j2" if e["llm_service"] else workload
             for v in e["variants"]:
-                docs.append(engine.render_template(jenv, workload, dict(ectx, v=v)))
+                docs.append(engine.render_template(jenv, template, dict(ectx, v=v)))
         else:
             docs.append(engine.render_template(jenv, workload, ectx))
         docs.append(engine.render_template(jenv, "kubernetes/istio/router.yaml.j2", ectx))
@@ -180,7 +210,7 @@ def _probe(runtime: str, serving: str, spec: RuntimeSpec, model_name: str) -> di
     ``/v2/health/ready`` answer ready only when every model is. vLLM on Seldon: ``/health``;
     containers whose API mlserve does not know: a TCP check."""
     port = KSERVE_PORT if serving == "kserve" else SELDON_MODEL_PORT
-    if runtime == "vllm" and serving == "seldon":
+    if runtime == "vllm":
         return {"port": port, "ready": "/health", "live": "/health"}
     v2 = spec.model_format is not None if serving == "kserve" else spec.seldon_implementation is not None
     if v2 and serving == "kserve" and runtime in MODEL_READY_ON_KSERVE:
@@ -236,11 +266,24 @@ def _variant(
         image = SELDON_VLLM_IMAGE
     uri = resolve_model_uri(manifest, env_name, ep_name, version, v.model_uri)
     args = list(spec.args)
-    if ep.runtime == "vllm":
+    if ep.runtime == "vllm" and serving == "kserve":
+        # vLLM's OpenAI server itself. The first served name labels its metrics (one series
+        # per version); the endpoint's name is what clients send as "model".
+        image = v.image or VLLM_IMAGE
+        args = [
+            "--model=/mnt/models",
+            f"--port={KSERVE_PORT}",
+            "--served-model-name",
+            f"{ep_name}-{version}",
+            ep_name,
+        ]
+    elif ep.runtime == "vllm":
+        args = ["--model=/mnt/models", "--port=9000", "--served-model-name", f"{ep_name}-{version}", ep_name]
+    elif ep.runtime == "transformers":
         args = (
             [f"--model_name={ep_name}", *args]
             if serving == "kserve"
-            else ["--model=/mnt/models", "--port=9000", f"--served-model-name={ep_name}"]
+            else ["--model_dir=/mnt/models", f"--model_name={ep_name}", "--backend=huggingface", "--http_port=9000"]
         )
     if ep.runtime == "seldon" and serving == "kserve":
         args = [v.model_class or "Model", "--http-port", str(KSERVE_PORT)]
@@ -288,7 +331,7 @@ def _variant(
         "model_uri": uri,
         "args": args,
         "env": env,
-        "custom_container": spec.model_format is None,
+        "custom_container": spec.model_format is None or (ep.runtime == "vllm" and serving == "kserve"),
         "scaling_query": scaling_query(ep.autoscaling.metric, namespace, ep_name, name),
         "pod_labels": labels,
         "seldon_implementation": spec.seldon_implementation,
@@ -339,6 +382,7 @@ def endpoint_context(
         "name": name,
         "description": ep.description,
         "runtime": ep.runtime,
+        "llm_service": llm_service(ep, serving),
         "host": host,
         "port": port,
         "metrics_port": METRICS_PORTS.get(ep.runtime, KSERVE_PORT) if serving == "kserve" else SELDON_PORT,

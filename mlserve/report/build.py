@@ -149,6 +149,7 @@ def build_data(run: RunView, events: Sequence[Mapping[str, Any]]) -> ReportData:
         histograms=hists,
         gpu=gpu,
         load=run.load.to_dict() if run.load else None,
+        shadow_samples=next((tuple(dict(x) for x in st.samples) for st in reversed(run.steps) if st.samples), ()),
     )
 
 
@@ -201,6 +202,18 @@ def _metric_row(m: Result) -> list[str]:
         fmt.interval(m.ci),
         m.margin,
         fmt.p_value(m.p_value_holm),
+    ]
+
+
+def _sample_row(x: Mapping[str, Any]) -> list[str]:
+    """One example pair of an LLM shadow: prompt, the two generations, and how they compared."""
+    similarity = x.get("similarity")
+    return [
+        str(x.get("prompt", "")),
+        str(x.get("routed_text", "")),
+        str(x.get("shadow_text", "")),
+        "yes" if x.get("agree") else "no",
+        "-" if not isinstance(similarity, int | float) else f"{similarity:.3f}",
     ]
 
 
@@ -258,6 +271,10 @@ def markdown(d: ReportData) -> str:
         req = ", ".join(f"{v} {n:,}" for v, n in st.requests.items())
         rows.append([str(st.step), st.phase, w, str(st.looks), str(st.held), req, str(st.verdict)])
     parts.append(_md_table(["step", "phase", "weights", "looks", "held", "requests", "verdict"], rows))
+    if d.shadow_samples:
+        parts += ["", "## Example generations (shadow)", ""]
+        head = ["prompt", s.baseline, s.candidate, "agree", "similarity"]
+        parts.append(_md_table(head, [_sample_row(x) for x in d.shadow_samples]))
     if d.gpu:
         parts += ["", "## GPU", ""]
         for v, figures in d.gpu.items():
@@ -350,6 +367,15 @@ def html_page(d: ReportData) -> str:
         + "</li>"
         for e in d.timeline
     )
+    pairs = ""
+    if d.shadow_samples:
+        cells = "".join(
+            "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in _sample_row(x)) + "</tr>" for x in d.shadow_samples
+        )
+        pairs = (
+            f"<h2>Example generations (shadow)</h2><table><tr><th>prompt</th><th>{esc(s.baseline)}</th>"
+            f"<th>{esc(s.candidate)}</th><th>agree</th><th>similarity</th></tr>{cells}</table>"
+        )
     load = ""
     if d.load and d.load.get("variants"):
         cells = "".join(
@@ -387,6 +413,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #d0d7de;pa
 <h2>Steps</h2><table><tr><th>step</th><th>phase</th><th>weights</th><th>looks</th><th>held</th><th>requests</th>
 <th>verdict</th></tr>{step_rows}</table>
 <h2>Plots</h2>{figs}
+{pairs}
 {load}
 <h2>Events</h2><ul>{events}</ul>
 </body></html>

@@ -84,9 +84,11 @@ class ReportData:
     histograms: dict[str, dict[str, Any]]  # variant -> latency_seconds (cumulative over the run)
     gpu: dict[str, dict[str, float]]
     load: dict[str, Any] | None
+    # LLM shadows: a few (routed, mirrored) generation pairs, redacted and truncated by the gateway
+    shadow_samples: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": REPORT_FORMAT,
             "summary": self.summary.to_dict(),
             "metrics": [m.to_dict() for m in self.metrics],
@@ -98,3 +100,6 @@ class ReportData:
             "gpu": self.gpu,
             "load": self.load,
         }
+        if self.shadow_samples:  # only LLM shadows have them
+            out["shadow_samples"] = [dict(x) for x in self.shadow_samples]
+        return out

@@ -33,9 +33,11 @@ def start_load(machine: Machine, project: Project, env: Environment, users: int)
         out_dir=out_dir,
         users=users,
         payloads=payloads if payloads.is_file() else None,
-        input_spec=None if payloads.is_file() else ep.input,
+        # an LLM endpoint streams chat requests: prompts from the payload file, else synthesised
+        input_spec=None if payloads.is_file() or ep.api == "openai" else ep.input,
         max_duration=min(remaining, 6 * 3600.0),
         environment=record.env,
+        protocol=ep.api,
     )
     machine.event("load_started", users=users, out_dir=str(out_dir))
     return load

@@ -59,6 +59,7 @@ from mlserve.rollout.record import (
 )
 from mlserve.rollout.store import RunDir
 from mlserve.stats.engine import Decision, analyze
+from mlserve.stats.kinds import token_stream_kinds
 from mlserve.stats.shadow import analyze_shadow
 from mlserve.stats.snapshot import parse_look
 from mlserve.status import Status, Verdict
@@ -299,6 +300,7 @@ class Machine:
             at=now,
             custom={} if shadow else _custom_queries(record),
             shadow=shadow,
+            token_streams=any(m.kind in token_stream_kinds() for m in record.policy.metrics),
             predictions=() if shadow else _prediction_metrics(record),
             changed_at=step.started_at,
         )
@@ -333,6 +335,7 @@ class Machine:
             step,
             looks=(*step.looks, StepLook(look, Verdict.CONTINUE, (), agreement)),
             gpu=seen.gpu or step.gpu,
+            samples=seen.samples or step.samples,
             last_look_at=now,
         )
         decision = self.decide(record, step, now, final=False)

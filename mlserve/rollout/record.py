@@ -139,6 +139,8 @@ class Step:
     decision: Decision | None = None
     last_look_at: float | None = None
     gpu: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # an LLM shadow: the latest example (routed, mirrored) generation pairs, for the report
+    samples: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def strategy(self) -> str:
@@ -154,7 +156,7 @@ class Step:
         return self.looks[-1].agreement if self.looks else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "index": self.index,
             "phase": self.phase,
             "traffic": self.traffic.to_dict(),
@@ -166,6 +168,9 @@ class Step:
             "last_look_at": self.last_look_at,
             "gpu": {k: dict(v) for k, v in self.gpu.items()},
         }
+        if self.samples:  # only LLM shadows have them
+            out["samples"] = [dict(x) for x in self.samples]
+        return out
 
 
 @dataclass(frozen=True)
@@ -528,6 +533,7 @@ def _step_common(data: Mapping[str, Any], looks: tuple[StepLook, ...]) -> Step:
         decision=Decision.from_dict(decision) if decision else None,
         last_look_at=_opt_float(data.get("last_look_at")),
         gpu={str(k): dict(v) for k, v in dict(data.get("gpu") or {}).items()},
+        samples=tuple(dict(x) for x in data.get("samples") or () if isinstance(x, Mapping)),
     )
 
 

@@ -25,6 +25,7 @@ class ScaffoldResult:
     project_name: str
     written: list[str] = field(default_factory=list)
     overwritten: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def project_name_for(directory: Path) -> str:
@@ -187,6 +188,7 @@ def scaffold(directory: Path, *, force: bool = False, train: bool = True) -> Sca
     files = {
         "mlserve.toml": manifest_text(name),
         "payloads/fraud.jsonl": sample_payloads(),
+        "payloads/chat.jsonl": chat_prompts(),
         "profiles/fraud.json": reference_profile(),
         HOLDOUT_FILE: holdout_csv(),
     }
@@ -199,6 +201,7 @@ def scaffold(directory: Path, *, force: bool = False, train: bool = True) -> Sca
             hint="pass --force to overwrite, or choose an empty directory",
         )
     written: list[str] = []
+    notes: list[str] = []
     try:
         for rel, content in files.items():
             path = directory / rel
@@ -207,6 +210,23 @@ def scaffold(directory: Path, *, force: bool = False, train: bool = True) -> Sca
             written.append(rel)
         if train:
             written.extend(train_models(directory / "models"))
+            from mlserve.scaffold import llm
+
+            if llm.available():
+                written.extend(llm.create_models(directory / "models"))
+            else:
+                notes.append(f"models/chat was not created: {llm.MISSING}; then run `mlserve init --force`")
     except OSError as exc:
         raise MlserveError(f"{directory}: cannot write project files: {exc.strerror or exc}") from None
-    return ScaffoldResult(root=directory, project_name=name, written=written, overwritten=existing)
+    return ScaffoldResult(root=directory, project_name=name, written=written, overwritten=existing, notes=notes)
+
+
+def chat_prompts() -> str:
+    """OpenAI chat requests for the chat endpoint, one per line (load tests)."""
+    from mlserve.scaffold.llm import prompts
+
+    lines = [
+        json.dumps({"messages": [{"role": "user", "content": p}], "max_tokens": 16, "temperature": 0})
+        for p in prompts()
+    ]
+    return "\n".join(lines) + "\n"

@@ -63,13 +63,16 @@ Mask = NDArray[np.bool_]
 @dataclass(frozen=True)
 class Counts:
     """A count metric at every look: cumulative events ``x`` over exposures ``n`` of the
-    baseline and the candidate, and the unit of their ratio (for display)."""
+    baseline and the candidate, and the unit of their ratio (for display). ``share``: each
+    exposure has at most one event (errors of requests, broken streams of streams), so the
+    rates lie in [0, 1] and the per-request test adds its absolute-margin routes."""
 
     xb: Array
     nb: Array
     xc: Array
     nc: Array
     unit: str
+    share: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,12 +110,18 @@ def count_track(
     regime: Array,
     alpha: float,
     unit: str,
+    *,
+    share: bool = False,
 ) -> Track:
-    """Events ``x`` over exposures ``n`` (cumulative, per look) of the baseline and the candidate."""
+    """Events ``x`` over exposures ``n`` (cumulative, per look) of the baseline and the candidate.
+
+    ``share``: each exposure has at most one event (errors of requests, broken streams of
+    streams), so the rates lie in [0, 1] and an absolute margin also gets the one-arm routes
+    of :func:`_count_p_values`."""
     idx = np.flatnonzero(present)
     xb, nb, xc, nc = (np.asarray(a, dtype=float)[idx] for a in (xb_cum, nb_cum, xc_cum, nc_cum))
     if idx.size:
-        p_fail, p_pass = _count_p_values(spec, xb, nb, xc, nc)
+        p_fail, p_pass = _count_p_values(spec, xb, nb, xc, nc, share)
     else:
         p_fail = p_pass = np.ones(0)
 
@@ -133,7 +142,7 @@ def count_track(
     return Track(spec, present, _spread(p_fail, present, 1.0), _spread(p_pass, present, 1.0), summary)
 
 
-def _count_p_values(spec: MetricSpec, xb: Array, nb: Array, xc: Array, nc: Array) -> tuple[Array, Array]:
+def _count_p_values(spec: MetricSpec, xb: Array, nb: Array, xc: Array, nc: Array, share: bool) -> tuple[Array, Array]:
     """Running always-valid p for "worse beyond the margin" and "within it", at the looks with data."""
     lower_better = spec.better == "lower"
     margin = spec.margin
@@ -150,7 +159,7 @@ def _count_p_values(spec: MetricSpec, xb: Array, nb: Array, xc: Array, nc: Array
     mixture = log_mixture_rate_ratio if isinstance(log_rho0, float) else log_mixture_per_look
     p_fail = always_valid_p(mixture(xa_, xb_, na_, nb_, log_rho0, +1))  # type: ignore[arg-type]
     p_pass = always_valid_p(mixture(xa_, xb_, na_, nb_, log_rho0, -1))  # type: ignore[arg-type]
-    if spec.kind == "error_rate" and lower_better and not margin.relative and margin.value > 0:
+    if share and lower_better and not margin.relative and margin.value > 0:
         # a second route to "pass": the candidate's own error rate is below the
         # absolute margin (so below baseline + margin); alpha split between routes
         p_single = always_valid_p(log_beta_binomial_below(xc, nc, margin.value))
@@ -348,7 +357,9 @@ class PerRequest:
         return cls(spec.alpha)
 
     def counts(self, spec: MetricSpec, present: Mask, data: Counts, regime: Array) -> Track:
-        return count_track(spec, present, data.xb, data.nb, data.xc, data.nc, regime, self.alpha, data.unit)
+        return count_track(
+            spec, present, data.xb, data.nb, data.xc, data.nc, regime, self.alpha, data.unit, share=data.share
+        )
 
     def latency(self, spec: MetricSpec, present: Mask, data: Histograms, regime: Array) -> Track:
         return latency_track(spec, present, data.base, data.cand, data.le, regime, self.alpha)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from mlserve.stats.kinds import kind_of
 from mlserve.stats.sequential import DEFAULT_MIXTURE, Mixture, logsumexp
 from mlserve.stats.snapshot import Snapshot
 from mlserve.stats.spec import AnalysisSpec, MetricSpec
@@ -196,15 +197,18 @@ def plan(
             w, compared = 0.5, 2 * w
         metrics = []
         for m in spec.metrics:
-            if m.kind == "error_rate":
+            kind = kind_of(m)
+            if kind.planned_as == "errors":  # error_rate; stream_errors (broken streams per stream)
                 rho0 = 1.0 + (m.margin.value if m.margin.relative else m.margin.value / max(error_rate, 1e-12))
                 metrics.append(
                     _metric_plan(
                         m, w, error_rate, math.log(rho0), math.log(error_ratio), rps, alpha, power, "", compared
                     )
                 )
-            elif m.kind == "latency":
-                metrics.append(_latency_plan(m, w, rps, alpha, power, latency_shift, latency_sigma, compared))
+            elif kind.planned_as == "latency":  # latency, ttft, inter_token; tokens_per_second on seconds per token
+                metrics.append(
+                    _latency_plan(kind.oriented(m), w, rps, alpha, power, latency_shift, latency_sigma, compared)
+                )
         secs = [m.seconds for m in metrics]
         psecs = [m.promote_seconds for m in metrics]
         out.append(

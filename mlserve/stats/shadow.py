@@ -1,7 +1,10 @@
 """A shadow step: the engine on the mirrored requests, plus the agreement gate.
 
 Only the kinds that mean something for mirrored traffic (error rate and latency: nobody
-sees a mirror's answers) are compared. The gate (:mod:`mlserve.stats.agreement`) rolls
+sees a mirror's answers, and an LLM endpoint's token-stream kinds are measured on the
+streams the gateway answers) are compared; a family with none of them (an LLM canary
+policy used for a shadow) is judged on the error rate alone, critical, at a one-point
+absolute margin (:data:`SHADOW_ERRORS`). The gate (:mod:`mlserve.stats.agreement`) rolls
 back on evidence of disagreement at once, and a promote needs both the comparison and the
 gate to pass.
 """
@@ -15,8 +18,19 @@ from mlserve.stats.agreement import AgreementResult, agreement_test
 from mlserve.stats.engine import Analysis, SrmResult, analyze
 from mlserve.stats.kinds import shadow_kinds
 from mlserve.stats.snapshot import Snapshot
-from mlserve.stats.spec import AnalysisSpec
+from mlserve.stats.spec import AnalysisSpec, Margin, MetricSpec
 from mlserve.status import Verdict
+
+SHADOW_ERRORS = MetricSpec("error_rate", "error_rate", Margin(0.01, relative=False), critical=True)
+
+
+def shadow_spec(spec: AnalysisSpec) -> AnalysisSpec:
+    """The family a shadow step compares: the spec's metrics of the shadow kinds, else the
+    error rate of :data:`SHADOW_ERRORS`."""
+    kinds = shadow_kinds()
+    if any(m.kind in kinds for m in spec.metrics):
+        return spec.only(kinds)
+    return replace(spec, metrics=(SHADOW_ERRORS,))
 
 
 def analyze_shadow(
@@ -34,7 +48,7 @@ def analyze_shadow(
     cand = snapshot.candidate
     bound = spec.shadow_agreement if gate else 0.0
     test = agreement_test(agree, compared, bound, spec.alpha)
-    base = analyze(snapshot, spec.only(shadow_kinds()), allow_promote=allow_promote, harm_first=True)
+    base = analyze(snapshot, shadow_spec(spec), allow_promote=allow_promote, harm_first=True)
     base = replace(base, metrics=(*base.metrics, test), agreement=test)
     if test.verdict == "fail":
         return replace(

@@ -58,12 +58,37 @@ class Ratio:
         return {"numerator": _num_out(self.numerator), "denominator": _num_out(self.denominator)}
 
 
+LLM_HISTOGRAMS = ("ttft_seconds", "time_per_output_token_seconds", "tokens_per_second")
+LLM_COUNTS = ("streams", "streams_failed", "prompt_tokens", "generation_tokens")
+
+
+@dataclass(frozen=True)
+class LlmStats:
+    """Token-stream statistics of an LLM endpoint's variant (the optional ``llm`` field).
+
+    Histograms, each with its own total (not every request has a first token or two tokens):
+    ``ttft_seconds`` and ``time_per_output_token_seconds`` (per request, seconds) and
+    ``tokens_per_second`` (per request, tokens per second, ``le`` in tokens/s). Counts:
+    ``streams`` and ``streams_failed`` (streams that broke off mid-way), prompt and generated
+    tokens.
+    """
+
+    histograms: Mapping[str, Histogram] = field(default_factory=dict)
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: v.to_dict() for k, v in self.histograms.items()}
+        out.update(self.counts)
+        return out
+
+
 @dataclass(frozen=True)
 class VariantStats:
     requests: int
     errors: int
     latency: Histogram | None = None
     custom: Mapping[str, Ratio] = field(default_factory=dict)
+    llm: LlmStats | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"requests": self.requests, "errors": self.errors}
@@ -71,6 +96,8 @@ class VariantStats:
             out["latency_seconds"] = self.latency.to_dict()
         if self.custom:
             out["custom"] = {k: v.to_dict() for k, v in self.custom.items()}
+        if self.llm is not None:
+            out["llm"] = self.llm.to_dict()
         return out
 
 
@@ -374,7 +401,7 @@ def _not_less(now: float, before: float, where: str) -> None:
 
 def _variant(raw: Any, where: str, before: VariantStats | None, cache: dict[Any, Any]) -> VariantStats:
     obj = _obj(raw, where)
-    _keys(obj, where, ("requests", "errors"), ("latency_seconds", "custom"))
+    _keys(obj, where, ("requests", "errors"), ("latency_seconds", "custom", "llm"))
     requests = _count(obj["requests"], f"{where}.requests")
     errors = _count(obj["errors"], f"{where}.errors")
     if errors > requests:
@@ -406,7 +433,36 @@ def _variant(raw: Any, where: str, before: VariantStats | None, cache: dict[Any,
                 _not_less(ratio.numerator, old.numerator, f"{cw}.numerator")
                 _not_less(ratio.denominator, old.denominator, f"{cw}.denominator")
             custom[name] = ratio
-    return VariantStats(requests, errors, latency, custom)
+    llm = None
+    if obj.get("llm") is not None:
+        llm = _llm(obj["llm"], f"{where}.llm", before.llm if before is not None else None, cache)
+    return VariantStats(requests, errors, latency, custom, llm)
+
+
+def _llm(raw: Any, where: str, before: LlmStats | None, cache: dict[Any, Any]) -> LlmStats:
+    obj = _obj(raw, where)
+    _keys(obj, where, (), (*LLM_HISTOGRAMS, *LLM_COUNTS))
+    hists: dict[str, Histogram] = {}
+    for name in LLM_HISTOGRAMS:
+        if obj.get(name) is None:
+            continue
+        hw = f"{where}.{name}"
+        hobj = _obj(obj[name], hw)
+        counts = hobj.get("counts")
+        total = _count(counts[-1], f"{hw}.counts[{len(counts)}]") if isinstance(counts, list) and counts else 0
+        old = before.histograms.get(name) if before is not None else None
+        hists[name] = _histogram(hobj, hw, total, old, cache)
+    counts_out: dict[str, int] = {}
+    for name in LLM_COUNTS:
+        if obj.get(name) is None:
+            continue
+        counts_out[name] = _count(obj[name], f"{where}.{name}")
+        old_c = before.counts.get(name) if before is not None else None
+        if old_c is not None:
+            _not_less(counts_out[name], old_c, f"{where}.{name}")
+    if counts_out.get("streams_failed", 0) > counts_out.get("streams", counts_out.get("streams_failed", 0)):
+        raise _Bad(f"{where}.streams_failed", "is larger than streams")
+    return LlmStats(hists, counts_out)
 
 
 def _bound(value: Any, where: str) -> float:
@@ -515,16 +571,9 @@ def stack(below: VariantStats, above: VariantStats) -> VariantStats:
     """Counts ``above`` (cumulative within their own step) on top of the totals ``below``.
 
     A histogram is carried only when ``above`` has one with the bounds of ``below`` (or
-    ``below`` has none); custom ratios only those ``above`` reports."""
-    latency = None
-    hb, ha = above.latency, below.latency
-    if hb is not None and (ha is None or ha.le == hb.le):
-        counts = ha.counts if ha is not None else (0,) * len(hb.counts)
-        latency = Histogram(
-            hb.le,
-            tuple(int(x) + int(y) for x, y in zip(counts, hb.counts, strict=True)),
-            round((ha.sum if ha is not None else 0.0) + hb.sum, 6),
-        )
+    ``below`` has none); custom ratios only those ``above`` reports. Token-stream statistics
+    (``llm``) are carried when ``above`` has them: its histograms added to ``below``'s where
+    the bounds agree (restarted from ``above``'s where they do not), its counts added."""
     custom = {
         name: Ratio(
             (below.custom[name].numerator if name in below.custom else 0) + r.numerator,
@@ -532,7 +581,29 @@ def stack(below: VariantStats, above: VariantStats) -> VariantStats:
         )
         for name, r in above.custom.items()
     }
-    return VariantStats(below.requests + above.requests, below.errors + above.errors, latency, custom)
+    llm = None
+    if above.llm is not None:
+        lb = below.llm or LlmStats()
+        hists = {}
+        for name, h in above.llm.histograms.items():
+            old = lb.histograms.get(name)
+            hists[name] = _stack_histogram(old if old is not None and old.le == h.le else None, h)
+        counts = {name: int(lb.counts.get(name, 0)) + int(n) for name, n in above.llm.counts.items()}
+        llm = LlmStats(hists, counts)
+    latency = None
+    hb, ha = above.latency, below.latency
+    if hb is not None and (ha is None or ha.le == hb.le):
+        latency = _stack_histogram(ha, hb)
+    return VariantStats(below.requests + above.requests, below.errors + above.errors, latency, custom, llm)
+
+
+def _stack_histogram(below: Histogram | None, above: Histogram) -> Histogram:
+    counts = below.counts if below is not None else (0,) * len(above.counts)
+    return Histogram(
+        above.le,
+        tuple(int(x) + int(y) for x, y in zip(counts, above.counts, strict=True)),
+        round((below.sum if below is not None else 0.0) + above.sum, 6),
+    )
 
 
 def cumulative(

@@ -200,6 +200,9 @@ class Capabilities:
     shadow_agreement: bool  # counts whether mirrored answers agree with the primary's
     background_load: bool  # ``rollout run --load`` can drive traffic at the target's entry point
     query_set: str  # which series hold requests, errors and latency (mlserve.metrics.QUERY_SETS)
+    # which series hold LLM endpoints' token-stream statistics (mlserve.metrics.queries.LLM_QUERY_SETS),
+    # read when a look asks for them (LookRequest.token_streams); None: the source has none
+    llm_query_set: str | None = None
 
 
 class Pin(StrEnum):

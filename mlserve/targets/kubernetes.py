@@ -730,7 +730,10 @@ class KubernetesMetrics:
         self.env_name = env_name
         self.namespace = env.namespace or ""
         source = "seldon" if env.serving == "seldon" else "istio"
-        self.capabilities = Capabilities(shadow_agreement=False, background_load=False, query_set=source)
+        # LLM versions (runtime = "vllm") report their token streams in vLLM's own series
+        self.capabilities = Capabilities(
+            shadow_agreement=False, background_load=False, query_set=source, llm_query_set="vllm"
+        )
         self._query = query
 
     def query(self) -> QueryFn:
@@ -750,7 +753,9 @@ class KubernetesMetrics:
     def look(self, request: LookRequest, previous: Mapping[str, Any] | None) -> Collected:
         from mlserve.metrics import collect_look
 
-        request = replace(request, source=self.capabilities.query_set, namespace=self.namespace, shadow=False)
+        caps = self.capabilities
+        llm = caps.llm_query_set if request.token_streams else None
+        request = replace(request, source=caps.query_set, namespace=self.namespace, shadow=False, llm_source=llm)
         return collect_look(self.query(), request, previous)
 
     def settle_seconds(self) -> float:

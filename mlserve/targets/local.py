@@ -5,8 +5,11 @@
 - :class:`GatewayRouter`: a traffic plan is one ``PUT /admin/endpoints/EP/traffic`` on the
   gateway's admin API (a full replacement); a rollout's control arm is one more model-server
   process (``mlserve.local.arms``), added and removed without a dropped request.
-- :class:`LocalMetrics`: looks from the local Prometheus (query set ``local``), settling one
-  scrape interval after a weight change; it counts shadow agreement and can take ``--load``.
+- :class:`LocalMetrics`: looks from the local Prometheus (query set ``local``, the gateway's
+  ``mlserve_llm_*`` series for LLM endpoints' token streams), settling one scrape interval
+  after a weight change; it counts shadow agreement (of predictions, or of generated text),
+  attaches the gateway's example generation pairs to an LLM shadow's look, and can take
+  ``--load``.
 """
 
 from __future__ import annotations
@@ -237,7 +240,7 @@ class GatewayRouter:
 class LocalMetrics:
     """Looks from the local Prometheus, which scrapes the gateway's ``mlserve_*`` series."""
 
-    capabilities = Capabilities(shadow_agreement=True, background_load=True, query_set="local")
+    capabilities = Capabilities(shadow_agreement=True, background_load=True, query_set="local", llm_query_set="local")
 
     def __init__(self, target: LocalTarget, query: QueryFn | None = None) -> None:
         self.target = target
@@ -253,12 +256,25 @@ class LocalMetrics:
     def look(self, request: LookRequest, previous: Mapping[str, Any] | None) -> Collected:
         from mlserve.metrics import collect_look
 
-        request = replace(request, source=self.capabilities.query_set, namespace="")
+        caps = self.capabilities
+        llm = caps.llm_query_set if request.token_streams else None
+        request = replace(request, source=caps.query_set, namespace="", llm_source=llm)
         if request.shadow:
             from mlserve.metrics.shadow import collect_gateway_shadow_look
 
-            return collect_gateway_shadow_look(self.query(), request, previous)
+            got = collect_gateway_shadow_look(self.query(), request, previous)
+            return replace(got, samples=self._shadow_samples(request))
         return collect_look(self.query(), request, previous)
+
+    def _shadow_samples(self, request: LookRequest) -> tuple[dict[str, Any], ...]:
+        """An LLM endpoint's latest (routed, mirrored) generation pairs since the step's anchor."""
+        ep = self.target.project.manifest.endpoints.get(request.endpoint)
+        if ep is None or ep.api != "openai":
+            return ()
+        from mlserve.local.lifecycle import paths_for
+        from mlserve.local.state import read_shadow_samples
+
+        return read_shadow_samples(paths_for(self.target.project), request.endpoint, request.started_at)
 
     def settle_seconds(self) -> float:
         """One scrape interval after a weight change, the first scrape has seen only the new split."""

@@ -34,7 +34,7 @@ def test_init_then_validate(tmp_path: Path) -> None:
     doc = val.json
     assert doc["ok"] is True and doc["result"]["project"] == "my-team"
     assert doc["result"]["warnings"] == []
-    assert {e["name"] for e in doc["result"]["endpoints"]} == {"fraud", "summarize"}
+    assert {e["name"] for e in doc["result"]["endpoints"]} == {"fraud", "summarize", "chat"}
 
 
 def test_init_models_differ_and_are_deterministic(tmp_path: Path, scaffolded: Path) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,17 +10,11 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from mlserve.metrics import LookRequest, MetricsUnavailable, PrometheusQuery, collect_look
-from mlserve.tools import spawn, which
+from tests.support.prometheus import free_port, prometheus
 
 pytestmark = [pytest.mark.prometheus]
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Exporter:
@@ -60,40 +52,11 @@ class Exporter:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Exporter, str]]:
-    tmp = tmp_path_factory.mktemp("prom")
     exporter = Exporter(free_port())
-    prom_port = free_port()
-    (tmp / "prometheus.yml").write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: gateway\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{exporter.port}']\n"
-    )
-    proc = spawn(
-        [
-            which("prometheus", env_override="MLSERVE_PROMETHEUS_BIN"),
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ],
-        log_path=tmp / "prometheus.log",
-    )
-    url = f"http://127.0.0.1:{prom_port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/-/ready", timeout=1) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("prometheus did not become ready:\n" + (tmp / "prometheus.log").read_text()[-2000:])
     try:
-        yield exporter, url
+        with prometheus(tmp_path_factory.mktemp("prom"), "gateway", exporter.port) as url:
+            yield exporter, url
     finally:
-        proc.terminate()
-        proc.wait(10)
         exporter.server.shutdown()
 
 

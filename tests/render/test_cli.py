@@ -75,7 +75,11 @@ def test_render_removes_stale_owned_files_only(project: Path) -> None:
     empty = project / "stacks/staging/kubernetes/overlays"
     empty.mkdir()
     _edit(project, 'endpoints = ["fraud"]\nscrape_interval', 'endpoints = ["fraud"]\nscrape_interval')
-    _edit(project, 'cluster_name = "acme-ml-staging"', 'cluster_name = "acme-ml-staging"\nendpoints = ["fraud"]')
+    _edit(
+        project,
+        'target = "kubernetes"\nendpoints = ["fraud", "summarize"]',
+        'target = "kubernetes"\nendpoints = ["fraud"]',
+    )
 
     result = run_cli("render", "--env", "staging", "--json", cwd=project)
     assert result.exit_code == 0, result.output

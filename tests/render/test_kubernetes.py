@@ -15,7 +15,7 @@ from mlserve.project import Project
 from mlserve.render import EndpointTraffic, render_environment, render_files
 from mlserve.tools import run
 from tests.render.k8s_schemas import InvalidObject, validate_object
-from tests.render.manifests import example, project_from, wide
+from tests.render.manifests import REPO, example, project_from, wide
 
 
 def kustomize(project: Project, env: str, out: Path, traffic: Any = None) -> list[dict[str, Any]]:
@@ -128,18 +128,32 @@ def test_weight_25_differs_from_weight_10_only_in_the_traffic_patch() -> None:
 
 def test_gpu_endpoint_requests_gpus_selects_gpu_nodes_and_tolerates_the_taint(tmp_path: Path) -> None:
     docs = kustomize(example(), "staging", tmp_path)
-    isvc = by_kind(docs, "InferenceService")["summarize-llama-8b"]["spec"]["predictor"]
-    res = isvc["model"]["resources"]
+    llm = by_kind(docs, "LLMInferenceService")["summarize-llama-8b"]["spec"]
+    container = llm["template"]["containers"][0]
+    res = container["resources"]
     assert res["requests"]["nvidia.com/gpu"] == "1" and res["limits"]["nvidia.com/gpu"] == "1"
-    assert isvc["nodeSelector"] == {"mlserve.io/gpu-type": "a10g"}
-    assert isvc["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    assert isvc["model"]["modelFormat"]["name"] == "huggingface" and "--backend=vllm" in isvc["model"]["args"]
-    assert isvc["minReplicas"] == 1 and isvc["maxReplicas"] == 4
-    # concurrency in RawDeployment mode: KEDA on Istio's metrics (the HPA knows CPU/memory only)
-    metric = isvc["autoScaling"]["metrics"][0]["external"]
-    assert metric["target"] == {"type": "AverageValue", "averageValue": "8"}
-    assert 'destination_canonical_service="summarize"' in metric["metric"]["query"]
-    assert isvc["labels"]["service.istio.io/canonical-revision"] == "llama-8b"
+    assert llm["template"]["nodeSelector"] == {"mlserve.io/gpu-type": "a10g"}
+    assert llm["template"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert container["image"].startswith("docker.io/vllm/vllm-openai:")
+    # the first served name labels vLLM's metrics per version; clients send the endpoint's name
+    assert container["args"][:5] == [
+        "--model=/mnt/models",
+        "--port=8080",
+        "--served-model-name",
+        "summarize-llama-8b",
+        "summarize",
+    ]
+    assert llm["model"] == {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct", "name": "summarize"}
+    assert llm["scaling"]["minReplicas"] == 1 and llm["scaling"]["maxReplicas"] == 4
+    # autoscaling on an LLM signal: KEDA on vLLM's queue, not CPU or Istio's request rate
+    trigger = llm["scaling"]["keda"]["triggers"][0]
+    assert trigger["metadata"]["threshold"] == "4"
+    assert (
+        trigger["metadata"]["query"]
+        == 'sum(vllm:num_requests_waiting{namespace="ml-staging",model_name="summarize-llama-8b"})'
+    )
+    assert llm["labels"]["service.istio.io/canonical-revision"] == "llama-8b"
+    assert "summarize-llama-8b" not in by_kind(docs, "InferenceService")
     cpu = by_kind(docs, "InferenceService")["fraud-v1"]["spec"]["predictor"]
     assert "nodeSelector" not in cpu and "nvidia.com/gpu" not in cpu["model"]["resources"]["limits"]
 
@@ -154,6 +168,9 @@ def test_every_container_is_hardened_probed_and_bounded(tmp_path: Path) -> None:
                 p = d["spec"]["predictor"]
                 containers += p.get("containers", []) + ([p["model"]] if "model" in p else [])
                 assert p["securityContext"]["runAsNonRoot"] is True
+            if d["kind"] == "LLMInferenceService":
+                containers += d["spec"]["template"]["containers"]
+                assert d["spec"]["template"]["securityContext"]["runAsNonRoot"] is True
             if d["kind"] == "SeldonDeployment":
                 for pred in d["spec"]["predictors"]:
                     for cs in pred["componentSpecs"]:
@@ -175,12 +192,9 @@ def test_cpu_and_memory_scale_with_scale_metric_others_with_keda(tmp_path: Path)
     pred = tabular["spec"]["predictor"]
     assert (pred["scaleMetric"], pred["scaleMetricType"], pred["scaleTarget"]) == ("cpu", "Utilization", 70)
     assert (pred["minReplicas"], pred["maxReplicas"]) == (1, 3)
-    llm = isvcs["llm-big"]
-    assert llm["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "keda"
-    assert (
-        "istio_requests_total" in llm["spec"]["predictor"]["autoScaling"]["metrics"][0]["external"]["metric"]["query"]
-    )
-    assert llm["spec"]["predictor"]["minReplicas"] == 0
+    llm = by_kind(docs, "LLMInferenceService")["llm-big"]["spec"]["scaling"]
+    assert "istio_requests_total" in llm["keda"]["triggers"][0]["metadata"]["query"]  # metric = "rps"
+    assert llm["minReplicas"] == 1 and llm["keda"]["idleReplicaCount"] == 0  # min_replicas = 0: scale to zero
     seldon = kustomize(wide(tmp_path / "wide2"), "gpu-eks", tmp_path / "out2")
     sdeps = by_kind(seldon, "SeldonDeployment")
     hpa = sdeps["tabular"]["spec"]["predictors"][0]["componentSpecs"][0]["hpaSpec"]
@@ -256,3 +270,26 @@ def test_environment_without_endpoints_still_builds(tmp_path: Path) -> None:
     text = WIDE.replace('kube_context = "onprem-admin"', 'kube_context = "onprem-admin"\nendpoints = []')
     docs = kustomize(project_from(text, tmp_path / "p"), "onprem", tmp_path / "out")
     assert sorted(d["kind"] for d in docs) == ["Namespace", "NetworkPolicy", "PeerAuthentication"]
+
+
+def test_the_local_chat_endpoint_renders_and_validates_on_both_serving_stacks(tmp_path: Path) -> None:
+    """runtime = "transformers" on a cluster: KServe's Hugging Face server (no image of
+    `transformers serve` exists), an InferenceService on KServe, a custom container on Seldon."""
+    text = (
+        (REPO / "mlserve.toml")
+        .read_text()
+        .replace('endpoints = ["fraud", "summarize"]', 'endpoints = ["fraud", "summarize", "chat"]')
+    )
+    project = project_from(text, tmp_path / "p")
+    for env in ("staging", "prod"):
+        docs = kustomize(project, env, tmp_path / env)
+        for d in docs:
+            validate_object(d)
+        if env == "staging":
+            model = by_kind(docs, "InferenceService")["chat-v1"]["spec"]["predictor"]["model"]
+            assert model["modelFormat"]["name"] == "huggingface" and "--backend=huggingface" in model["args"]
+            assert model["storageUri"] == "s3://acme-ml-models/models/chat/v1"
+        else:
+            sdep = by_kind(docs, "SeldonDeployment")["chat"]
+            container = sdep["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0]
+            assert "--backend=huggingface" in container["args"] and "--http_port=9000" in container["args"]

@@ -15,6 +15,7 @@ from tests.render.manifests import wide
 from tests.render.test_kubernetes import TRAFFIC_STATES, by_kind, kustomize
 
 MODES = sorted(TRAFFIC_STATES)
+WORKLOADS = ("InferenceService", "LLMInferenceService", "SeldonDeployment")
 CASES = [(env, mode) for env in ("staging", "prod") for mode in MODES]
 
 
@@ -24,6 +25,9 @@ def _containers(doc: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any
         pred = doc["spec"]["predictor"]
         found = pred.get("containers") or [pred["model"]]
         return [(pred, c, pred["labels"]) for c in found]
+    if doc["kind"] == "LLMInferenceService":  # vLLM: the pod template and its labels
+        template = doc["spec"]["template"]
+        return [(template, c, doc["spec"]["labels"]) for c in template["containers"]]
     out = []
     for p in doc["spec"]["predictors"]:
         for cs in p["componentSpecs"]:
@@ -41,7 +45,7 @@ def test_pods_drain_before_they_stop_and_are_ready_only_with_their_model(
     example_built: Any, env: str, mode: str
 ) -> None:
     docs = example_built[(env, mode)]
-    workloads = [d for d in docs if d["kind"] in ("InferenceService", "SeldonDeployment")]
+    workloads = [d for d in docs if d["kind"] in WORKLOADS]
     assert workloads
     seen = 0
     for doc in workloads:
@@ -58,6 +62,8 @@ def test_pods_drain_before_they_stop_and_are_ready_only_with_their_model(
                     assert ready["httpGet"]["path"] == f"/v2/models/{doc['metadata']['name']}/ready"
                 if fmt == "huggingface":  # vLLM serves the endpoint's name (--model_name)
                     assert ready["httpGet"]["path"] == f"/v2/models/{labels['mlserve.io/endpoint']}/ready"
+            if doc["kind"] == "LLMInferenceService":  # vLLM answers /health once its engine holds the model
+                assert ready["httpGet"]["path"] == "/health"
     assert seen >= 2
 
 
@@ -77,7 +83,7 @@ def test_every_running_version_has_a_disruption_budget_that_selects_exactly_its_
     docs = example_built[(env, mode)]
     pods: dict[tuple[str, str], dict[str, str]] = {}
     for doc in docs:
-        if doc["kind"] in ("InferenceService", "SeldonDeployment"):
+        if doc["kind"] in WORKLOADS:
             for _holder, _c, labels in _containers(doc):
                 pods[(labels["mlserve.io/endpoint"], labels["mlserve.io/version"])] = labels
     pdbs = by_kind(docs, "PodDisruptionBudget")
@@ -103,7 +109,7 @@ def test_weights_of_an_endpoint_change_in_one_object_and_never_route_to_nothing(
     running = {
         (labels["mlserve.io/endpoint"], labels["mlserve.io/version"])
         for d in docs
-        if d["kind"] in ("InferenceService", "SeldonDeployment")
+        if d["kind"] in WORKLOADS
         for _h, _c, labels in _containers(d)
     }
     for name, vs in services.items():

@@ -19,7 +19,24 @@ from mlserve.stats.spec import Margin, MetricSpec
 
 
 def test_the_manifest_accepts_exactly_the_registered_kinds() -> None:
-    assert set(typing.get_args(MetricKind)) == set(kinds.KINDS) == {"error_rate", "ratio", "latency", "prediction"}
+    assert set(typing.get_args(MetricKind)) == set(kinds.KINDS) == {
+        "error_rate", "ratio", "latency", "prediction", "ttft", "inter_token", "tokens_per_second", "stream_errors",
+    }  # fmt: skip
+
+
+def test_the_manifest_s_kind_groups_agree_with_the_registry() -> None:
+    """The manifest keeps its own lists (it must not import numpy at every CLI start): the
+    kinds at a quantile are the ones compared on histograms, and the LLM kinds are exactly
+    those read from token streams, none of which applies to mirrored traffic."""
+    from mlserve.manifest.models import LLM_KINDS, QUANTILE_KINDS
+
+    assert {n for n, k in kinds.KINDS.items() if k.planned_as == "latency"} == set(QUANTILE_KINDS)
+    assert (
+        set(LLM_KINDS)
+        == set(kinds.token_stream_kinds())
+        == {"ttft", "inter_token", "tokens_per_second", "stream_errors"}
+    )
+    assert not set(LLM_KINDS) & set(kinds.shadow_kinds())
 
 
 def test_shadow_compares_only_kinds_that_mean_something_for_mirrored_traffic() -> None:
@@ -63,7 +80,9 @@ def test_an_unknown_kind_is_a_clear_error() -> None:
 
     spec = replace(analysis_spec(RolloutPolicy()), metrics=(MetricSpec("x", "nope"),))
     with pytest.raises(
-        UsageError, match=r"metric 'x': unknown kind 'nope' \(known: error_rate, latency, prediction, ratio\)"
+        UsageError,
+        match=r"metric 'x': unknown kind 'nope' \(known: error_rate, inter_token, latency, prediction, ratio, "
+        r"stream_errors, tokens_per_second, ttft\)",
     ):
         analyze(simulate(Scenario(looks=2), np.random.default_rng(1)), spec)
 

@@ -1,10 +1,12 @@
 """A steady background load on the local gateway: a few threads posting the project's
 payloads until stopped (bounded in time), every answer tallied by status code (what a user
 would have seen) and kept with its time (the last ``EVENTS`` of them), so that an outage
-can be measured, not only counted."""
+can be measured, not only counted; :class:`ChatLoad` streams an LLM endpoint's chat requests
+the same way."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter, deque
@@ -90,3 +92,54 @@ class Load:
         self.done.set()
         for t in self.threads:
             t.join(timeout=15)
+
+
+class ChatLoad:
+    """Two threads streaming chat requests (``prompts``: JSON bodies, one a line) to an LLM
+    endpoint through the gateway's OpenAI route, reading every answer to its end, until stopped
+    (bounded in time).
+
+    ``pause``: seconds each thread waits after an answer. Without it the load is closed-loop at
+    the routed server's pace and keeps it busy; a shadow of the same speed on the same cores
+    then gets its copies as fast as it can serve them (utilisation one), so its queue, and the
+    latency the gateway measures for it, grows for as long as the load runs."""
+
+    def __init__(
+        self,
+        url: str,
+        prompts: list[str],
+        threads: int = 2,
+        *,
+        model: str = "chat",
+        cap_seconds: float = 240.0,
+        pause: float = 0.0,
+    ) -> None:
+        self.url = url
+        self.prompts = prompts
+        self.model = model
+        self.pause = pause
+        self.stop_at = time.monotonic() + cap_seconds
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=self._work, args=(i, threads), daemon=True) for i in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self, i: int, step: int) -> None:
+        k = i
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            while not self.done.is_set() and time.monotonic() < self.stop_at:
+                body = {**json.loads(self.prompts[k % len(self.prompts)]), "model": self.model, "stream": True}
+                try:
+                    with client.stream("POST", f"{self.url}/v1/chat/completions", json=body) as resp:
+                        for _ in resp.iter_raw():
+                            pass
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+                if self.pause:
+                    self.done.wait(self.pause)
+                k += step
+
+    def stop(self) -> None:
+        self.done.set()
+        for t in self.threads:
+            t.join(timeout=30)

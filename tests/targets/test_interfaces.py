@@ -106,3 +106,44 @@ def test_the_kubernetes_router_keeps_the_other_endpoints_traffic(project: Path, 
     assert len(kubectl.read_text().splitlines()) == 2
     assert KubernetesRouter(p, "prod").current("fraud") == Plan.split(Mode.CANARY, "v1", "v2", 10)
     assert router.current("nope") is None
+
+
+def test_a_look_that_needs_token_streams_reads_the_source_s_llm_series(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rollout asks for token streams (LLM metric kinds); each source says where they are:
+    the local gateway's mlserve_llm_* series, vLLM's own metrics on a cluster."""
+    import mlserve.metrics
+    from mlserve.metrics import Collected, LookRequest
+
+    seen: list[LookRequest] = []
+
+    def collect(_query: object, request: LookRequest, _previous: object) -> Collected:
+        seen.append(request)
+        return Collected({}, {})
+
+    monkeypatch.setattr(mlserve.metrics, "collect_look", collect)
+    p = load_project(project)
+    local = LocalMetrics(LocalTarget(p, "local"), query=lambda *_: [])
+    prod = KubernetesMetrics(p, "prod", query=lambda *_: [])
+    assert local.capabilities.llm_query_set == "local" and prod.capabilities.llm_query_set == "vllm"
+    for source in (local, prod):
+        for wanted in (True, False):
+            source.look(LookRequest("chat", ["v1", "v2"], {"v1": 50, "v2": 50}, 1.0, 2.0, token_streams=wanted), None)
+    assert [r.llm_source for r in seen] == ["local", None, "vllm", None]
+    assert [r.source for r in seen] == ["local", "local", "seldon", "seldon"]
+
+
+def test_an_llm_shadow_s_example_pairs_are_the_latest_since_the_step_s_anchor(tmp_path: Path) -> None:
+    from mlserve.local.state import LocalPaths, read_shadow_samples
+
+    paths = LocalPaths(tmp_path)
+    assert read_shadow_samples(paths, "chat", 0.0) == ()  # no file yet
+    paths.local_dir.mkdir(parents=True)
+    pairs = [{"at": float(t), "prompt": f"p{t}"} for t in range(10)]
+    paths.shadow_samples.write_text(json.dumps({"endpoints": {"chat": [*pairs, "junk"]}}))
+    assert [x["prompt"] for x in read_shadow_samples(paths, "chat", 0.0)] == ["p5", "p6", "p7", "p8", "p9"]
+    assert [x["prompt"] for x in read_shadow_samples(paths, "chat", 8.0)] == ["p8", "p9"]
+    assert read_shadow_samples(paths, "fraud", 0.0) == ()
+    paths.shadow_samples.write_text("{not json")
+    assert read_shadow_samples(paths, "chat", 0.0) == ()  # a nicety of the report: never a held look

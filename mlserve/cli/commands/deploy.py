@@ -52,6 +52,8 @@ def register(app: typer.Typer) -> None:
         state.out.print(f"deploying environment [bold]{escape(str(target.env_name))}[/] (target {target.kind})")
         result = target.deploy(DeployRequest(timeout=timeout))
         data = dataclasses.asdict(result)
+        eps = project.manifest.endpoints_in(project.environment(env))
+        data["openai_endpoints"] = sorted(n for n, ep in eps.items() if ep.api == "openai")
         state.emit(data, lambda c: _show(c, data))
 
 
@@ -90,5 +92,8 @@ def _show(con: Console, r: dict[str, Any]) -> None:
     for ro in r.get("rollouts") or []:
         con.print(escape(describe_kept(ro)))
     con.print(f"gateway     {r['gateway_url']}  (V2: POST /v2/models/ENDPOINT/infer)")
+    if r.get("openai_endpoints"):
+        names = ", ".join(r["openai_endpoints"])
+        con.print(f"            OpenAI: POST /v1/chat/completions, /v1/completions with model = {escape(names)}")
     con.print(f"prometheus  {r['prometheus_url']}")
     con.print("`mlserve status` shows processes, health and traffic; `mlserve down` stops them")

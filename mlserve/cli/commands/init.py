@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         state = get_state(ctx, json_out)
         from mlserve.scaffold import scaffold
 
-        with state.out.status("training two model versions ..."):
+        with state.out.status("training the fraud models and the chat model ..."):
             result = scaffold(directory, force=force)
 
         def human(con: Console) -> None:
@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
             for rel in result.written:
                 note = " [yellow](overwritten)[/]" if rel in result.overwritten else ""
                 con.print(f"  {rel}{note}")
+            for line in result.notes:
+                con.print(f"[yellow]note:[/] {line}")
             con.print("\nnext: [bold]mlserve --project-dir " + str(directory) + " validate[/]")
 
         state.emit(
@@ -37,6 +39,7 @@ def register(app: typer.Typer) -> None:
                 "directory": str(result.root),
                 "written": result.written,
                 "overwritten": result.overwritten,
+                "notes": result.notes,
             },
             human,
         )

@@ -138,6 +138,29 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
+def _show_llm(con: Console, llm: dict[str, Any]) -> None:
+    table = Table(title="Token streams (per request)", title_justify="left")
+    for col in ("variant", "streams", "failed", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "tok/s p10", "tok/s p50"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+
+    def r(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    for name, v in llm.items():
+        table.add_row(
+            escape(name),
+            str(v["requests"]),
+            str(v["failed_streams"]),
+            r(v["ttft_ms"]["p50"]),
+            r(v["ttft_ms"]["p95"]),
+            r(v["itl_ms"]["p50"]),
+            r(v["tokens_per_second"]["p10"]),
+            r(v["tokens_per_second"]["p50"]),
+            style="bold" if name == "all" else None,
+        )
+    con.print(table)
+
+
 def _show(con: Console, r: dict[str, Any]) -> None:
     table = Table(title=f"Load test: {r['endpoint']} at {r['target_url']}", title_justify="left")
     for col in ("variant", "requests", "failures", "req/s", "p50 ms", "p95 ms", "p99 ms"):
@@ -161,6 +184,8 @@ def _show(con: Console, r: dict[str, Any]) -> None:
         row(name, v)
     row("all", r, style="bold")
     con.print(table)
+    if r.get("llm"):
+        _show_llm(con, r["llm"])
     con.print(f"{r['duration_seconds']:.1f}s from {r['started_at']} to {r['ended_at']} ({r['stop_reason']})")
     for err in r["errors"][:5]:
         con.print(f"[yellow]failure[/] {escape(err['variant'])}: {escape(err['error'])} x{err['occurrences']}")
