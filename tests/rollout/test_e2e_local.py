@@ -158,6 +158,8 @@ def test_misrouted_split_is_halted_for_sample_ratio_mismatch(clean: Path) -> Non
     assert dict(traffic.weights) == {"v1": 100, "v2": 0}
 
 
+@pytest.mark.slow  # two full rollouts on real servers (~100-200 s); the default run starts and stops a
+# real control in tests/local/test_nodrop.py::test_deploy_during_a_local_rollout_keeps_its_weights_and_arms
 def test_the_control_arm_lives_for_the_rollout(clean: Path) -> None:
     """The default control on real model servers: a fresh v1 server is started for the step,
     the gateway splits three ways, the candidate is compared with it, and it is stopped at
