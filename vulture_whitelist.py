@@ -107,7 +107,7 @@ _.caption_justify
 _._one_availability  # mlserve/manifest/models.py Slo
 
 # prometheus-client calls a registered collector's collect() on every scrape
-_.collect  # mlserve/monitoring/summaries.py DriftCollector
+_.collect  # mlserve/monitoring/summaries.py DriftCollector, mlserve/metrics/buckets.py FineHistogram
 
 # promtool through the one wrapper for external programs; the checks of every rendered rule
 # (tests/monitoring/test_rules.py, test_dashboards_k8s.py) call them

@@ -66,7 +66,6 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     ProcessCollector,
     disable_created_metrics,
     generate_latest,
@@ -98,6 +97,7 @@ from mlserve.local.openai_proxy import ROUTES as OPENAI_ROUTES
 from mlserve.local.openai_proxy import OpenAIProxy
 from mlserve.local.routing import RouteTable, outputs_agree, sticky_bucket
 from mlserve.local.upstream import Upstream, UpstreamDown, UpstreamTimeout, make_upstream
+from mlserve.metrics.buckets import FineHistogram
 from mlserve.metrics.queries import GATEWAY_LATENCY_BUCKETS
 from mlserve.monitoring.summaries import DriftCollector, ProfileError, build_monitors, rebuild_monitors
 
@@ -149,13 +149,14 @@ class Metrics:
             ["endpoint", "variant", "code"],
             registry=self.registry,
         )
-        self.duration = Histogram(
+        # fine buckets (3% apart, mlserve.metrics.buckets) so that a p99 within 10% can be compared
+        self.duration = FineHistogram(
             "mlserve_request_duration_seconds",
             "Inference latency at the gateway per endpoint and variant (injected latency included)",
-            ["endpoint", "variant"],
-            buckets=GATEWAY_LATENCY_BUCKETS,
-            registry=self.registry,
+            ("endpoint", "variant"),
+            GATEWAY_LATENCY_BUCKETS,
         )
+        self.registry.register(self.duration)
         self.shadow_requests = Counter(
             "mlserve_shadow_requests_total",
             "Mirrored requests per endpoint, shadow variant and status code",
@@ -168,13 +169,13 @@ class Metrics:
             ["endpoint", "variant", "agree"],
             registry=self.registry,
         )
-        self.shadow_duration = Histogram(
+        self.shadow_duration = FineHistogram(
             "mlserve_shadow_duration_seconds",
             "Latency of mirrored requests at the shadow variant (injected latency included)",
-            ["endpoint", "variant"],
-            buckets=GATEWAY_LATENCY_BUCKETS,
-            registry=self.registry,
+            ("endpoint", "variant"),
+            GATEWAY_LATENCY_BUCKETS,
         )
+        self.registry.register(self.shadow_duration)
         self.feedback = Counter(
             "mlserve_feedback_total",
             "A/B feedback (business outcomes) per endpoint, variant and outcome",
@@ -202,11 +203,7 @@ class Metrics:
             child = self._children[key] = self.requests.labels(endpoint, variant, code)
         child.inc()
         if seconds is not None:
-            hkey = ("h", endpoint, variant)
-            hist = self._children.get(hkey)
-            if hist is None:
-                hist = self._children[hkey] = self.duration.labels(endpoint, variant)
-            hist.observe(seconds)
+            self.duration.observe((endpoint, variant), seconds)
 
     def init_series(self, endpoint: str, variants: list[str]) -> None:
         """Zero-valued series exist from the start, so PromQL sees a variant before its first request."""
@@ -495,7 +492,7 @@ class Gateway:
         result = await self.attempt(self.shadow_client, table, target, body)
         self.metrics.shadow_requests.labels(endpoint, target, result.code).inc()
         if result.status:  # the shadow's latency gates a shadow rollout like the routed one's
-            self.metrics.shadow_duration.labels(endpoint, target).observe(time.perf_counter() - t0)
+            self.metrics.shadow_duration.observe((endpoint, target), time.perf_counter() - t0)
         try:
             routed = await primary
         except (asyncio.CancelledError, Exception):

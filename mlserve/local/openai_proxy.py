@@ -769,7 +769,7 @@ class OpenAIProxy:
             code = "stream_error"
         gw.metrics.shadow_requests.labels(endpoint, target, code).inc()
         if ex.status:
-            gw.metrics.shadow_duration.labels(endpoint, target).observe(ex.ended - ex.started)
+            gw.metrics.shadow_duration.observe((endpoint, target), ex.ended - ex.started)
         try:
             routed = await primary
         except (asyncio.CancelledError, Exception):

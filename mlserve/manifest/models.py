@@ -578,6 +578,10 @@ def _check_steps(steps: list[int]) -> list[int]:
     return steps
 
 
+# the largest canary step below 100 where a control can take the candidate's share
+MAX_CONTROLLED_STEP = 50
+
+
 class RolloutPolicy(Strict):
     """An endpoint's ``[rollout]`` table; also the format of ``analyze --policy`` files."""
 
@@ -616,10 +620,15 @@ class RolloutPolicy(Strict):
     max_extra_gpus: Annotated[int, Field(ge=0, le=10_000)] | None = None
     canary_size: Literal["full", "weight"] = "full"
     scale_primary: bool = False
+    # what the candidate is compared with on a canary step: "replica" (a fresh instance of the
+    # baseline version started for the rollout, with the candidate's resources and share of
+    # traffic) or "primary" (the baseline serving the rest of the traffic)
+    control: Literal["replica", "primary"] = "replica"
     # what the sequential tests take as one piece of evidence: "request" (each request an
     # independent trial) or "interval" (one bet per look, valid when requests within an
-    # interval are dependent; needs the concurrent control's exchangeability)
-    test_unit: Literal["request", "interval"] = "request"
+    # interval are dependent; needs the concurrent control's exchangeability). Unset: "interval"
+    # wherever the comparison arm is a concurrent control, "request" elsewhere
+    test_unit: Literal["request", "interval"] | None = None
     metrics: list[MetricSpec] = Field(default_factory=_default_metrics, min_length=1, max_length=32)
 
     @model_validator(mode="after")
@@ -633,6 +642,15 @@ class RolloutPolicy(Strict):
             raise KeyProblem("interval", "must be longer than 0 s (the time between two looks)")
         if self.max_duration < self.interval:
             raise KeyProblem("max_duration", "is shorter than one interval")
+        if self.control == "replica" and self.strategy in ("canary", "shadow+canary"):
+            for i, w in enumerate(self.steps):
+                if MAX_CONTROLLED_STEP < w < 100:
+                    raise KeyProblem(
+                        ("steps", i),
+                        f"a {w}% step leaves no room for a control with the candidate's share (candidate {w}% + "
+                        f"control {w}% > 100%); with control = 'replica' steps go up to {MAX_CONTROLLED_STEP}% "
+                        "before 100, or set control = 'primary' to compare with the primary there",
+                    )
         return self
 
 

@@ -194,9 +194,15 @@ DESCRIPTIONS: dict[str, str] = {
         "replica; a control likewise)."
     ),
     "endpoints.NAME.rollout.scale_primary": "Shrink the primary's replica range to its share as it loses traffic.",
+    "endpoints.NAME.rollout.control": "canary: what the candidate is compared with. `replica`: a fresh instance "
+    "of the baseline version, started for the rollout with the candidate's resources and share of traffic "
+    "(costs one more model server locally, one more InferenceService or Seldon predictor on a cluster, while the "
+    "rollout runs; steps above 50% other than 100 are refused). `primary`: the baseline serving the rest of the "
+    "traffic (no extra cost; a differently loaded comparison, see docs/rollouts.md).",
     "endpoints.NAME.rollout.test_unit": "What the sequential tests count as one piece of evidence: `request` "
     "(every request independent) or `interval` (one bet per look; valid when nearby requests are slow or fail "
-    "together, see docs/statistics.md).",
+    "together, see docs/statistics.md). Unset: `interval` where the candidate is compared with a concurrent "
+    'control (`control = "replica"`), `request` elsewhere.',
     "endpoints.NAME.rollout.metrics": "The metrics that gate the rollout (`[[endpoints.NAME.rollout.metrics]]`).",
     "endpoints.NAME.rollout.metrics[].name": "Metric name, unique within the policy.",
     "endpoints.NAME.rollout.metrics[].kind": (

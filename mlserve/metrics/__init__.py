@@ -11,6 +11,7 @@ from mlserve.metrics.collect import (
     MetricsUnavailable,
     PrometheusQuery,
     QueryFn,
+    StaleAnchor,
     collect_look,
     prometheus_query,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "PrometheusQuery",
     "QueryFn",
     "QuerySet",
+    "StaleAnchor",
     "collect_look",
     "prometheus_query",
     "variant_queries",

@@ -33,6 +33,16 @@ class MetricsUnavailable(MlserveError):
     kind = "metrics"
 
 
+class StaleAnchor(MetricsUnavailable):
+    """The newest scrape at a step's anchor was taken before the step's traffic change: its
+    counters would count requests served at the previous weights. ``fresh_at``: a later
+    time whose scrapes all follow the change (the step can be re-anchored there), or None."""
+
+    def __init__(self, message: str, fresh_at: float | None) -> None:
+        super().__init__(message)
+        self.fresh_at = fresh_at
+
+
 # (labels, value) pairs of an instant vector
 Sample = tuple[dict[str, str], float]
 QueryFn = Callable[[str, float], list[Sample]]
@@ -99,6 +109,9 @@ class LookRequest:
     # metrics source like ``source``; None reads none
     llm_source: str | None = None
     predictions: tuple[str, ...] = ()  # metrics of kind "prediction" (mlserve.metrics.predictions)
+    # when the step's traffic changed: the first look checks that the scrapes it counts from
+    # (at ``started_at``) were taken after it (see :func:`check_anchor`)
+    changed_at: float | None = None
 
 
 SeriesKey = frozenset[tuple[str, str]]
@@ -257,11 +270,38 @@ class Recording:
         return self.query(promql, at)
 
 
+def _oldest_scrape(query: QueryFn, selector: str, at: float) -> float | None:
+    stamps = [v for _labels, v in query(f"timestamp({selector})", at) if math.isfinite(v)]
+    return min(stamps) if stamps else None
+
+
+def check_anchor(query: QueryFn, selectors: Sequence[str], req: LookRequest) -> None:
+    """StaleAnchor when a series' newest sample at the anchor predates the traffic change (a
+    scrape was late or missed: the gateway was busy, Prometheus reloaded), so that requests
+    served at the old weights are never counted as the new step's."""
+    if req.changed_at is None:
+        return
+    for selector in selectors:
+        oldest = _oldest_scrape(query, selector, req.started_at)
+        if oldest is not None and oldest < req.changed_at:
+            now = _oldest_scrape(query, selector, req.at)
+            fresh = req.at if now is not None and now >= req.changed_at else None
+            raise StaleAnchor(
+                f"the scrape at the step's anchor ({utc(oldest)}) predates the traffic change "
+                f"({utc(req.changed_at)}); waiting for a scrape after it",
+                fresh,
+            )
+
+
 def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] | None = None) -> Collected:
     """Query every variant and return one snapshot look."""
     recording = Recording(query)
     query = recording
     qs: QuerySet = QUERY_SETS[req.source]
+    if previous is None and req.changed_at is not None:
+        check_anchor(query, [variant_queries(qs, endpoint=req.endpoint, variant=v, seconds=1.0,
+                                             namespace=req.namespace, revision=req.revisions.get(v, ""),
+                                             custom={}).requests for v in req.variants], req)  # fmt: skip
     seconds = max(1.0, req.at - req.started_at)
     variants: dict[str, Any] = {}
     extras: dict[str, Any] = {}

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mlserve.metrics.buckets import LATENCY_BUCKETS
+
 PLACEHOLDERS = (
     "selector", "endpoint", "variant", "namespace", "window", "revision", "workload", "version", "predictor", "service",
 )  # fmt: skip
@@ -56,8 +58,9 @@ class QuerySet:
 
 
 # Bucket bounds (seconds) of the local gateway's mlserve_request_duration_seconds histogram:
-# the gateway exports them, the SLO rules measure latency objectives at them.
-GATEWAY_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# the gateway exports them (3% apart, mlserve.metrics.buckets, so a quantile is compared to
+# within a fraction of a 10% margin), the SLO rules measure latency objectives at them.
+GATEWAY_LATENCY_BUCKETS = LATENCY_BUCKETS
 
 _LOCAL = QuerySet(
     name="local",

@@ -36,6 +36,8 @@ DEFAULT_PROMETHEUS = "http://kube-prometheus-stack-prometheus.monitoring.svc:909
 # istio_requests_total carries its endpoint and version.
 CANONICAL_NAME = "service.istio.io/canonical-name"
 CANONICAL_REVISION = "service.istio.io/canonical-revision"
+# a control arm's pods: the version it serves (its mlserve.io/version label is the arm's name)
+MODEL_VERSION_LABEL = "mlserve.io/model-version"
 
 
 VLLM_IMAGE = "docker.io/vllm/vllm-openai:v0.11.0"
@@ -277,8 +279,17 @@ def _probe_delays(ep: Endpoint) -> dict[str, int]:
 
 
 def _variant(
-    manifest: Manifest, env_name: str, ep_name: str, ep: Endpoint, version: str, role: str, serving: str
+    manifest: Manifest,
+    env_name: str,
+    ep_name: str,
+    ep: Endpoint,
+    version: str,
+    role: str,
+    serving: str,
+    arm: str | None = None,
 ) -> dict[str, Any]:
+    """One workload. ``arm``: a rollout's control, a second workload of ``version`` under its
+    own name (its subset, predictor, Istio revision and metrics are the arm's)."""
     v: Version = ep.versions[version]
     spec = RUNTIMES[ep.runtime]
     image = v.image or spec.image
@@ -330,24 +341,30 @@ def _variant(
                     f"through KServe's batcher; environment {env_name!r} serves with Seldon Core"
                 ]
             )
+    name = arm or version  # the workload's own name among the endpoint's arms
+    labels = {
+        "mlserve.io/endpoint": ep_name,
+        "mlserve.io/version": name,
+        CANONICAL_NAME: ep_name,
+        CANONICAL_REVISION: name,
+    }
+    if arm is not None:
+        labels[MODEL_VERSION_LABEL] = version
     return {
-        "probe": _probe(ep.runtime, serving, spec, ep_name if ep.runtime == "vllm" else f"{ep_name}-{version}"),
-        "version": version,
-        "name": f"{ep_name}-{version}",
+        "probe": _probe(ep.runtime, serving, spec, ep_name if ep.runtime == "vllm" else f"{ep_name}-{name}"),
+        "version": name,
+        "model_version": version,
+        "name": f"{ep_name}-{name}",
         "role": role,
-        "description": v.description,
+        "description": v.description
+        or (f"control of the rollout: a fresh instance of {version}" if arm is not None else ""),
         "image": image,
         "model_uri": uri,
         "args": args,
         "env": env,
         "custom_container": spec.model_format is None or (ep.runtime == "vllm" and serving == "kserve"),
-        "scaling_query": scaling_query(ep.autoscaling.metric, namespace, ep_name, version),
-        "pod_labels": {
-            "mlserve.io/endpoint": ep_name,
-            "mlserve.io/version": version,
-            CANONICAL_NAME: ep_name,
-            CANONICAL_REVISION: version,
-        },
+        "scaling_query": scaling_query(ep.autoscaling.metric, namespace, ep_name, name),
+        "pod_labels": labels,
         "seldon_implementation": spec.seldon_implementation,
         # monitoring: the payload logger posts requests and responses to the drift collector
         "logger_url": logger_url(ep_name, version, namespace) if ep.monitoring is not None else None,
@@ -386,6 +403,8 @@ def endpoint_context(
             node_selector[GPU_LABEL] = "true"
         tolerations.append({"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"})
     variants = [_variant(manifest, env_name, name, ep, traffic.baseline, "baseline", serving)]
+    if traffic.control is not None:
+        variants.append(_variant(manifest, env_name, name, ep, traffic.baseline, "control", serving, traffic.control))
     if traffic.candidate is not None:
         variants.append(_variant(manifest, env_name, name, ep, traffic.candidate, "candidate", serving))
     for v in variants:
@@ -505,14 +524,15 @@ def gateway_routes(e: dict[str, Any], serving: str, gateway: dict[str, Any], env
 
 def traffic_context(t: EndpointTraffic, host: str) -> dict[str, Any]:
     """The VirtualService routes of one endpoint for a traffic state."""
-    weights: list[dict[str, Any]] = [{"subset": v, "weight": t.weight(v)} for v in t.versions]
+    weights: list[dict[str, Any]] = [{"subset": v, "weight": t.weight(v)} for v in t.arms]
     live = [w for w in weights if int(w["weight"]) > 0] or [{"subset": t.baseline, "weight": 100}]
     return {
         "mode": t.mode,
         "baseline": t.baseline,
         "candidate": t.candidate,
+        "control": t.control,
         "routes": live,
-        "weights": {v: t.weight(v) for v in t.versions},
+        "weights": {v: t.weight(v) for v in t.arms},
         "mirror": t.candidate if (t.candidate is not None and t.shadow > 0) else None,
         "mirror_percent": t.shadow,
         "header_match": t.mode == "ab" and t.candidate is not None,

@@ -22,8 +22,10 @@ MODES: tuple[str, ...] = ("stable", "shadow", "canary", "ab")
 class EndpointTraffic:
     """Where one endpoint's requests go.
 
-    ``weights`` maps version -> percent of live traffic (sums to 100); ``shadow`` is the
-    percent of requests mirrored to the candidate (responses discarded).
+    ``weights`` maps arm -> percent of live traffic (sums to 100; an arm is named after its
+    version, except the control); ``shadow`` is the percent of requests mirrored to the
+    candidate (responses discarded). ``control`` names a rollout's control arm: one more
+    workload of the baseline version, with its own name, routes and metrics.
     """
 
     baseline: str
@@ -31,11 +33,19 @@ class EndpointTraffic:
     mode: TrafficMode = "stable"
     weights: Mapping[str, int] = field(default_factory=dict)
     shadow: int = 0
+    control: str | None = None
 
     @property
     def versions(self) -> tuple[str, ...]:
         """Versions that run (baseline first)."""
         return (self.baseline,) if self.candidate is None else (self.baseline, self.candidate)
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """Arms that run: the versions, with the control (if any) after the baseline."""
+        if self.control is None:
+            return self.versions
+        return (self.baseline, self.control, *self.versions[1:])
 
     def weight(self, version: str) -> int:
         if not self.weights:
@@ -68,7 +78,7 @@ def resolve(
 
 
 def _from_mapping(name: str, data: Mapping[str, object]) -> EndpointTraffic:
-    extra = sorted(set(data) - {"baseline", "candidate", "mode", "weights", "shadow"})
+    extra = sorted(set(data) - {"baseline", "candidate", "mode", "weights", "shadow", "control"})
     if extra:
         raise UsageError(f"traffic state for {name!r}: unknown key(s) {', '.join(extra)}")
     try:
@@ -79,6 +89,7 @@ def _from_mapping(name: str, data: Mapping[str, object]) -> EndpointTraffic:
             mode=str(data.get("mode", "stable")),  # type: ignore[arg-type]
             weights=weights,
             shadow=int(data.get("shadow", 0)),  # type: ignore[call-overload]
+            control=None if data.get("control") is None else str(data["control"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"traffic state for {name!r} is malformed: {exc}") from None
@@ -97,8 +108,10 @@ def _check(name: str, ep: Endpoint, t: EndpointTraffic) -> None:
         raise UsageError(f"{where}: mode {t.mode!r} needs a candidate")
     if not 0 <= t.shadow <= 100:
         raise UsageError(f"{where}: shadow must be between 0 and 100 (got {t.shadow})")
+    if t.control is not None and (t.control in ep.versions or t.candidate is None):
+        raise UsageError(f"{where}: control arm {t.control!r} must be a rollout's third arm, not a version")
     if t.weights:
-        bad = sorted(set(t.weights) - set(t.versions))
+        bad = sorted(set(t.weights) - set(t.arms))
         if bad:
             raise UsageError(f"{where}: weights name version(s) that are not running: {', '.join(bad)}")
         if any(w < 0 or w > 100 for w in t.weights.values()) or sum(t.weights.values()) != 100:

@@ -55,6 +55,43 @@ def _summary(run: RunView) -> Summary:
         interval_seconds=run.interval,
         srm=d.srm.to_dict() if d is not None and analysed else {},
         agreement=d.agreement.to_dict() if d is not None and d.agreement is not None else None,
+        control=(d.compared_with or None) if d is not None else None,
+        control_mode=run.policy.control,
+        test_unit=d.test_unit if d is not None else "",
+        arms=tuple(a.to_dict() for a in d.arms) if d is not None else (),
+    )
+
+
+def compared_line(s: Summary) -> str:
+    """Which arm the candidate was compared with, in words."""
+    if s.control:
+        return (
+            f"candidate compared with the control arm {s.control!r} (a fresh instance of {s.baseline} started for "
+            f"the rollout, with the candidate's share of traffic); the primary {s.baseline} is watched for health"
+        )
+    if s.strategy == "shadow":
+        return f"candidate compared with {s.baseline} on mirrored copies of the same requests"
+    return f"candidate compared with the primary {s.baseline} (control = {s.control_mode!r})"
+
+
+ARMS_HEAD = ["arm", "role", "version", "weight", "requests", "errors", "error rate", "p50", "p99"]
+
+
+def _arm_row(a: Mapping[str, Any]) -> list[str]:
+    rate = a.get("error_rate")
+    return [
+        str(a.get("name")), str(a.get("role")), str(a.get("version")),
+        "-" if a.get("weight") is None else f"{float(a['weight']):g}%",
+        f"{int(a.get('requests') or 0):,}", f"{int(a.get('errors') or 0):,}",
+        "-" if rate is None else f"{100 * float(rate):.3g}%",
+        fmt.value(a.get("p50"), "s"), fmt.value(a.get("p99"), "s"),
+    ]  # fmt: skip
+
+
+def _srm_arms(srm: Mapping[str, Any]) -> str:
+    arms = srm.get("arms") or {}
+    return "; ".join(
+        f"{name} {fmt.value(x.get('share'))} (expected {fmt.value(x.get('expected'))})" for name, x in arms.items()
     )
 
 
@@ -215,13 +252,21 @@ def markdown(d: ReportData) -> str:
     if s.last_hold:
         parts.append(f"- last hold: {s.last_hold['reason']}")
     srm = s.srm
+    parts.append(f"- {compared_line(s)}" + (f"; test unit: {s.test_unit}" if s.test_unit else ""))
     if srm.get("p_value") is not None:
+        every = _srm_arms(srm)
         parts.append(
             f"- sample ratio: candidate share {fmt.value(srm.get('candidate_share'))} vs expected "
             f"{fmt.value(srm.get('expected_share'))}, p = {fmt.p_value(srm.get('p_value'))} "
-            f"({'ok' if srm.get('ok') else 'MISMATCH'})"
+            f"({'ok' if srm.get('ok') else 'MISMATCH'})" + (f"; every arm: {every}" if every else "")
         )
     parts += ["", "## Metrics (latest analysis)", "", _md_table(METRIC_HEAD, [_metric_row(m) for m in d.metrics])]
+    notes = [f"- {m.name}: {m.note}" for m in d.metrics if getattr(m, "note", "")]
+    if notes:  # the quantile compared and its resolution, warnings about coarse buckets
+        parts += ["", *notes]
+    if s.arms:
+        parts += ["", "## Arms (latest analysis; the primary is watched, not compared)", ""]
+        parts.append(_md_table(ARMS_HEAD, [_arm_row(a) for a in s.arms]))
     parts += ["", "## Steps", ""]
     rows = []
     for st in d.steps:
@@ -281,7 +326,8 @@ def junit(d: ReportData) -> str:
         errors="0",
     )
     props = ET.SubElement(suite, "properties")
-    for key in ("run_id", "status", "verdict", "strategy", "baseline", "candidate", "env", "forced"):
+    for key in ("run_id", "status", "verdict", "strategy", "baseline", "candidate", "control", "test_unit", "env",
+                "forced"):  # fmt: skip
         ET.SubElement(props, "property", name=key, value=str(getattr(s, key)))
     ET.SubElement(props, "property", name="reason", value=str(s.reason or ""))
     for m in d.metrics:
@@ -365,6 +411,13 @@ def html_page(d: ReportData) -> str:
             "<h2>Load test</h2><table><tr><th>variant</th><th>requests</th><th>failures</th><th>p50 ms</th>"
             f"<th>p95 ms</th><th>p99 ms</th></tr>{cells}</table>"
         )
+    notes = "".join(f"<li>{esc(m.name)}: {esc(m.note)}</li>" for m in d.metrics if getattr(m, "note", ""))
+    notes = f"<ul>{notes}</ul>" if notes else ""
+    arms = ""
+    if s.arms:
+        arm_head = "".join(f"<th>{esc(h)}</th>" for h in ARMS_HEAD)
+        arm_rows = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in _arm_row(a)) + "</tr>" for a in s.arms)
+        arms = f"<h2>Arms (the primary is watched, not compared)</h2><table><tr>{arm_head}</tr>{arm_rows}</table>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Rollout {esc(s.run_id)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#24292f}}
@@ -376,7 +429,10 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #d0d7de;pa
 <p>{esc(s.reason or "")}</p>
 <p>run {esc(s.run_id)}, strategy {esc(s.strategy)}, environment {esc(s.env)}; {s.looks} looks,
 {s.held_looks} held; alpha {esc(str(s.alpha))}</p>
+<p>{esc(compared_line(s))}{esc("; test unit: " + s.test_unit if s.test_unit else "")}</p>
 <h2>Metrics</h2><table><tr>{head}</tr>{rows}</table>
+{notes}
+{arms}
 <h2>Steps</h2><table><tr><th>step</th><th>phase</th><th>weights</th><th>looks</th><th>held</th><th>requests</th>
 <th>verdict</th></tr>{step_rows}</table>
 <h2>Plots</h2>{figs}

@@ -37,9 +37,21 @@ class Summary:
     interval_seconds: float
     srm: dict[str, Any]
     agreement: dict[str, Any] | None
+    # what the candidate was compared with: a control arm's name, or None for the primary
+    control: str | None = None
+    control_mode: str = "primary"  # the policy's control key: replica | primary
+    test_unit: str = ""  # request | interval
+    # every arm's own figures at the latest analysis (the primary's health is shown here)
+    arms: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["arms"] = list(self.arms)
+        if self.control is None and not self.test_unit and not self.arms:
+            # a run recorded before the control arm existed: its report as it was written
+            for key in ("control", "control_mode", "test_unit", "arms"):
+                out.pop(key)
+        return out
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,16 @@ Each step is its own sequential experiment: its looks are anchored at the step's
 (the source's settle time after the traffic change, so no request served at the previous
 weights is counted), the weights are constant within it, and the engine decides on it
 alone. See docs/rollouts.md for why.
+
+**The control arm.** A step whose plan has a control arm (a fresh instance of the baseline
+version) needs that arm running before its traffic is applied. The intent to enter such a
+step records the control as ``starting`` (same write); completing it starts the arm through
+the router (:meth:`~mlserve.targets.base.Router.start_arm`, idempotent: a crash after the
+start and before the record adopts the running arm), applies the traffic and records the
+arm ``running``. Every end (promote, rollback, halt, abort, inconclusive, the deadline, a
+manual rollback) first applies traffic without the control, then stops it
+(:meth:`~mlserve.targets.base.Router.stop_arm`, idempotent) and records it ``stopped`` in the
+write that completes the end, so a crash anywhere in between is finished by the next resume.
 """
 
 from __future__ import annotations
@@ -31,11 +41,13 @@ from typing import Any
 
 from mlserve.errors import StateError, UsageError
 from mlserve.manifest.analysis import analysis_spec
-from mlserve.metrics import Collected, LookRequest, MetricsUnavailable
+from mlserve.metrics import Collected, LookRequest, MetricsUnavailable, StaleAnchor
 from mlserve.rollout.record import (
     ENDS,
     Action,
     Agreement,
+    ControlArm,
+    ControlState,
     Hold,
     MetricBrief,
     Outcome,
@@ -51,7 +63,7 @@ from mlserve.stats.kinds import token_stream_kinds
 from mlserve.stats.shadow import analyze_shadow
 from mlserve.stats.snapshot import parse_look
 from mlserve.status import Status, Verdict
-from mlserve.targets.base import MetricsSource, Plan, Router
+from mlserve.targets.base import MetricsSource, Plan, Role, Router
 from mlserve.timefmt import utc
 
 Progress = Callable[[Run], None]
@@ -99,33 +111,78 @@ class Machine:
         seq = record.seq + 1
         return replace(record, seq=seq, pending=Pending(seq, action, self.ports.clock(), **details))
 
+    def entering(self, record: Run, index: int) -> Run:
+        """The intent to enter step ``index``; a control arm its plan routes to, and that does
+        not run yet, is recorded as starting in the same write."""
+        traffic = record.plans[index].traffic
+        found = traffic.arm(Role.CONTROL)
+        if found is not None and (record.control is None or record.control.state is ControlState.STOPPED):
+            name, arm = found
+            record = replace(record, control=ControlArm(name, arm.version, ControlState.STARTING))
+        return self.intent(record, Action.ENTER_STEP, step=index, traffic=traffic)
+
     def ending(self, record: Run, action: Action, reason: str, *, forced: bool = False) -> Run:
         """The intent to end the run: traffic to the candidate (promote), back to the baseline
-        (rollback, halt, abort), or kept as it is (inconclusive: on_inconclusive = 'hold')."""
+        (rollback, halt, abort), or kept as it is (inconclusive: on_inconclusive = 'hold'; a
+        control's share then goes to the primary, since the control stops at every end)."""
         traffic: Plan | None = None
         if action is Action.PROMOTE:
             traffic = Plan.stable(record.candidate)
         elif action in (Action.ROLLBACK, Action.HALT, Action.ABORT):
             traffic = Plan.stable(record.baseline)
+        elif record.traffic.control is not None:
+            traffic = record.traffic.without_control()
         return self.intent(record, action, status=ENDS[action], reason=reason, forced=forced, traffic=traffic)
 
     def complete(self) -> None:
-        """Apply a pending transition's traffic, then record it as done."""
+        """Apply a pending transition's traffic (starting a control arm it routes to first, or
+        stopping one it no longer does after), then record it as done."""
         record = self.record
         pending = record.pending
         if pending is None:
             return
+        control_did = None
+        if pending.action is Action.ENTER_STEP and pending.traffic is not None and pending.traffic.control:
+            record, control_did = self._start_control(record)
         if pending.traffic is not None:
             self.ports.router.apply(record.endpoint, pending.traffic)
+        if pending.action is not Action.ENTER_STEP:
+            record, control_did = self._stop_control(record)
         now = self.ports.clock()
         if pending.action is Action.ENTER_STEP:
             record, done = self._entered(record, pending, now)
         else:
             record, done = self._ended(record, pending, now)
+        done = replace(done, control=control_did)
         self.save(replace(record, pending=None, transitions=(*record.transitions, done)))
         self.event("transition", **done.to_dict())
+        if control_did is not None and record.control is not None:
+            self.event(f"control_{control_did}", arm=record.control.name, version=record.control.version)
         if record.status.terminal:
             self.write_reports()
+
+    def _start_control(self, record: Run) -> tuple[Run, str | None]:
+        """Start the control arm the pending step routes to (adopting one that already runs)."""
+        pending = record.pending
+        assert pending is not None and pending.traffic is not None
+        name = pending.traffic.control
+        assert name is not None
+        arm = pending.traffic.arms[name]
+        control = record.control
+        if control is not None and control.name == name and control.state is ControlState.RUNNING:
+            return record, None
+        self.ports.router.start_arm(record.endpoint, name, arm.version)
+        started = ControlArm(name, arm.version, ControlState.RUNNING, started_at=utc(self.ports.clock()))
+        return replace(record, control=started), "started"
+
+    def _stop_control(self, record: Run) -> tuple[Run, str | None]:
+        """Stop the control arm at an end (the traffic no longer routes to it)."""
+        control = record.control
+        if control is None or control.state is ControlState.STOPPED:
+            return record, None
+        self.ports.router.stop_arm(record.endpoint, control.name)
+        stopped = replace(control, state=ControlState.STOPPED, stopped_at=utc(self.ports.clock()))
+        return replace(record, control=stopped), "stopped"
 
     def _entered(self, record: Run, pending: Pending, now: float) -> tuple[Run, Transition]:
         assert pending.step is not None and pending.traffic is not None
@@ -155,16 +212,35 @@ class Machine:
         )
         return record, done
 
-    def recover(self) -> None:
-        """After a crash: log transitions whose event was lost, then finish a pending one."""
-        logged = {e.get("seq") for e in self.dir.read_events() if e.get("event") == "transition"}
+    def recover(self, *, finish_pending: bool = True) -> None:
+        """After a crash: log transitions whose event was lost, then finish a pending one
+        (unless the caller is about to replace it with an end: ``finish_pending=False``)."""
+        events = self.dir.read_events()
+        logged = {e.get("seq") for e in events if e.get("event") == "transition"}
+        controls = {(e.get("event"), e.get("arm")) for e in events if str(e.get("event", "")).startswith("control_")}
         for t in self.record.transitions:
             if t.seq not in logged:
                 self.event("transition", recovered=True, **t.to_dict())
+                arm = self.record.control.name if self.record.control else None
+                if t.control and (f"control_{t.control}", arm) not in controls:
+                    self.event(f"control_{t.control}", arm=arm, recovered=True)
         pending = self.record.pending
-        if pending is not None:
+        if pending is not None and (finish_pending or pending.action is not Action.ENTER_STEP):
             self.event("recovering", seq=pending.seq, action=pending.action)
             self.complete()
+        elif self.record.status.terminal:
+            self.stop_leftover_control()
+
+    def stop_leftover_control(self) -> None:
+        """A run that ended with its control still recorded as running (an end written by an
+        earlier mlserve, or by hand): stop it now."""
+        record = self.record
+        if record.control is None or record.control.state is ControlState.STOPPED:
+            return
+        record, did = self._stop_control(record)
+        self.save(record)
+        if did and record.control is not None:
+            self.event("control_stopped", arm=record.control.name, version=record.control.version)
 
     # -- the reconcile ---------------------------------------------------------------
 
@@ -180,12 +256,19 @@ class Machine:
         step = record.current
         if step is None:
             # the first look would see nothing yet: the step's anchor is one settle time away
-            self.save(self.intent(record, Action.ENTER_STEP, step=0, traffic=record.plans[0].traffic))
+            self.save(self.entering(record, 0))
             self.complete()
             return
         now = self.ports.clock()
         try:
             seen = self.observe(step, now)
+        except StaleAnchor as exc:
+            if exc.fresh_at is not None and not step.looks:  # count from the first scrape after the change
+                step = replace(step, anchor=exc.fresh_at)
+                self.record = self.record.with_step(step)
+                self.event("re_anchored", step=step.index, anchor=utc(exc.fresh_at))
+            self.hold(step, now, exc.message)
+            return
         except MetricsUnavailable as exc:
             self.hold(step, now, exc.message)
             return
@@ -208,9 +291,10 @@ class Machine:
             raise MetricsUnavailable("the step has just started: waiting for the first scrape after the traffic change")
         record = self.record
         shadow = step.phase == "shadow"
+        control = [step.traffic.control] if step.traffic.control else []
         request = LookRequest(
             endpoint=record.endpoint,
-            variants=[record.baseline, record.candidate],
+            variants=[record.baseline, *control, record.candidate],
             weights=step.traffic.weights,
             started_at=step.anchor,
             at=now,
@@ -218,6 +302,7 @@ class Machine:
             shadow=shadow,
             token_streams=any(m.kind in token_stream_kinds() for m in record.policy.metrics),
             predictions=() if shadow else _prediction_metrics(record),
+            changed_at=step.started_at,
         )
         previous = step.looks[-1].look.to_dict() if step.looks else None
         return self.ports.metrics.look(request, previous)
@@ -242,7 +327,9 @@ class Machine:
     def looked(self, record: Run, step: Step, seen: Collected, now: float) -> Run:
         """The record with the look added to its step and the decision taken on it."""
         previous = step.looks[-1].look if step.looks else None
-        look = parse_look(seen.look, record.baseline, record.candidate, previous, f"step {step.index + 1} look")
+        look = parse_look(
+            seen.look, record.baseline, record.candidate, previous, f"step {step.index + 1} look", step.traffic.control
+        )
         agreement = Agreement(**seen.agreement) if seen.agreement is not None else None
         step = replace(
             step,
@@ -276,14 +363,14 @@ class Machine:
                                final=final, allow_promote=allow).decision  # fmt: skip
         else:
             d = analyze(snapshot, self.spec, final=final, allow_promote=allow, harm_first=True).decision
+        compared = (record.candidate, step.traffic.control or record.baseline)
         no_harm = (
             d.verdict is Verdict.CONTINUE
             and not final
             and step.phase == "canary"
             and policy.step_advance == "no_harm"
             and not wait
-            and len(d.requests) == 2
-            and all(n >= policy.min_requests for n in d.requests.values())
+            and all(d.requests.get(arm, 0) >= policy.min_requests for arm in compared)
         )
         if no_harm:
             reason = (
@@ -307,7 +394,7 @@ class Machine:
         if decision.verdict is Verdict.PROMOTE:
             nxt = record.step + 1
             if nxt < len(record.plans):
-                return self.intent(record, Action.ENTER_STEP, step=nxt, traffic=record.plans[nxt].traffic), True
+                return self.entering(record, nxt), True
             return self.ending(record, Action.PROMOTE, decision.reason), False
         if now >= record.deadline:
             return self.deadline(record, held=False), False
@@ -369,6 +456,7 @@ class Machine:
     def rollback(self, reason: str = "rolled back by hand (`mlserve rollback`)") -> None:
         if self.record.status.baseline_restored:
             self.ports.router.apply(self.record.endpoint, Plan.stable(self.record.baseline))
+            self.stop_leftover_control()
             return
         self.finish(Action.ROLLBACK, reason)
 

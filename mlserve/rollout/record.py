@@ -223,10 +223,11 @@ class Transition:
     status: Status | None = None
     reason: str | None = None
     manifest_updated: bool | None = None
+    control: str | None = None  # "started" or "stopped": what the transition did to the control arm
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"seq": self.seq, "action": self.action, "at": self.at}
-        for key in ("step", "phase", "weights", "status", "reason", "manifest_updated"):
+        for key in ("step", "phase", "weights", "status", "reason", "manifest_updated", "control"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = dict(value) if key == "weights" else value
@@ -245,7 +246,37 @@ class Transition:
             status=Status(data["status"]) if data.get("status") else None,
             reason=data.get("reason"),
             manifest_updated=data.get("manifest_updated"),
+            control=data.get("control"),
         )
+
+
+class ControlState(StrEnum):
+    """Where a rollout's control arm is. ``starting`` is written with the intent to enter the
+    first step that routes to it; ``stopped`` with the end that no longer does."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class ControlArm:
+    """The rollout's control: a fresh instance of the baseline version, arm ``name``."""
+
+    name: str
+    version: str
+    state: ControlState
+    started_at: str | None = None
+    stopped_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "state": self.state, "started_at": self.started_at,
+                "stopped_at": self.stopped_at}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ControlArm:
+        return cls(str(data["name"]), str(data["version"]), ControlState(data["state"]), data.get("started_at"),
+                   data.get("stopped_at"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -329,6 +360,7 @@ class Run:
     load: LoadRecord | None = None
     created_by: Mapping[str, Any] = field(default_factory=dict)
     updated_at: str = ""
+    control: ControlArm | None = None  # the control arm, once a step that routes to it is intended
 
     # -- reading ---------------------------------------------------------------------
 
@@ -345,13 +377,22 @@ class Run:
         return sum(st.held for st in self.steps)
 
     def step_snapshot(self, step: Step, source: str = "<live>") -> Snapshot:
-        """What one step's decision sees: its own looks, anchored at its start."""
-        return Snapshot(self.endpoint, self.baseline, self.candidate, step.strategy, step.snapshot_looks, source)
+        """What one step's decision sees: its own looks, anchored at its start (with the step's
+        control arm, when it routes to one)."""
+        return Snapshot(
+            self.endpoint, self.baseline, self.candidate, step.strategy, step.snapshot_looks, source,
+            control=step.traffic.control,
+        )  # fmt: skip
 
     def cumulative_snapshot(self) -> Snapshot:
         """The whole run as one snapshot (see :func:`mlserve.stats.snapshot.cumulative`)."""
+        controls = {st.traffic.control for st in self.steps if st.looks and st.phase != "shadow"} - {None}
         return cumulative(
-            self.endpoint, self.baseline, self.candidate, [(st.phase, st.snapshot_looks) for st in self.steps]
+            self.endpoint,
+            self.baseline,
+            self.candidate,
+            [(st.phase, st.snapshot_looks) for st in self.steps],
+            control=next(iter(controls)) if len(controls) == 1 else None,
         )
 
     # -- updating ----------------------------------------------------------------------
@@ -397,6 +438,7 @@ class Run:
             "load": self.load.to_dict() if self.load else None,
             "created_by": dict(self.created_by),
             "updated_at": self.updated_at,
+            "control": self.control.to_dict() if self.control else None,
         }
 
 
@@ -432,7 +474,8 @@ def _run(data: Mapping[str, Any], step_of: Any) -> Run:
         baseline=base,
         candidate=cand,
         strategy=str(data["strategy"]),
-        policy=RolloutPolicy.model_validate(data["policy"]),
+        # a record written before the control key compared the candidate with the primary
+        policy=RolloutPolicy.model_validate({"control": "primary", **dict(data["policy"])}),
         interval=float(data["interval"]),
         max_duration=float(data["max_duration"]),
         started_at=float(data["started_at"]),
@@ -459,6 +502,7 @@ def _run(data: Mapping[str, Any], step_of: Any) -> Run:
         load=LoadRecord.from_dict(data["load"]) if data.get("load") else None,
         created_by=dict(data.get("created_by") or {}),
         updated_at=str(data.get("updated_at", "")),
+        control=ControlArm.from_dict(data["control"]) if data.get("control") else None,
     )
 
 
@@ -469,10 +513,10 @@ def _outcome(data: Mapping[str, Any] | None) -> Outcome | None:
                    bool(data.get("forced", False)))  # fmt: skip
 
 
-def _looks(raw: Sequence[Any], base: str, cand: str, where: str) -> list[Look]:
+def _looks(raw: Sequence[Any], base: str, cand: str, where: str, control: str | None = None) -> list[Look]:
     out: list[Look] = []
     for i, item in enumerate(raw):
-        out.append(parse_look(item, base, cand, out[-1] if out else None, f"{where}.looks[{i + 1}]"))
+        out.append(parse_look(item, base, cand, out[-1] if out else None, f"{where}.looks[{i + 1}]", control))
     return out
 
 
@@ -499,7 +543,8 @@ def _agreement(data: Mapping[str, Any] | None) -> Agreement | None:
 
 def _step_v2(data: Mapping[str, Any], base: str, cand: str, where: str) -> Step:
     items = list(data.get("looks") or [])
-    looks = _looks([item["snapshot"] for item in items], base, cand, where)
+    control = Plan.from_dict(data["traffic"]).control
+    looks = _looks([item["snapshot"] for item in items], base, cand, where, control)
     out = []
     for look, item in zip(looks, items, strict=True):
         briefs = tuple(MetricBrief.from_dict(m) for m in item.get("metrics", []))

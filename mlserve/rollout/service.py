@@ -18,7 +18,7 @@ from mlserve.capacity import GpuPlan
 from mlserve.errors import StateError, UsageError
 from mlserve.project import Project
 from mlserve.rollout.machine import Machine, Ports, Progress, _quiet
-from mlserve.rollout.plans import STRATEGIES, step_plans
+from mlserve.rollout.plans import STRATEGIES, control_arm_name, step_plans
 from mlserve.rollout.record import Run, StepPlan
 from mlserve.rollout.store import RunDir, current_run, holding, new_run_id, rollout_in_progress, set_current
 from mlserve.status import ExitStatus, Status
@@ -81,6 +81,7 @@ class RolloutResult:
             "decision": r.decision.to_dict() if r.decision else None,
             "outcome": r.outcome.to_dict() if r.outcome else None,
             "forced": r.forced,
+            "control": r.control.to_dict() if r.control else None,
             "message": self.message,
             "reports": dict(r.reports),
         }
@@ -145,7 +146,7 @@ def start(
     total = float(max_duration if max_duration is not None else policy.max_duration)
     if ivl <= 0 or total <= 0:
         raise UsageError("--interval and --max-duration must be positive")
-    plans = step_plans(chosen, policy, ep.baseline, candidate)
+    plans = step_plans(chosen, policy, ep.baseline, candidate, control_arm_name(ep.versions))
     gpus = _gpu_plan(project, env_name, endpoint, plans)
     run = _new_run_dir(project, endpoint, new_run_id(candidate, now))
     record = Run(
@@ -310,7 +311,8 @@ def _control(project: Project, endpoint: str, action: str, *, force: bool = Fals
     if holder is None:
         with holding(run):
             m, _env = _machine(project, run, opener, time.time, time.sleep)
-            m.recover()
+            # an end replaces a step that was about to be entered (and its control start)
+            m.recover(finish_pending=action not in ("abort", "rollback"))
             {"pause": m.pause, "abort": m.abort, "rollback": m.rollback, "promote": lambda: m.promote(force=force)}[
                 action
             ]()
@@ -336,12 +338,12 @@ def _reached(result: RolloutResult, goal: Status) -> RolloutResult:
     return replace(result, exit_code=ExitStatus.OK if ok else ExitStatus.INCONCLUSIVE)
 
 
-def pause(project: Project, endpoint: str) -> RolloutResult:
-    return _control(project, endpoint, "pause")
+def pause(project: Project, endpoint: str, *, opener: Opener = _open_env) -> RolloutResult:
+    return _control(project, endpoint, "pause", opener=opener)
 
 
-def abort(project: Project, endpoint: str) -> RolloutResult:
-    return _control(project, endpoint, "abort")
+def abort(project: Project, endpoint: str, *, opener: Opener = _open_env) -> RolloutResult:
+    return _control(project, endpoint, "abort", opener=opener)
 
 
 def promote(project: Project, endpoint: str, *, force: bool = False, opener: Opener = _open_env) -> RolloutResult:
@@ -356,7 +358,12 @@ def rollback(project: Project, endpoint: str, *, env: str | None = None, opener:
     if run is None or record is None or record.status.terminal:
         env_name = project.environment(env if record is None or env else record.env)
         baseline = project.manifest.endpoints[endpoint].baseline
-        opener(project, env_name).router.apply(endpoint, Plan.stable(baseline))
+        environment = opener(project, env_name)
+        environment.router.apply(endpoint, Plan.stable(baseline))
+        if run is not None and record is not None and run.holder() is None and env_name == record.env:
+            with holding(run):  # the last run's control, if an earlier end left it running
+                m, _env = _machine(project, run, lambda _p, _e: environment, time.time, time.sleep)
+                m.stop_leftover_control()
         if run is not None:
             run.event("manual_rollback", weights={baseline: 100})
         reset = TrafficReset(endpoint, env_name, {baseline: 100})

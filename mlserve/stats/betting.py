@@ -309,22 +309,52 @@ class TailIncrements:
         return out
 
 
+# buckets at most this wide (upper / lower bound) are read by interpolation; in wider ones
+# (Prometheus' and most runtimes' defaults, 2-2.5x) linear interpolation would blur the
+# comparison, so the nearest bucket bound is compared there and reports name its quantile
+FINE_BUCKET = 1.25
+
+
 def predictable_boundary(base_cum: Array, le: Array, q: float) -> tuple[NDArray[np.int64], Array, Array]:
-    """For each interval, the control's bucket bound whose share of slower requests, over
-    all looks *before* it, is nearest ``1 - q`` on a log scale; with that share."""
+    """For each interval, the control's q-quantile over all looks *before* it: interpolated
+    linearly inside the bucket that holds it when that bucket is fine (at most
+    :data:`FINE_BUCKET` wide), so the quantile compared is the one the policy names to within
+    the bucket's width; else the bucket bound whose past share of slower requests is nearest
+    ``1 - q`` on a log scale. Returns the bucket index (-1 where there is no earlier data),
+    the boundary in seconds and the past share of slower requests above it."""
     base_cum = np.asarray(base_cum, dtype=float)
+    le = np.asarray(le, dtype=float)
     k = base_cum.shape[0]
+    if base_cum.shape[1] < 2:
+        return np.full(k, -1, dtype=np.int64), np.full(k, np.nan), np.full(k, np.nan)
     prev = np.vstack([np.zeros((1, base_cum.shape[1])), base_cum[:-1]])
     totals = prev[:, -1]
     safe = np.where(totals > 0, totals, 1.0)[:, None]
     share = (totals[:, None] - prev[:, :-1]) / safe
     ok = (share > 0) & (totals[:, None] > 0)
-    if not share.shape[1]:
-        return np.full(k, -1, dtype=np.int64), np.full(k, np.nan), np.full(k, np.nan)
     dist = np.where(ok, np.abs(np.log(np.where(ok, share, 1.0)) - math.log(1.0 - q)), np.inf)
-    bidx = np.where(ok.any(axis=1), np.argmin(dist, axis=1), -1).astype(np.int64)
-    chosen = np.where(bidx >= 0, share[np.arange(k), np.maximum(bidx, 0)], np.nan)
-    return bidx, np.asarray(le, dtype=float)[np.maximum(bidx, 0)], chosen
+    near = np.where(ok.any(axis=1), np.argmin(dist, axis=1), -1).astype(np.int64)
+    near_share = np.where(near >= 0, share[np.arange(k), np.maximum(near, 0)], np.nan)
+    near_b = le[np.maximum(near, 0)]
+    # the interpolated quantile
+    target = q * totals
+    finite = prev[:, :-1]
+    nf = finite.shape[1]
+    j = np.array([int(np.searchsorted(row, t, side="left")) for row, t in zip(finite, target, strict=True)])
+    jj = np.minimum(j, nf - 1)
+    rows = np.arange(k)
+    lo_edge = np.where(jj > 0, le[np.maximum(jj - 1, 0)], 0.0)
+    hi_edge = le[jj]
+    cum_lo = np.where(jj > 0, finite[rows, np.maximum(jj - 1, 0)], 0.0)
+    span = finite[rows, jj] - cum_lo
+    frac = np.where(span > 0, (target - cum_lo) / np.where(span > 0, span, 1.0), 1.0)
+    interp = lo_edge + np.clip(frac, 0.0, 1.0) * (hi_edge - lo_edge)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fine = (totals > 0) & (j < nf) & (lo_edge > 0) & (hi_edge / np.where(lo_edge > 0, lo_edge, 1.0) <= FINE_BUCKET)
+    bidx = np.where(fine, jj, near).astype(np.int64)
+    boundary = np.where(fine, interp, near_b)
+    chosen = np.where(fine, 1.0 - q, near_share)
+    return bidx, np.where(bidx >= 0, boundary, np.nan), chosen
 
 
 def tail_increments(
@@ -348,23 +378,23 @@ def tail_increments(
     base_cum = np.asarray(base_cum, dtype=float)
     le = np.asarray(le, dtype=float)
     f = np.atleast_1d(np.asarray(factors, dtype=float))
-    k = base_cum.shape[0]
     bidx, boundary, share = predictable_boundary(base_cum, le, q)
     defined = bidx >= 0
     n_c = np.diff(np.concatenate([[0.0], cand_cum[:, -1]]))
     n_b = np.diff(np.concatenate([[0.0], base_cum[:, -1]]))
     w, live = _weights(n_c, n_b)
     live = live & defined
-    b = np.where(defined, boundary, 1.0)
+    b = np.where(defined, np.nan_to_num(boundary, nan=1.0), 1.0)
     t = f[:, None] * b[None, :] + shift  # (G, K)
     prev_c = np.vstack([np.zeros((1, cand_cum.shape[1])), cand_cum[:-1]])
     # requests above t_i by look i minus those by look i - 1: one lookup for both
     both = _below(np.hstack([cand_cum, prev_c]), np.concatenate([le, le]), t, cand_cum.shape[1])
     above_c = (cand_cum[:, -1] - prev_c[:, -1])[None, :] - (both[0] - both[1])
-    rows = np.arange(k)
-    bi = np.maximum(bidx, 0)
     prev_b = np.vstack([np.zeros((1, base_cum.shape[1])), base_cum[:-1]])
-    above_b = (base_cum[:, -1] - base_cum[rows, bi]) - (prev_b[:, -1] - prev_b[rows, bi])
+    # the control's requests above b_i in interval i, interpolated inside b_i's bucket exactly
+    # as the candidate's are above t_i (at factor 1 both are read at the same point)
+    both_b = _below(np.hstack([base_cum, prev_b]), np.concatenate([le, le]), b[None, :], base_cum.shape[1])
+    above_b = (base_cum[:, -1] - prev_b[:, -1]) - (both_b[0, 0] - both_b[1, 0])
     with np.errstate(invalid="ignore", divide="ignore"):
         u = np.where(live, np.maximum(above_c, 0.0) / np.where(live, n_c, 1.0), 0.0)
         v = np.where(live, np.maximum(above_b, 0.0) / np.where(live, n_b, 1.0), 0.0)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,7 @@ from mlserve.stats.kinds import LookData, kind_of
 from mlserve.stats.multiple import holm_columns, holm_weight
 from mlserve.stats.snapshot import Snapshot
 from mlserve.stats.spec import AnalysisSpec
-from mlserve.stats.srm import chisquare_p_values, srm_p_values
+from mlserve.stats.srm import chisquare_p_values, srm_p_values, srm_p_values_arms
 from mlserve.status import Verdict
 
 
@@ -116,22 +116,58 @@ class SrmResult:
     candidate_share: float | None = None
     expected_share: float | None = None
     chi2_p_value: float | None = None  # fixed-sample diagnostic (not valid across looks)
+    # with a control arm: every arm's observed and configured share of the step's requests
+    arms: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "p_value": _clean(self.p_value),
             "ok": self.ok,
             "candidate_share": _clean(self.candidate_share),
             "expected_share": _clean(self.expected_share),
             "chi2_p_value": _clean(self.chi2_p_value),
         }
+        if self.arms:
+            out["arms"] = {k: {"share": _clean(a), "expected": _clean(b)} for k, (a, b) in self.arms.items()}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SrmResult:
         d = data or {}
+        arms = {str(k): (v.get("share"), v.get("expected")) for k, v in dict(d.get("arms") or {}).items()}
         return cls(
             d.get("p_value"), bool(d.get("ok", True)), d.get("candidate_share"), d.get("expected_share"),
-            d.get("chi2_p_value"),
+            d.get("chi2_p_value"), arms,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ArmHealth:
+    """One arm's own figures at the reported look: the primary is watched this way (it is no
+    comparison arm when there is a control), and the control and the candidate are shown beside it."""
+
+    name: str
+    role: str  # primary | control | candidate
+    version: str
+    requests: int
+    errors: int
+    error_rate: float | None
+    p50: float | None  # seconds, interpolated from the arm's histogram
+    p99: float | None
+    weight: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "role": self.role, "version": self.version, "requests": self.requests,
+            "errors": self.errors, "error_rate": _clean(self.error_rate), "p50": _clean(self.p50),
+            "p99": _clean(self.p99), "weight": _clean(self.weight),
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ArmHealth:
+        return cls(
+            str(d.get("name", "")), str(d.get("role", "")), str(d.get("version", "")), int(d.get("requests") or 0),
+            int(d.get("errors") or 0), d.get("error_rate"), d.get("p50"), d.get("p99"), d.get("weight"),
         )  # fmt: skip
 
 
@@ -147,12 +183,15 @@ class Decision:
     srm: SrmResult = SrmResult(None, True)
     requests: Mapping[str, int] = field(default_factory=dict)
     agreement: AgreementResult | None = None
+    arms: tuple[ArmHealth, ...] = ()  # every arm's own figures (the primary's health)
+    compared_with: str = ""  # the arm the candidate was compared with (the control, or the primary)
+    test_unit: str = ""  # what one piece of evidence was: request | interval
 
     def to_dict(self) -> dict[str, Any]:
         metrics = [m.to_dict() for m in self.metrics]
         if self.verdict is Verdict.HELD:
             return {"verdict": self.verdict, "reason": self.reason, "metrics": metrics}
-        return {
+        out = {
             "verdict": self.verdict,
             "reason": self.reason,
             "decided_at_look": self.decided_at_look,
@@ -161,6 +200,11 @@ class Decision:
             "requests": dict(self.requests),
             "agreement": self.agreement.to_dict() if self.agreement is not None else None,
         }
+        if self.arms:
+            out.update(arms=[a.to_dict() for a in self.arms], compared_with=self.compared_with)
+        if self.test_unit:
+            out["test_unit"] = self.test_unit
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Decision:
@@ -173,11 +217,14 @@ class Decision:
             srm=SrmResult.from_dict(data.get("srm")),
             requests={str(k): int(v) for k, v in dict(data.get("requests") or {}).items()},
             agreement=AgreementResult.from_dict(agreement) if agreement else None,
+            arms=tuple(ArmHealth.from_dict(a) for a in data.get("arms") or ()),
+            compared_with=str(data.get("compared_with") or ""),
+            test_unit=str(data.get("test_unit") or ""),
         )
 
     def held(self, reason: str) -> Decision:
         """A held look keeps the evidence shown so far and says why there is no verdict."""
-        return Decision(Verdict.HELD, reason, metrics=self.metrics)
+        return Decision(Verdict.HELD, reason, metrics=self.metrics, arms=self.arms, compared_with=self.compared_with)
 
 
 @dataclass(frozen=True)
@@ -199,10 +246,17 @@ class Analysis:
     policy: str = "defaults"
     alpha: float = 0.05
     agreement: AgreementResult | None = None
+    control: str | None = None  # the control arm the candidate was compared with (None: the primary)
+    arms: tuple[ArmHealth, ...] = ()
+    test_unit: str = "request"
 
     @property
     def exit_code(self) -> int:
         return self.verdict.exit_code
+
+    @property
+    def compared_with(self) -> str:
+        return self.control or self.baseline
 
     @property
     def decision(self) -> Decision:
@@ -216,6 +270,9 @@ class Analysis:
             SrmResult.from_dict(self.srm.to_dict()),
             dict(self.requests),
             self.agreement,
+            tuple(ArmHealth.from_dict(a.to_dict()) for a in self.arms),
+            self.compared_with if self.control else "",
+            self.test_unit,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,6 +294,11 @@ class Analysis:
         }
         if self.agreement is not None:
             out["agreement"] = self.agreement.to_dict()
+        out["test_unit"] = self.test_unit
+        if self.control:
+            out["control"] = self.control
+        if self.arms:
+            out["arms"] = [a.to_dict() for a in self.arms]
         return out
 
 
@@ -253,9 +315,10 @@ def _clean(value: float | None) -> float | None:
 
 
 def look_data(snapshot: Snapshot) -> tuple[LookData, Array, Array]:
-    """The looks as arrays, and the baseline's and candidate's configured weights."""
+    """The looks as arrays, and the configured weights of the arm the candidate is compared
+    with (the control when the snapshot has one, else the primary) and of the candidate."""
     looks = snapshot.looks
-    base, cand = snapshot.baseline, snapshot.candidate
+    base, cand = snapshot.reference, snapshot.candidate
     vb = tuple(look.variants[base] for look in looks)
     vc = tuple(look.variants[cand] for look in looks)
     req_b = np.array([v.requests for v in vb], dtype=float)
@@ -290,11 +353,15 @@ def analyze(
     k = data.looks
     alpha = spec.alpha
     req_b, req_c = data.requests_b, data.requests_c
+    arm_counts, arm_weights = _arm_arrays(snapshot)
     if snapshot.strategy == "shadow":
         srm_p = np.ones(k)  # mirrored traffic: there is no split to check
+    elif snapshot.control:
+        srm_p = srm_p_values_arms(np.vstack([increments(c) for c in arm_counts]), arm_weights)
     else:
         srm_p = srm_p_values(increments(req_b), increments(req_c), w_b, w_c)
-    evidence = evidence_for(spec)  # the test unit: per request or per interval
+    controlled = snapshot.control is not None
+    evidence = evidence_for(spec, controlled)  # the test unit: per request or per interval
     tracks = [kind_of(m).track(m, data, evidence) for m in spec.metrics]
 
     present = np.array([t.present for t in tracks])  # (m, K)
@@ -315,6 +382,8 @@ def analyze(
     decided_at: int | None = None if verdict is Verdict.CONTINUE else j + 1
     results = [_result(t, i, j, present, rejected, passed, p_fail, p_pass, holm) for i, t in enumerate(tracks)]
     srm = _srm_result(float(srm_p[j]), spec.srm_p_value, req_b, req_c, w_b, w_c, j, snapshot.strategy)
+    if snapshot.control and snapshot.strategy != "shadow":
+        srm = replace(srm, arms=_arm_shares(snapshot.arms, arm_counts, arm_weights, j))
     reason = ""
     if verdict is Verdict.CONTINUE and final:
         verdict, reason = _final(spec, results, bool(data.traffic[j]), k, snapshot.candidate)
@@ -333,10 +402,64 @@ def analyze(
         candidate=snapshot.candidate,
         looks=k,
         reported_look=j + 1,
-        requests={snapshot.baseline: int(req_b[j]), snapshot.candidate: int(req_c[j])},
+        requests={a: int(c[j]) for a, c in zip(snapshot.arms, arm_counts, strict=True)},
         policy=policy_source,
         alpha=alpha,
+        control=snapshot.control,
+        arms=arm_health(snapshot, j),
+        test_unit=evidence.name,
     )
+
+
+def _arm_arrays(snapshot: Snapshot) -> tuple[list[Array], Array]:
+    """Cumulative requests (one array per arm of ``snapshot.arms``) and the weights (A, K)."""
+    counts = [np.array([look.variants[a].requests for look in snapshot.looks], dtype=float) for a in snapshot.arms]
+    weights = np.array([[float(look.weights.get(a, 0.0)) for look in snapshot.looks] for a in snapshot.arms])
+    return counts, weights
+
+
+def _arm_shares(
+    arms: Sequence[str], counts: Sequence[Array], weights: Array, j: int
+) -> dict[str, tuple[float | None, float | None]]:
+    """Each arm's observed share of the requests up to look j, and the share its weights call for
+    (each interval's weights times that interval's requests)."""
+    incs = np.vstack([increments(c[: j + 1]) for c in counts])  # (A, j+1)
+    total_inc = incs.sum(axis=0)
+    total = float(total_inc.sum())
+    wsum = weights[:, : j + 1].sum(axis=0)
+    expected = (weights[:, : j + 1] / np.where(wsum > 0, wsum, 1.0)) * total_inc
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for i, arm in enumerate(arms):
+        out[arm] = (float(incs[i].sum() / total), float(expected[i].sum() / total)) if total > 0 else (None, None)
+    return out
+
+
+def arm_health(snapshot: Snapshot, j: int) -> tuple[ArmHealth, ...]:
+    """Every arm's requests, error rate, p50 and p99 at look ``j`` (0-based); empty for a
+    snapshot without a control (its two arms are the comparison itself)."""
+    if not snapshot.control:
+        return ()
+    from mlserve.stats.latency import quantile
+
+    look = snapshot.looks[j]
+    roles = {snapshot.baseline: "primary", snapshot.control: "control", snapshot.candidate: "candidate"}
+    versions = {snapshot.baseline: snapshot.baseline, snapshot.control: snapshot.baseline}
+    out = []
+    for arm in snapshot.arms:
+        v = look.variants[arm]
+        p50 = p99 = None
+        if v.latency is not None and v.requests > 0:
+            le = np.asarray(v.latency.le, dtype=float)
+            cum = np.asarray(v.latency.counts, dtype=float)
+            p50, p99 = quantile(cum, le, 0.5), quantile(cum, le, 0.99)
+        out.append(
+            ArmHealth(
+                name=arm, role=roles[arm], version=versions.get(arm, snapshot.candidate), requests=v.requests,
+                errors=v.errors, error_rate=v.errors / v.requests if v.requests else None, p50=p50, p99=p99,
+                weight=float(look.weights.get(arm, 0.0)),
+            )
+        )  # fmt: skip
+    return tuple(out)
 
 
 def _first_decisive(
@@ -445,6 +568,11 @@ def _final(
     )
 
 
+def compared_label(snapshot: Snapshot) -> str:
+    """How reasons name the arm the candidate was compared with."""
+    return f"{snapshot.control} (a fresh {snapshot.baseline})" if snapshot.control else snapshot.baseline
+
+
 def _reason(
     verdict: Verdict,
     j: int,
@@ -455,13 +583,18 @@ def _reason(
     req_b: Array,
     req_c: Array,
 ) -> str:
-    base, cand = snapshot.baseline, snapshot.candidate
+    cand = snapshot.candidate
+    base = compared_label(snapshot)
+    noun = "control" if snapshot.control else "baseline"
     look = j + 1
     if verdict is Verdict.HALT:
-        got = fmt.percent(srm.candidate_share) if srm.candidate_share is not None else "none"
-        want = fmt.percent(srm.expected_share) if srm.expected_share is not None else "?"
+        arm, share, expected = cand, srm.candidate_share, srm.expected_share
+        if srm.arms:  # the arm furthest from its weight
+            arm, (share, expected) = max(srm.arms.items(), key=lambda kv: abs((kv[1][0] or 0.0) - (kv[1][1] or 0.0)))
+        got = fmt.percent(share) if share is not None else "none"
+        want = fmt.percent(expected) if expected is not None else "?"
         return (
-            f"the traffic split is not what was configured at look {look}: {cand} received {got} of requests "
+            f"the traffic split is not what was configured at look {look}: {arm} received {got} of requests "
             f"where the weights call for {want} (sample-ratio mismatch, p = {fmt.p_value(srm.p_value)} "
             f"< {spec.srm_p_value:g}). The comparison cannot be trusted; fix the routing before deciding."
         )
@@ -481,7 +614,7 @@ def _reason(
         return (
             f"promote {cand}: at look {look} it is no worse than {base} within every margin ({names}), "
             f"with always-valid evidence at alpha = {spec.alpha:g} and {int(req_c[j]):,} candidate / "
-            f"{int(req_b[j]):,} baseline requests (minimum {spec.min_requests:,})."
+            f"{int(req_b[j]):,} {noun} requests (minimum {spec.min_requests:,})."
         )
     if req_c[j] <= 0:
         return f"no data: {cand} has received no requests after {look} looks; nothing can be concluded yet."

@@ -308,7 +308,10 @@ def interval_latency_track(
         found = bt.invert(grid - 1.0, fail[:, -1], ok[:, -1], alpha)
         thr = float(tail.threshold[pos])
         res = lat.resolution(le, thr)
-        note = f"p{q_res * 100:.4g} compared (the control's bound nearest p{q * 100:g} before this look is {b:g}s)"
+        note = (
+            f"p{q_res * 100:.4g} compared (the control's p{q * 100:g} before this look, {b:.4g}s, interpolated in a "
+            f"bucket {fmt_width(le, b)} wide)"
+        )
         if math.isfinite(res) and margin.relative and res > 1 + margin.value + 1e-9:
             note += f"; buckets near {thr:g}s are {res:.2g}x wide, coarser than the {margin} margin"
         return b, _nan_none(c_q), est, found, "s", f"{note}; {INTERVAL_NOTE}"
@@ -317,6 +320,12 @@ def interval_latency_track(
 
 
 INTERVAL_NOTE = "interval test: one bet per look"
+
+
+def fmt_width(le: Array, value: float) -> str:
+    """The relative width of the bucket holding ``value``: the resolution of a quantile read there."""
+    res = lat.resolution(le, value)
+    return "unbounded" if not math.isfinite(res) else f"{(res - 1) * 100:.2g}%"
 
 
 # ---------------------------------------------------------------------------
@@ -390,9 +399,18 @@ UNITS: dict[str, Callable[[AnalysisSpec], Evidence]] = {
 }
 
 
-def evidence_for(spec: AnalysisSpec) -> Evidence:
-    """The spec's test unit, ready for the kinds."""
-    build = UNITS.get(spec.test_unit)
+def unit_name(spec: AnalysisSpec, controlled: bool) -> str:
+    """The spec's test unit; unset, ``interval`` where the comparison arm is a concurrent control
+    (its exchangeability is what the interval test needs) and ``request`` elsewhere."""
+    if spec.test_unit is not None:
+        return spec.test_unit
+    return PerInterval.name if controlled else PerRequest.name
+
+
+def evidence_for(spec: AnalysisSpec, controlled: bool = False) -> Evidence:
+    """The spec's test unit, ready for the kinds (``controlled``: the snapshot has a control arm)."""
+    name = unit_name(spec, controlled)
+    build = UNITS.get(name)
     if build is None:
-        raise UsageError(f"test_unit {spec.test_unit!r} is not known (known: {', '.join(sorted(UNITS))})")
+        raise UsageError(f"test_unit {name!r} is not known (known: {', '.join(sorted(UNITS))})")
     return build(spec)

@@ -139,11 +139,15 @@ def _metric_plan(
     alpha: float,
     power: float,
     note: str,
+    compared: float = 1.0,
 ) -> MetricPlan:
+    """``w``: the candidate's share of the compared requests; ``compared``: the share of all
+    traffic the compared arms take (1 against the primary; twice the step's weight against a
+    control, whose share equals the candidate's)."""
     n = events_needed(w, log_rho0, log_rho1, alpha, power, +1)
     n_ok = events_needed(w, log_rho0, 0.0, alpha, power, -1) if log_rho0 > 0 else None
-    per_request = event_rate_base * ((1 - w) + w * math.exp(log_rho1))
-    per_request_ok = event_rate_base
+    per_request = event_rate_base * ((1 - w) + w * math.exp(log_rho1)) * compared
+    per_request_ok = event_rate_base * compared
     total = n / per_request if n is not None and per_request > 0 else None
     total_ok = n_ok / per_request_ok if n_ok is not None and per_request_ok > 0 else None
     fh = None
@@ -157,7 +161,7 @@ def _metric_plan(
         null_ratio=math.exp(log_rho0),
         alt_ratio=math.exp(log_rho1),
         events=n,
-        candidate_requests=math.ceil(total * w) if total is not None else None,
+        candidate_requests=math.ceil(total * compared * w) if total is not None else None,
         total_requests=math.ceil(total) if total is not None else None,
         seconds=total / rps if total is not None else None,
         fixed_horizon_requests=fh,
@@ -177,23 +181,34 @@ def plan(
     latency_shift: float = 0.25,
     latency_sigma: float = 0.5,
     power: float = 0.8,
+    control: bool = False,
 ) -> Plan:
     """Traffic and time each step (candidate weight in percent) needs to catch the given
-    regressions (and to promote a harmless candidate), under the spec's margins and alpha."""
+    regressions (and to promote a harmless candidate), under the spec's margins and alpha.
+    ``control``: the candidate is compared with a control of its own share (steps up to
+    50%), so half of the compared requests are the candidate's and the primary's are not
+    compared."""
     alpha = spec.alpha
     out = []
     for pct in [float(s) for s in steps if 0 < float(s) < 100]:
         w = pct / 100.0
+        compared = 1.0
+        if control and w <= 0.5:
+            w, compared = 0.5, 2 * w
         metrics = []
         for m in spec.metrics:
             kind = kind_of(m)
             if kind.planned_as == "errors":  # error_rate; stream_errors (broken streams per stream)
                 rho0 = 1.0 + (m.margin.value if m.margin.relative else m.margin.value / max(error_rate, 1e-12))
                 metrics.append(
-                    _metric_plan(m, w, error_rate, math.log(rho0), math.log(error_ratio), rps, alpha, power, "")
+                    _metric_plan(
+                        m, w, error_rate, math.log(rho0), math.log(error_ratio), rps, alpha, power, "", compared
+                    )
                 )
             elif kind.planned_as == "latency":  # latency, ttft, inter_token; tokens_per_second on seconds per token
-                metrics.append(_latency_plan(kind.oriented(m), w, rps, alpha, power, latency_shift, latency_sigma))
+                metrics.append(
+                    _latency_plan(kind.oriented(m), w, rps, alpha, power, latency_shift, latency_sigma, compared)
+                )
         secs = [m.seconds for m in metrics]
         psecs = [m.promote_seconds for m in metrics]
         out.append(
@@ -206,6 +221,11 @@ def plan(
         "promotion: every metric must show non-inferiority, so the slowest metric sets the time",
         "ratio metrics are not planned here (no baseline rate given)",
     ]
+    if control:
+        assumptions.append(
+            "control = 'replica': the candidate is compared with a control of its own share, so only the "
+            "candidate's and the control's requests count (twice the step's weight of the traffic)"
+        )
     return Plan(
         rps=rps,
         alpha=alpha,
@@ -227,7 +247,14 @@ def _slowest(seconds: Sequence[float | None]) -> float | None:
 
 
 def _latency_plan(
-    m: MetricSpec, w: float, rps: float, alpha: float, power: float, latency_shift: float, latency_sigma: float
+    m: MetricSpec,
+    w: float,
+    rps: float,
+    alpha: float,
+    power: float,
+    latency_shift: float,
+    latency_sigma: float,
+    compared: float = 1.0,
 ) -> MetricPlan:
     from scipy.stats import norm
 
@@ -246,10 +273,10 @@ def _latency_plan(
         f"p{q * 100:g}; a harmless candidate's tail share at the threshold is "
         f"{base_tail_at_thr / tail:.2f}x the baseline's"
     )
-    first = _metric_plan(m, w, tail, 0.0, log_rho1, rps, alpha, power, note)
+    first = _metric_plan(m, w, tail, 0.0, log_rho1, rps, alpha, power, note, compared)
     # promotion for latency: a harmless candidate has ratio base_tail_at_thr/tail < 1
     n_ok = events_needed(w, 0.0, math.log(base_tail_at_thr / tail), alpha, power, -1)
-    per_req = tail * ((1 - w) + w * base_tail_at_thr / tail)
+    per_req = tail * ((1 - w) + w * base_tail_at_thr / tail) * compared
     tot_ok = n_ok / per_req if n_ok is not None else None
     return replace(
         first,

@@ -117,22 +117,43 @@ class Look:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """``baseline`` and ``candidate`` name the two versions under test (and their arms: the
+    primary is the arm named after the baseline version). ``control``, when set, names a third
+    arm, a concurrent control (a fresh instance of the baseline version with the candidate's
+    share of traffic): the candidate is then compared with it, and the primary is only
+    watched for health. A snapshot without ``control`` compares the candidate with the
+    primary, as every snapshot written before the control arm existed does."""
+
     endpoint: str
     baseline: str
     candidate: str
     strategy: str
     looks: tuple[Look, ...]
     source: str = "<snapshot>"
+    control: str | None = None
+
+    @property
+    def reference(self) -> str:
+        """The arm the candidate is compared with: the control when there is one, else the primary."""
+        return self.control or self.baseline
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """The arms whose split is checked: the primary, the control (if any), the candidate."""
+        return (self.baseline, self.control, self.candidate) if self.control else (self.baseline, self.candidate)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "format": FORMAT,
             "endpoint": self.endpoint,
             "baseline": self.baseline,
             "candidate": self.candidate,
-            "strategy": self.strategy,
-            "looks": [look.to_dict() for look in self.looks],
         }
+        if self.control:
+            out["control"] = self.control
+        out["strategy"] = self.strategy
+        out["looks"] = [look.to_dict() for look in self.looks]
+        return out
 
     def write(self, path: Path) -> None:
         """Write the snapshot as JSON (used by live rollouts to save what they decided on)."""
@@ -303,12 +324,19 @@ def _parse(data: Any, source: str) -> Snapshot:
     fmt = data.get("format")
     if fmt != FORMAT:
         raise _Bad("format", f"unknown format {_short(fmt)}; expected {FORMAT!r}")
-    _keys(data, "", ("format", "baseline", "candidate", "looks"), ("endpoint", "strategy"))
+    _keys(data, "", ("format", "baseline", "candidate", "looks"), ("endpoint", "strategy", "control"))
     endpoint = _str(data.get("endpoint", "unknown"), "endpoint")
     baseline = _str(data["baseline"], "baseline")
     candidate = _str(data["candidate"], "candidate")
     if baseline == candidate:
         raise _Bad("candidate", f"must differ from baseline (both are {baseline!r})")
+    control = None
+    if data.get("control") is not None:
+        control = _str(data["control"], "control")
+        if control in (baseline, candidate):
+            raise _Bad(
+                "control", f"must name a third arm, not the {'baseline' if control == baseline else 'candidate'}"
+            )
     strategy = _str(data.get("strategy", "canary"), "strategy")
     if strategy not in _STRATEGIES:
         raise _Bad("strategy", f"must be one of {', '.join(_STRATEGIES)} (got {_short(strategy)})")
@@ -322,14 +350,16 @@ def _parse(data: Any, source: str) -> Snapshot:
     looks: list[Look] = []
     prev: Look | None = None
     cache: dict[Any, Any] = {}
+    names = (baseline, candidate, control) if control else (baseline, candidate)
     for i, raw in enumerate(raw_looks, start=1):
-        look = _look(raw, f"looks[{i}]", (baseline, candidate), prev, cache)
+        look = _look(raw, f"looks[{i}]", names, prev, cache)
         looks.append(look)
         prev = look
-    return Snapshot(endpoint, baseline, candidate, strategy, tuple(looks), source)
+    return Snapshot(endpoint, baseline, candidate, strategy, tuple(looks), source, control)
 
 
-def _look(raw: Any, where: str, names: tuple[str, str], prev: Look | None, cache: dict[Any, Any]) -> Look:
+def _look(raw: Any, where: str, names: tuple[str, ...], prev: Look | None, cache: dict[Any, Any]) -> Look:
+    """``names``: the baseline, the candidate and (optionally) the control."""
     obj = _obj(raw, where)
     _keys(obj, where, ("weights", "variants"), ("at",))
     at = _str(obj["at"], f"{where}.at", max_len=64) if "at" in obj else ""
@@ -353,12 +383,14 @@ def _look(raw: Any, where: str, names: tuple[str, str], prev: Look | None, cache
         _str(name, f"{where}.variants")
         before = prev.variants.get(name) if prev is not None else None
         variants[name] = _variant(v, _at(f"{where}.variants", name), before, cache)
-    base, cand = variants[names[0]].latency, variants[names[1]].latency
-    if base is not None and cand is not None and base.le != cand.le:
-        raise _Bad(
-            _at(f"{where}.variants", names[1]) + ".latency_seconds.le",
-            f"bucket bounds differ from the baseline's ({names[0]}); both variants must use the same buckets",
-        )
+    base = variants[names[0]].latency
+    for other in names[1:]:
+        hist = variants[other].latency
+        if base is not None and hist is not None and base.le != hist.le:
+            raise _Bad(
+                _at(f"{where}.variants", other) + ".latency_seconds.le",
+                f"bucket bounds differ from the baseline's ({names[0]}); every arm must use the same buckets",
+            )
     return Look(at, weights, variants)
 
 
@@ -512,10 +544,18 @@ def _bounds(le_raw: list[Any], where: str) -> tuple[float, ...]:
     return le
 
 
-def parse_look(raw: Any, baseline: str, candidate: str, previous: Look | None = None, where: str = "look") -> Look:
+def parse_look(
+    raw: Any,
+    baseline: str,
+    candidate: str,
+    previous: Look | None = None,
+    where: str = "look",
+    control: str | None = None,
+) -> Look:
     """Check one look (against the one before it, whose counts it must not undercut)."""
+    names = (baseline, candidate, control) if control else (baseline, candidate)
     try:
-        return _look(raw, where, (baseline, candidate), previous, {})
+        return _look(raw, where, names, previous, {})
     except _Bad as bad:
         raise UsageError(f"{bad.where}: {bad.message}") from None
 
@@ -566,10 +606,17 @@ def _stack_histogram(below: Histogram | None, above: Histogram) -> Histogram:
     )
 
 
-def cumulative(endpoint: str, baseline: str, candidate: str, steps: Sequence[tuple[str, Sequence[Look]]]) -> Snapshot:
+def cumulative(
+    endpoint: str,
+    baseline: str,
+    candidate: str,
+    steps: Sequence[tuple[str, Sequence[Look]]],
+    control: str | None = None,
+) -> Snapshot:
     """A run's steps (phase, looks) as one snapshot: each step's looks stacked on the totals of
     the steps before it, with the weights of each interval. Requests served between a traffic
-    change and the step's first scrape belong to no step and are left out.
+    change and the step's first scrape belong to no step and are left out. A ``control`` arm
+    that a step did not have counts zero requests at weight 0 there.
 
     Mirrored requests are not a split: a shadow phase before a canary stays out (it has its
     own step snapshot), or the sample-ratio check of a replay would read it as misrouting."""
@@ -577,13 +624,14 @@ def cumulative(endpoint: str, baseline: str, candidate: str, steps: Sequence[tup
     if phases - {"shadow"}:
         steps = [(phase, looks) for phase, looks in steps if phase != "shadow"]
         phases -= {"shadow"}
-    arms = (baseline, candidate)
+    arms = (baseline, candidate, control) if control else (baseline, candidate)
     offset = {v: _ZERO for v in arms}
     out: list[Look] = []
     for _phase, looks in steps:
         for look in looks:
-            out.append(Look(look.at, look.weights, {v: stack(offset[v], look.variants[v]) for v in arms}))
+            weights = {**look.weights, **{v: 0.0 for v in arms if v not in look.weights}}
+            out.append(Look(look.at, weights, {v: stack(offset[v], look.variants.get(v, _ZERO)) for v in arms}))
         if looks:
-            offset = {v: stack(offset[v], looks[-1].variants[v]) for v in arms}
+            offset = {v: stack(offset[v], looks[-1].variants.get(v, _ZERO)) for v in arms}
     strategy = "shadow" if phases == {"shadow"} else "ab" if "ab" in phases else "canary"
-    return Snapshot(endpoint, baseline, candidate, strategy, tuple(out))
+    return Snapshot(endpoint, baseline, candidate, strategy, tuple(out), control=control)

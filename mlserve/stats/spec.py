@@ -52,7 +52,9 @@ class AnalysisSpec:
     srm_p_value: float = 0.001
     on_inconclusive: OnInconclusive = "rollback"
     shadow_agreement: float = 0.99  # shadow: least share of agreeing predictions (0: gate off)
-    test_unit: TestUnit = "request"
+    # None: "interval" when the snapshot compares the candidate with a concurrent control,
+    # "request" otherwise (see mlserve.stats.evidence.unit_name)
+    test_unit: TestUnit | None = None
     # interval tests: the looks their stakes are planned for (the policy's max_duration / interval)
     horizon: float = 60.0
 

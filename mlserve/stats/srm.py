@@ -12,6 +12,12 @@ correct split (the same construction as sequential.py, with the weights as expos
 Re-running a fixed-sample chi-square at every look, as ``chisquare_p_values`` does,
 raises false halts well above the nominal level over 50 looks; it is kept as a
 diagnostic and as the scipy-checked reference.
+
+With more than two arms (a primary, a concurrent control and the candidate),
+``srm_p_values_arms`` checks every arm against its weight: the multinomial split is
+checked as a chain of binomial splits (the first arm against all the others, the second
+against those after it, ...), each the test above, and the chain's p-values are combined
+with a union bound (``arms - 1`` times the smallest), valid at every look.
 """
 
 from __future__ import annotations
@@ -43,6 +49,20 @@ def srm_p_values(n_base: Array, n_cand: Array, w_base: Array, w_cand: Array) -> 
     p = np.minimum(1.0, 2.0 * np.minimum(always_valid_p(up), always_valid_p(down)))
     ever_impossible = np.maximum.accumulate(impossible.astype(float)) > 0
     out: Array = np.where(ever_impossible, 0.0, p)
+    return out
+
+
+def srm_p_values_arms(counts: Array, weights: Array) -> Array:
+    """Always-valid p-value at each look for a split over several arms: ``counts`` are (A, K)
+    per-interval requests of each arm, ``weights`` (A, K) the weights in force. A chain of
+    binomial checks (arm i against the arms after it), combined by a union bound."""
+    n = np.asarray(counts, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    arms = n.shape[0]
+    if arms < 2:
+        return np.ones(n.shape[1] if n.ndim == 2 else 0)
+    ps = [srm_p_values(n[i + 1 :].sum(axis=0), n[i], w[i + 1 :].sum(axis=0), w[i]) for i in range(arms - 1)]
+    out: Array = np.minimum(1.0, (arms - 1) * np.min(np.vstack(ps), axis=0))
     return out
 
 

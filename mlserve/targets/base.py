@@ -11,9 +11,11 @@
 ``mlserve.targets.open_environment`` returns the three for an environment; the CLI and the
 rollout use nothing else, so neither ever asks which target it runs on.
 
-A :class:`Plan` maps arm names to (version, weight, role). Today's rollouts use two arms,
-the primary (the baseline version) and the candidate; a third arm, e.g. a *control* (a fresh
-instance of the baseline version taking the candidate's share), fits the same format.
+A :class:`Plan` maps arm names to (version, weight, role): the primary (the baseline version),
+the candidate, and on a canary step by default a *control* (a fresh instance of the baseline
+version taking the candidate's share, named by the rollout). A router starts and stops such an
+extra arm (:meth:`Router.start_arm`, :meth:`Router.stop_arm`) before a plan routes to it and
+after the last plan that did.
 """
 
 from __future__ import annotations
@@ -83,6 +85,22 @@ class Plan:
         )
 
     @classmethod
+    def controlled(cls, mode: Mode, baseline: str, candidate: str, control: str, candidate_weight: int) -> Plan:
+        """Three arms: the candidate and a control (arm ``control``, the baseline version) at
+        ``candidate_weight`` percent each, the primary with the rest."""
+        w = candidate_weight
+        if 2 * w > 100:
+            raise ValueError(f"a control with the candidate's {w}% share leaves {100 - 2 * w}% for the primary")
+        return cls(
+            mode,
+            {
+                baseline: Arm(baseline, 100 - 2 * w, Role.PRIMARY),
+                control: Arm(baseline, w, Role.CONTROL),
+                candidate: Arm(candidate, w, Role.CANDIDATE),
+            },
+        )
+
+    @classmethod
     def shadow(cls, baseline: str, candidate: str, percent: int) -> Plan:
         return cls(
             Mode.SHADOW,
@@ -112,6 +130,24 @@ class Plan:
     def candidate(self) -> str | None:
         found = self.arm(Role.CANDIDATE)
         return found[1].version if found else None
+
+    @property
+    def control(self) -> str | None:
+        """The control arm's name, when the plan has one."""
+        found = self.arm(Role.CONTROL)
+        return found[0] if found else None
+
+    def without_control(self) -> Plan:
+        """The same split with the control's share given to the primary (the control stops)."""
+        name = self.control
+        if name is None:
+            return self
+        primary = self.arm(Role.PRIMARY)
+        arms = {n: a for n, a in self.arms.items() if n != name}
+        if primary is not None:
+            pname, parm = primary
+            arms[pname] = Arm(parm.version, parm.weight + self.arms[name].weight, parm.role, parm.mirror)
+        return Plan(self.mode, arms)
 
     @property
     def mirror_percent(self) -> int:
@@ -231,6 +267,20 @@ class Router(Protocol):
     def current(self, endpoint: str) -> Plan | None: ...
 
     def describe(self) -> str: ...
+
+    def start_arm(self, endpoint: str, name: str, version: str) -> None:
+        """Run one more instance of ``version`` as arm ``name`` (the resources and replicas of the
+        endpoint's versions), routed at weight 0; return once it is ready. Idempotent: an arm of
+        that name already running ``version`` is adopted."""
+        ...
+
+    def stop_arm(self, endpoint: str, name: str) -> None:
+        """Take arm ``name`` out of the routes, drain it and stop it. Idempotent: no such arm is done."""
+        ...
+
+    def arms(self, endpoint: str) -> tuple[str, ...]:
+        """The extra arms of ``endpoint`` that run now."""
+        ...
 
 
 class MetricsSource(Protocol):

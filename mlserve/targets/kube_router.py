@@ -100,6 +100,36 @@ class GatewayApiRouter:
     def describe(self) -> str:
         return f"kubernetes environment {self.env_name!r}, Gateway API HTTPRoutes (kubectl context {self.context})"
 
+    # The control arm, as the istio router does it (mlserve.targets.kubernetes.KubernetesRouter):
+    # its objects come and go with the plans that name it.
+
+    def start_arm(self, endpoint: str, name: str, version: str) -> None:
+        """One more arm of ``version`` named ``name``, routed at weight 0 (its objects applied
+        before the route, as every growing arm). Idempotent."""
+        from mlserve.targets.base import Arm, Role
+
+        plan = self.current(endpoint)
+        if plan is None or plan.candidate is None or name in plan.arms:
+            return  # no plan yet: the step's plan renders the control with it
+        self.apply(endpoint, Plan(plan.mode, {**plan.arms, name: Arm(version, 0, Role.CONTROL)}))
+
+    def stop_arm(self, endpoint: str, name: str) -> None:
+        """The route stops naming the arm; KServe's separate InferenceService is deleted by name
+        (server-side apply does not prune). Idempotent."""
+        from mlserve.targets.kubernetes import KubernetesTarget
+
+        plan = self.current(endpoint)
+        if plan is not None and name in plan.arms:
+            self.apply(endpoint, plan.without_control())
+        env = self.project.manifest.environments[self.env_name]
+        if env.serving == "kserve" and env.namespace:
+            target = KubernetesTarget(self.project, self.env_name, work_root=self.render_root)
+            target._kubectl().delete_object("inferenceservice", f"{endpoint}-{name}", namespace=env.namespace)
+
+    def arms(self, endpoint: str) -> tuple[str, ...]:
+        plan = self.current(endpoint)
+        return () if plan is None or plan.control is None else (plan.control,)
+
     def apply(self, endpoint: str, plan: Plan) -> None:
         from mlserve.render import EndpointTraffic
         from mlserve.targets.kubernetes import KubernetesTarget

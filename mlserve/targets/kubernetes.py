@@ -677,6 +677,37 @@ class KubernetesRouter:
     def current(self, endpoint: str) -> Plan | None:
         return self.plans().get(endpoint)
 
+    def start_arm(self, endpoint: str, name: str, version: str) -> None:
+        """Render and apply one more InferenceService (or Seldon predictor) of ``version`` named
+        after the arm, with the candidate's replicas and resources, at weight 0; the plan that
+        routes to it is applied next. Idempotent: applying the same objects again changes nothing."""
+        from mlserve.targets.base import Arm, Role
+
+        plan = self.current(endpoint)
+        if plan is None or plan.candidate is None:
+            return  # the step's plan renders the control with it
+        if name in plan.arms:
+            return
+        arms = {**plan.arms, name: Arm(version, 0, Role.CONTROL)}
+        self.apply(endpoint, Plan(plan.mode, arms))
+
+    def stop_arm(self, endpoint: str, name: str) -> None:
+        """The control's objects leave the rendered stack with the plan that no longer routes to
+        it (applied again here if the last plan still names the arm). A Seldon predictor goes
+        with its SeldonDeployment's new predictor list; KServe's separate InferenceService is
+        deleted by name, since server-side apply does not prune."""
+        plan = self.current(endpoint)
+        if plan is not None and name in plan.arms:
+            self.apply(endpoint, plan.without_control())
+        env = self.project.manifest.environments[self.env_name]
+        if env.serving == "kserve" and env.namespace:
+            target = KubernetesTarget(self.project, self.env_name, work_root=self.render_root)
+            target._kubectl().delete_object("inferenceservice", f"{endpoint}-{name}", namespace=env.namespace)
+
+    def arms(self, endpoint: str) -> tuple[str, ...]:
+        plan = self.current(endpoint)
+        return () if plan is None or plan.control is None else (plan.control,)
+
     def describe(self) -> str:
         env = self.project.manifest.environments[self.env_name]
         context = env.kube_context or _cluster_name(self.project, self.env_name)

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 
 def to_render(plan: Plan, cls: Any) -> Any:
-    """A traffic plan as the renderer's EndpointTraffic (one version per arm)."""
+    """A traffic plan as the renderer's EndpointTraffic (one version per arm, and a control arm
+    of the baseline version under its own name)."""
     baseline, candidate = plan.baseline, plan.candidate
     if plan.mode is Mode.STABLE or candidate is None:
         return cls(baseline=baseline, weights={baseline: 100})
@@ -29,6 +30,12 @@ def to_render(plan: Plan, cls: Any) -> Any:
         return cls(
             baseline=baseline, candidate=candidate, mode="shadow", weights={baseline: 100, candidate: 0},
             shadow=plan.mirror_percent,
+        )  # fmt: skip
+    control = plan.control
+    if control is not None:  # a rollout's control arm: its own workload of the baseline version
+        return cls(
+            baseline=baseline, candidate=candidate, mode=str(plan.mode), control=control,
+            weights={n: int(a.weight) for n, a in plan.arms.items()},
         )  # fmt: skip
     versions = plan.versions
     return cls(
@@ -46,7 +53,7 @@ class LiveTraffic:
 
     def describe(self) -> str:
         r, t = self.rollout, self.traffic
-        split = ", ".join(f"{v} {t.weight(v)}%" for v in t.versions)
+        split = ", ".join(f"{v} {t.weight(v)}%" for v in t.arms)
         mirror = f", mirror {t.shadow}% to {t.candidate}" if t.mode == "shadow" and t.shadow else ""
         step = f"step {r.step}/{r.steps}" if r.step else "before its first step"
         return (

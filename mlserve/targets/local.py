@@ -3,7 +3,8 @@
 - :class:`LocalTarget`: deploy / status / teardown / logs through ``mlserve.local.lifecycle``
   (and the gateway's admin client for traffic and faults, used by tests and rollbacks).
 - :class:`GatewayRouter`: a traffic plan is one ``PUT /admin/endpoints/EP/traffic`` on the
-  gateway's admin API (a full replacement).
+  gateway's admin API (a full replacement); a rollout's control arm is one more model-server
+  process (``mlserve.local.arms``), added and removed without a dropped request.
 - :class:`LocalMetrics`: looks from the local Prometheus (query set ``local``, the gateway's
   ``mlserve_llm_*`` series for LLM endpoints' token streams), settling one scrape interval
   after a weight change; it counts shadow agreement (of predictions, or of generated text),
@@ -163,9 +164,8 @@ class GatewayRouter:
         self.target = target
 
     def apply(self, endpoint: str, plan: Plan) -> None:
-        versions = {arm.version for arm in plan.arms.values()}
-        if len(versions) != len(plan.arms):
-            raise TargetError(f"the local gateway routes by version: plan {plan.to_dict()} has two arms of one version")
+        """The gateway's weights are keyed by arm: a control arm (started by :meth:`start_arm`)
+        is routed under its own name, the other arms are named after their versions."""
         if plan.mode is Mode.SHADOW:
             mirrored = next(a for a in plan.arms.values() if a.mirror)
             self.target.set_traffic(
@@ -174,7 +174,34 @@ class GatewayRouter:
             )  # fmt: skip
             return
         mode = "sticky" if plan.mode is Mode.AB else "split"
-        self.target.set_traffic(endpoint, plan.versions, mode=mode)
+        weights = plan.versions if plan.control is None else {n: a.weight for n, a in plan.arms.items()}
+        self.target.set_traffic(endpoint, weights, mode=mode)
+
+    def start_arm(self, endpoint: str, name: str, version: str) -> None:
+        """One more model-server process of ``version`` as arm ``name`` (mlserve.local.arms),
+        routed at weight 0 once ready; a running arm of that name and version is adopted."""
+        from mlserve.local.arms import list_arms, start_arm, stop_arm
+
+        found = next((a for a in list_arms(self.target.project) if (a.endpoint, a.name) == (endpoint, name)), None)
+        if found is not None and found.version == version:
+            return
+        env = self.target._env()
+        if found is not None:  # an arm of that name serving something else: not ours to keep
+            stop_arm(self.target.project, env, endpoint, name, say=self.target.options.say or _quiet)
+        start_arm(self.target.project, env, endpoint, name, version, say=self.target.options.say or _quiet)
+
+    def stop_arm(self, endpoint: str, name: str) -> None:
+        """Drain and stop arm ``name``; nothing to do when it does not run."""
+        from mlserve.local.arms import stop_arm
+
+        if name not in self.arms(endpoint):
+            return
+        stop_arm(self.target.project, self.target._env(), endpoint, name, say=self.target.options.say or _quiet)
+
+    def arms(self, endpoint: str) -> tuple[str, ...]:
+        from mlserve.local.arms import list_arms
+
+        return tuple(a.name for a in list_arms(self.target.project) if a.endpoint == endpoint)
 
     def current(self, endpoint: str) -> Plan | None:
         state = self.target.traffic().endpoints.get(endpoint)
@@ -184,6 +211,14 @@ class GatewayRouter:
         weights = {v: w for v, w in dict(traffic.weights).items() if w or v == state.baseline}
         if traffic.shadow is not None:
             return Plan.shadow(state.baseline, traffic.shadow.version, traffic.shadow.percent)
+        extra = {a.name: a.version for a in self._extra(endpoint)}
+        if any(v in extra for v in weights):
+            arms = {
+                v: Arm(extra.get(v, v), w, Role.CONTROL if v in extra else
+                       Role.PRIMARY if v == state.baseline else Role.CANDIDATE)
+                for v, w in weights.items()
+            }  # fmt: skip
+            return Plan(Mode.AB if traffic.mode == "sticky" else Mode.CANARY, arms)
         others = [v for v in weights if v != state.baseline]
         if not others:
             return Plan.stable(state.baseline)
@@ -192,6 +227,11 @@ class GatewayRouter:
             return Plan.split(mode, state.baseline, others[0], weights[others[0]])
         arms = {v: Arm(v, w, Role.PRIMARY if v == state.baseline else Role.CANDIDATE) for v, w in weights.items()}
         return Plan(Mode.AB if traffic.mode == "sticky" else Mode.CANARY, arms)
+
+    def _extra(self, endpoint: str) -> list[Any]:
+        from mlserve.local.arms import list_arms
+
+        return [a for a in list_arms(self.target.project) if a.endpoint == endpoint]
 
     def describe(self) -> str:
         return f"local gateway of environment {self.target.env_name!r}"

@@ -84,6 +84,13 @@ class Kubectl:
             what=f"delete -k {directory}",
         )
 
+    def delete_object(self, kind: str, name: str, *, namespace: str) -> Completed:
+        """Delete one named object (server-side apply never prunes what a render dropped)."""
+        return self._run(
+            ["delete", "-n", namespace, "--ignore-not-found=true", "--wait=false", kind, name],
+            what=f"delete {kind} {name} in {namespace}",
+        )
+
     def wait(self, resource: str, condition: str, *, namespace: str, timeout: float) -> Completed:
         """Bounded readiness wait on every object of one kind in a namespace."""
         return self._run(

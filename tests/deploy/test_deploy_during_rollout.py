@@ -41,8 +41,9 @@ def _seldon_weights(folder: Path) -> dict[str, int]:
 @pytest.fixture
 def canary_at_25(project: Path, fake_kubectl: FakeKubectl) -> Path:
     """A real rollout of fraud v1 -> v2 on prod (Seldon), driven to its first step (v2 25%)
-    through the kubernetes router (looks simulated)."""
-    set_policy(project, **FAST)
+    through the kubernetes router (looks simulated). Compared with the primary: the control's
+    own rendering during a rollout is checked in tests/targets/test_live.py."""
+    set_policy(project, **{**FAST, "control": "primary"})
     clock = Clock()
     service.start(load_project(project), "fraud", "v2", env="prod", clock=clock)
     res = service.step(load_project(project), "fraud", opener=opener(Sim()), clock=clock)

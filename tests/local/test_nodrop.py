@@ -224,15 +224,16 @@ def test_deploy_during_a_local_rollout_keeps_its_weights_and_arms(echo: Path) ->
     step = run_cli("--json", "rollout", "step", "echo", cwd=root)
     assert step.exit_code == 4, step.output
     live = dict(_target(root).traffic().endpoints["echo"].traffic.weights)
-    assert live == {"a": 90, "b": 10}
+    # the default control: a fresh server of a with the candidate's share (an extra arm)
+    assert live == {"a": 80, "control": 10, "b": 10}
     try:
         res = _deploy(root, manifest({"a": "1", "b": "5"}, faults="[environments.dev.faults.echo.a]\nlatency_ms = 1\n"))
         assert res.exit_code == 0, res.output
         assert dict(_target(root).traffic().endpoints["echo"].traffic.weights) == live
         (kept,) = res.json["result"]["rollouts"]
-        assert kept["gateway_weights"] == {"a": 90, "b": 10} and kept["arms"] == ["a", "b"]
+        assert kept["gateway_weights"] == live and kept["arms"] == ["a", "b", "control"]
         human = run_cli("deploy", cwd=root)
-        assert "of echo is in progress (a -> b, running, step 1/2): kept its traffic (a 90%, b 10%)" in human.stdout
+        assert "of echo is in progress (a -> b, running, step 1/2): kept its traffic (" in human.stdout
         # a deploy that would remove the rollout's candidate is refused, and changes nothing
         refused = _deploy(root, manifest({"a": "1"}))
         assert refused.exit_code == 1 and "is in progress with b as its candidate" in refused.json["error"]["message"]
@@ -240,6 +241,7 @@ def test_deploy_during_a_local_rollout_keeps_its_weights_and_arms(echo: Path) ->
     finally:
         (root / "mlserve.toml").write_text(manifest({"a": "1", "b": "5"}))
         run_cli("rollout", "abort", "echo", cwd=root)
+    # the abort stopped the control: its arm left the gateway's routes
     assert dict(_target(root).traffic().endpoints["echo"].traffic.weights) == {"a": 100, "b": 0}
 
 

@@ -4,6 +4,7 @@ the GPU operator, JWT auth and a remote state backend."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from mlserve.project import Project, load_project
@@ -127,14 +128,12 @@ def example() -> Project:
 
 
 def project_from(text: str, root: Path) -> Project:
-    """A project of one manifest text; the example's reference profiles come along (a variant
-    of the example manifest keeps fraud's monitoring, which reads profiles/fraud.json)."""
-    import shutil
-
+    """A project holding ``text`` as its manifest, beside the example's reference profiles
+    (an endpoint with ``[monitoring]`` renders its profile into a ConfigMap)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "mlserve.toml").write_text(text, encoding="utf-8")
-    if (REPO / "profiles").is_dir() and not (root / "profiles").exists():
-        shutil.copytree(REPO / "profiles", root / "profiles")
+    if (REPO / "profiles").is_dir():
+        shutil.copytree(REPO / "profiles", root / "profiles", dirs_exist_ok=True)
     return load_project(root)
 
 

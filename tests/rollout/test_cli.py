@@ -33,8 +33,9 @@ def test_start_status_step_and_forced_promote(project: Path, fake: FakeRouter) -
 
     res = run_cli("rollout", "step", "fraud", cwd=project)
     assert res.exit_code == 4, res.output  # still running
-    assert "step 1/2 [v1 75%, v2 25%] running" in res.output and "waiting" in res.output
-    assert fake.applied[0][1]["weights"] == {"v1": 75, "v2": 25}
+    assert "step 1/2 [control 25%, v1 50%, v2 25%] running" in res.output and "waiting" in res.output
+    assert "compared with: control arm control (a fresh v1" in res.output
+    assert fake.applied[0][1]["weights"] == {"v1": 50, "control": 25, "v2": 25}
 
     res = run_cli("rollout", "status", "fraud", "--json", cwd=project)
     assert res.json["result"]["step"] == 0 and res.json["result"]["looks"] == 0
@@ -44,6 +45,7 @@ def test_start_status_step_and_forced_promote(project: Path, fake: FakeRouter) -
     res = run_cli("promote", "fraud", "--force", "--json", cwd=project)
     assert res.exit_code == 0, res.output
     assert res.json["result"]["status"] == "promoted" and res.json["result"]["forced"] is True
+    assert res.json["result"]["control"]["state"] == "stopped" and fake.running == {}  # stopped at the end
     text = (project / "mlserve.toml").read_text()
     assert 'baseline = "v2"' in text and "# The rollout policy: how a new version earns production traffic." in text
     junit = (run.root / "junit.xml").read_text()

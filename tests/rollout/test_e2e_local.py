@@ -77,6 +77,9 @@ def _policy(root: Path, **keys: Any) -> None:
         "steps": [50, 100],
         "on_inconclusive": "rollback",
         "metrics": METRICS,
+        # these tests judge the candidate against the primary, request by request; the
+        # concurrent control's own end-to-end test is test_the_control_arm_lives_for_the_rollout
+        "control": "primary",
     }
     set_policy(root, **{**base, **keys})
 
@@ -153,6 +156,44 @@ def test_misrouted_split_is_halted_for_sample_ratio_mismatch(clean: Path) -> Non
     assert "sample-ratio mismatch" in result["outcome"]["reason"]
     traffic = LocalTarget(load_project(clean), "local").traffic().endpoints["fraud"].traffic
     assert dict(traffic.weights) == {"v1": 100, "v2": 0}
+
+
+@pytest.mark.slow  # two full rollouts on real servers (~100-200 s); the default run starts and stops a
+# real control in tests/local/test_nodrop.py::test_deploy_during_a_local_rollout_keeps_its_weights_and_arms
+def test_the_control_arm_lives_for_the_rollout(clean: Path) -> None:
+    """The default control on real model servers: a fresh v1 server is started for the step,
+    the gateway splits three ways, the candidate is compared with it, and it is stopped at
+    the end (a promotion here, a rollback in the second run), with no arm left behind."""
+    from mlserve.local.arms import list_arms
+
+    _policy(clean, control="replica", steps=[25, 100], max_duration="120s")
+    code, result, progress = _rollout(clean)
+    assert code == 0, (result["decision"], progress)
+    record = _state(result)
+    assert record.control is not None and record.control.state == "stopped"
+    names = [e["event"] for e in _events(result)]
+    assert names.count("control_started") == 1 and names.count("control_stopped") == 1
+    assert list_arms(load_project(clean)) == []
+    traffic = LocalTarget(load_project(clean), "local").traffic().endpoints["fraud"].traffic
+    assert "control" not in {k for k, w in dict(traffic.weights).items() if w}
+    step = record.steps[0]
+    assert step.traffic.weights == {"v1": 50, "control": 25, "v2": 25}
+    last = step.looks[-1].look
+    assert all(last.variants[a].requests > 0 for a in ("v1", "control", "v2"))  # three real arms answered
+    assert record.decision is not None and record.decision.compared_with == "control"
+    report = (Path(result["run_dir"]) / "report.md").read_text()
+    assert "compared with the control arm 'control'" in report and "| v1 | primary | v1 |" in report
+
+    (clean / "mlserve.toml").write_text(
+        (clean / "mlserve.toml").read_text().replace('baseline = "v2"', 'baseline = "v1"', 1)
+    )
+    run_cli("rollback", "fraud", cwd=clean)
+    _policy(clean, control="replica", steps=[25, 100], max_duration="120s")
+    _fault(clean, error_rate=0.2)
+    code, result, progress = _rollout(clean)
+    assert code == 3, (result["decision"], progress)
+    assert _state(result).control.state == "stopped"  # type: ignore[union-attr]
+    assert list_arms(load_project(clean)) == []
 
 
 def _holdout_requests(root: Path, rows: int) -> list[str]:

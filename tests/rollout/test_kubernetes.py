@@ -84,3 +84,31 @@ def test_rollout_on_kubernetes_walks_steps_with_one_apply_each(
     sd = next(d for d in _docs(folder) if d["kind"] == "SeldonDeployment")
     assert {p["name"]: p["traffic"] for p in sd["spec"]["predictors"]} == {"v2": 100}
     assert 'baseline = "v2"' in (project / "mlserve.toml").read_text()
+
+
+def test_the_control_on_kserve_is_rendered_three_ways_and_deleted_at_the_end(project: Path, kubectl: Path) -> None:
+    set_policy(project, **{**FAST, "steps": [10, 100]})
+    clock = Clock()
+    service.start(load_project(project), "fraud", "v2", env="staging", clock=clock)
+    res = service.run_to_end(load_project(project), "fraud", opener=opener(Sim()), clock=clock, sleep=clock.sleep)
+    assert res.to_dict()["status"] == "promoted"
+    calls = _calls(kubectl)
+    applies = [c for c in calls if c[2] == "apply"]
+    assert len(applies) == 2  # the 10% step (with the control), the promotion
+    # the end: traffic without the control first, then its InferenceService deleted by name
+    assert calls[-1][2:] == ["delete", "-n", "ml-staging", "--ignore-not-found=true", "--wait=false",
+                             "inferenceservice", "fraud-control"]  # fmt: skip
+    assert calls.index(calls[-1]) > calls.index(applies[-1])
+
+
+def test_a_controlled_plan_renders_the_control_subset(project: Path, kubectl: Path) -> None:
+    drv = KubernetesRouter(load_project(project), "staging")
+    drv.apply("fraud", Plan.controlled(Mode.CANARY, "v1", "v2", "control", 10))
+    assert drv.last_applied is not None
+    vs = next(d for d in _docs(drv.last_applied) if d["kind"] == "VirtualService")
+    routes = {r["destination"]["subset"]: r["weight"] for r in vs["spec"]["http"][-1]["route"]}
+    assert routes == {"v1": 80, "control": 10, "v2": 10}
+    assert drv.arms("fraud") == ("control",)
+    drv.stop_arm("fraud", "control")
+    assert drv.arms("fraud") == ()
+    assert _calls(kubectl)[-1][-2:] == ["inferenceservice", "fraud-control"]

@@ -45,7 +45,9 @@ def test_good_candidate_walks_every_step_and_is_promoted(project: Path, sim: Sim
     assert res.to_dict()["status"] == "promoted", res.to_dict()["decision"]
     assert res.exit_code == 0
     weights = [p["weights"] for _, p in drv.applied]
-    assert weights == [{"v1": 75, "v2": 25}, {"v1": 50, "v2": 50}, {"v2": 100}]
+    # the default control: a fresh v1 with the candidate's share; at 50% the primary has none
+    assert weights == [{"v1": 50, "control": 25, "v2": 25}, {"v1": 0, "control": 50, "v2": 50}, {"v2": 100}]
+    assert drv.arm_calls == [("start", "fraud", "control", "v1"), ("stop", "fraud", "control")]
     assert 'baseline = "v2"' in (project / "mlserve.toml").read_text()
     steps = [e["step"] for e in _events(res) if e["event"] == "transition" and e["action"] == "enter_step"]
     assert steps == [0, 1]
@@ -153,7 +155,11 @@ def test_crash_between_intent_and_apply_resumes_without_repeating(project: Path,
     assert final.to_dict()["status"] == "promoted"
     entered = [e["step"] for e in _events(final) if e["event"] == "transition" and e["action"] == "enter_step"]
     assert entered == sorted(set(entered)) == [0, 1]
-    assert [p["weights"] for _, p in drv_crash.applied] == [{"v1": 75, "v2": 25}, {"v1": 50, "v2": 50}, {"v2": 100}]
+    assert [p["weights"] for _, p in drv_crash.applied] == [
+        {"v1": 50, "control": 25, "v2": 25}, {"v1": 0, "control": 50, "v2": 50}, {"v2": 100},
+    ]  # fmt: skip
+    # the control was started once (step 1) and stopped once (the promotion)
+    assert drv_crash.arm_calls == [("start", "fraud", "control", "v1"), ("stop", "fraud", "control")]
 
 
 def test_second_driver_is_refused_by_the_lock(project: Path, sim: Sim) -> None:

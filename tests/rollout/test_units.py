@@ -41,12 +41,30 @@ def test_promotion_to_an_unknown_endpoint_is_refused(project: Path) -> None:
 def test_step_plans_per_strategy() -> None:
     pol = RolloutPolicy(steps=[10, 50, 100], shadow_percent=20)
     canary = step_plans("canary", pol, "v1", "v2")
-    assert [p.traffic.weights for p in canary] == [{"v1": 90, "v2": 10}, {"v1": 50, "v2": 50}]
+    # the default control: a fresh v1 with the candidate's share, the primary the rest
+    assert [p.traffic.weights for p in canary] == [
+        {"v1": 80, "control": 10, "v2": 10},
+        {"v1": 0, "control": 50, "v2": 50},
+    ]
+    assert [p.traffic.control for p in canary] == ["control", "control"]
+    assert canary[0].traffic.arms["control"].version == "v1"
+    primary = step_plans("canary", pol.model_copy(update={"control": "primary"}), "v1", "v2")
+    assert [p.traffic.weights for p in primary] == [{"v1": 90, "v2": 10}, {"v1": 50, "v2": 50}]
+    assert primary[0].traffic.control is None
     both = step_plans("shadow+canary", pol, "v1", "v2")
     assert [p.phase for p in both] == ["shadow", "canary", "canary"]
     assert both[0].traffic.mirror_percent == 20
     ab = step_plans("ab", pol, "v1", "v2")
     assert ab[0].traffic.mode == "ab" and ab[0].traffic.weights == {"v1": 50, "v2": 50}
+    assert both[0].traffic.control is None and ab[0].traffic.control is None  # no control on shadow and A/B
+
+
+def test_a_step_above_50_with_a_replica_control_is_refused_naming_the_key() -> None:
+    from mlserve.manifest.models import KeyProblem
+
+    with pytest.raises((KeyProblem, ValueError), match="55% step leaves no room"):
+        RolloutPolicy(steps=[10, 55, 100])
+    assert RolloutPolicy(steps=[10, 55, 100], control="primary").steps == [10, 55, 100]
 
 
 @pytest.mark.parametrize(

@@ -167,7 +167,8 @@ def test_the_machine_takes_the_old_machine_s_path_look_for_look(project: Path, n
     from tests.support.policy import FAST, set_policy
 
     policy, sim = SCENARIOS[name]
-    set_policy(project, **{**FAST, **policy})
+    # main's machine compared the candidate with the primary (no control arm existed)
+    set_policy(project, **{**FAST, "control": "primary", **policy})
     clock, router = Clock(), FakeRouter()
     service.start(load_project(project), "fraud", "v2", clock=clock)
     res = service.run_to_end(load_project(project), "fraud", opener=opener(Sim(**sim), router), clock=clock,

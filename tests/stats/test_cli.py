@@ -351,3 +351,23 @@ def test_parallel_replay_matches_sequential_and_keeps_order(tmp_path: Path) -> N
     assert one == two
     assert [r["snapshot"] for r in two] == [str(p) for p in paths]
     assert two[10]["verdict"] is None and "baseline" in two[10]["reason"]
+
+
+def test_plan_counts_the_control_s_traffic() -> None:
+    """Against a control the compared requests are the candidate's and the control's, half
+    each: at 50% that is the primary-free two-arm split; at 10% only a fifth of the traffic."""
+    from mlserve.manifest.analysis import analysis_spec
+    from mlserve.manifest.models import RolloutPolicy
+    from mlserve.stats.power import plan
+
+    spec = analysis_spec(RolloutPolicy())
+    kw = {"rps": 100.0, "error_rate": 0.01}
+    ctl = plan(spec, steps=[10, 50], control=True, **kw)
+    pri = plan(spec, steps=[10, 50], control=False, **kw)
+    e_ctl10, e_ctl50 = ctl.steps[0].metrics[0], ctl.steps[1].metrics[0]
+    e_pri50 = pri.steps[1].metrics[0]
+    assert e_ctl50.total_requests == e_pri50.total_requests  # 50/50 against either is the same split
+    # at 10% the candidate and the control take 20% of the traffic, half of it the candidate's
+    assert e_ctl10.candidate_requests == pytest.approx(e_ctl10.total_requests * 0.1, rel=0.01)
+    assert e_ctl10.total_requests > pri.steps[0].metrics[0].total_requests
+    assert any("control" in a for a in ctl.assumptions) and not any("control" in a for a in pri.assumptions)

@@ -207,7 +207,10 @@ def test_the_test_units_agree_with_the_manifest_and_the_spec() -> None:
 
     from mlserve.stats import evidence, spec
 
-    manifest_units = typing.get_args(RolloutPolicy.model_fields["test_unit"].annotation)
+    # the key is optional (None: chosen by the comparison arm, see the next test)
+    (literal, none) = typing.get_args(RolloutPolicy.model_fields["test_unit"].annotation)
+    assert none is type(None)
+    manifest_units = typing.get_args(literal)
     assert set(manifest_units) == set(typing.get_args(spec.TestUnit)) == set(evidence.UNITS) == {"request", "interval"}
 
 
@@ -216,8 +219,12 @@ def test_the_spec_carries_the_unit_and_the_horizon() -> None:
     from mlserve.stats.evidence import PerInterval, PerRequest, evidence_for
 
     default = analysis_spec(RolloutPolicy())
-    assert default.test_unit == "request" and default.horizon == 60.0  # 3600 s / 60 s
+    # unset: per interval when the candidate is compared with a concurrent control, else per request
+    assert default.test_unit is None and default.horizon == 60.0  # 3600 s / 60 s
     assert evidence_for(default) == PerRequest(0.05)
+    assert evidence_for(default, controlled=True) == PerInterval(0.05, 5.0, Betting(horizon=60.0))
+    pinned = analysis_spec(RolloutPolicy(test_unit="request"))
+    assert evidence_for(pinned, controlled=True) == PerRequest(0.05)
     spec = analysis_spec(RolloutPolicy(test_unit="interval", interval=7, max_duration=100))
     assert (spec.test_unit, spec.horizon) == ("interval", 15.0)  # ceil(100 / 7)
     unit = evidence_for(spec)

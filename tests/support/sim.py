@@ -52,6 +52,29 @@ class FakeRouter:
     def current(self, endpoint: str) -> Plan | None:
         return None
 
+    # the control arm: started and stopped calls, as ("start" | "stop", endpoint, arm[, version])
+    arm_calls: list[tuple[str, ...]] = field(default_factory=list)
+    running: dict[str, str] = field(default_factory=dict)
+    fail_start: int = 0
+
+    def start_arm(self, endpoint: str, name: str, version: str) -> None:
+        if self.fail_start:
+            self.fail_start -= 1
+            raise RuntimeError("simulated crash while starting the control")
+        if self.running.get(name) == version:  # like the real routers: a running arm is adopted
+            self.arm_calls.append(("adopt", endpoint, name, version))
+            return
+        self.arm_calls.append(("start", endpoint, name, version))
+        self.running[name] = version
+
+    def stop_arm(self, endpoint: str, name: str) -> None:
+        if name in self.running:  # idempotent: an arm that does not run is done
+            self.arm_calls.append(("stop", endpoint, name))
+            self.running.pop(name, None)
+
+    def arms(self, endpoint: str) -> tuple[str, ...]:
+        return tuple(self.running)
+
     def describe(self) -> str:
         return "fake"
 
@@ -88,30 +111,40 @@ class Sim:
         anchor, at = request.started_at, request.at
         if at <= anchor:
             raise MetricsUnavailable("the step has just started")
-        base, cand = request.variants[0], request.variants[-1]
+        arms = list(request.variants)
+        base, cand = arms[0], arms[-1]
         weights = request.weights
         shadow = request.shadow
         st = self._state.setdefault(
             anchor,
             {"t": anchor, "rng": np.random.default_rng(self.seed + int(anchor) % 1000),
-             "v": {v: {"requests": 0, "errors": 0, "hist": [0] * len(LE), "sum": 0.0, "pos": 0} for v in (base, cand)},
+             "v": {v: {"requests": 0, "errors": 0, "hist": [0] * len(LE), "sum": 0.0, "pos": 0} for v in arms},
              "agree": 0, "compared": 0},
         )  # fmt: skip
         rng = st["rng"]
         n = rng.poisson(self.rate * (at - st["t"]))
         st["t"] = at
-        share = weights[cand] / 100.0 if not shadow else 0.0
-        share = min(1.0, share + self.misroute)
-        n_c = rng.binomial(n, share)
-        split = {base: n - n_c, cand: n_c} if not shadow else {base: n, cand: n}
+        if shadow:
+            split = {base: n, cand: n}
+        elif len(arms) == 2:  # the draws of the two-arm sim the v1-sim fixtures were made with
+            n_c = rng.binomial(n, min(1.0, weights[cand] / 100.0 + self.misroute))
+            split = {base: n - n_c, cand: n_c}
+        else:
+            p = np.array([weights.get(v, 0) / 100.0 for v in arms])
+            p[-1] = min(1.0, p[-1] + self.misroute)
+            rest = max(0.0, 1.0 - p[-1])
+            if p[:-1].sum() > 0:
+                p[:-1] = p[:-1] / p[:-1].sum() * rest
+            split = dict(zip(arms, (int(x) for x in rng.multinomial(n, p / p.sum())), strict=True))
         for v, k in split.items():
             d = st["v"][v]
-            e = rng.binomial(k, self.errors[v])
-            lat = rng.lognormal(np.log(self.latency[v]), 0.3, size=k)
+            # an arm that is no version of the endpoint (a control) serves the baseline's model
+            e = rng.binomial(k, self.errors.get(v, self.errors[base]))
+            lat = rng.lognormal(np.log(self.latency.get(v, self.latency[base])), 0.3, size=k)
             d["requests"] += int(k)
             d["errors"] += int(e)
             if request.predictions:  # drawn only then: every other test keeps its random stream
-                d["pos"] += int(rng.binomial(k - e, self.positives.get(v, 0.0)))
+                d["pos"] += int(rng.binomial(k - e, self.positives.get(v, self.positives.get(base, 0.0))))
             d["sum"] += float(lat.sum())
             bounds = np.array([b for b in LE if b != "+Inf"], dtype=float)
             d["hist"] = [

@@ -43,7 +43,7 @@ def test_live_rollouts_follow_the_run_record_from_start_to_end(project: Path, mo
     assert service.live_rollouts(load_project(project), "staging") == {}  # another environment's endpoints
     service.step(load_project(project), "fraud", opener=opener(Sim(), FakeRouter()), clock=clock)
     (live,) = service.live_rollouts(load_project(project), "prod").values()
-    assert live.step == 1 and live.plan.weights == {"v1": 75, "v2": 25} and live.plan.mode is Mode.CANARY
+    assert live.step == 1 and live.plan.weights == {"v1": 50, "control": 25, "v2": 25} and live.plan.mode is Mode.CANARY
     service.abort(load_project(project), "fraud")
     assert service.live_rollouts(load_project(project), "prod") == {}
 
@@ -54,6 +54,9 @@ def test_a_rollout_that_moved_no_traffic_renders_its_candidate_at_weight_0() -> 
     assert canary == EndpointTraffic("v1", "v2", "ab", {"v1": 70, "v2": 30})
     shadow = render_state(_live(Plan.shadow("v1", "v2", 20)))
     assert shadow == EndpointTraffic("v1", "v2", "shadow", {"v1": 100, "v2": 0}, 20)
+    # a step with its control renders the control's workload and its share
+    controlled = render_state(_live(Plan.controlled(Mode.CANARY, "v1", "v2", "control", 10)))
+    assert controlled == EndpointTraffic("v1", "v2", "canary", {"v1": 80, "control": 10, "v2": 10}, control="control")
 
 
 def test_live_traffic_keeps_only_rollouts_the_manifest_can_still_render(project: Path) -> None:

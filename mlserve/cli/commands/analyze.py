@@ -155,12 +155,26 @@ def _show_one(con: Console, r: dict[str, Any]) -> None:
 
     from mlserve import format as fmt
 
+    ref = r.get("control") or r["baseline"]
+    against = (
+        f"{escape(ref)} (control, a fresh {escape(r['baseline'])})"
+        if r.get("control")
+        else (f"{escape(r['baseline'])} (baseline)")
+    )
     head = (
-        f"[bold]{escape(r['endpoint'])}[/]: {escape(r['baseline'])} (baseline) vs "
+        f"[bold]{escape(r['endpoint'])}[/]: {against} vs "
         f"{escape(r['candidate'])} (candidate), look {r['reported_look']} of {r['looks']}, "
-        f"{r['requests'].get(r['candidate'], 0):,} / {r['requests'].get(r['baseline'], 0):,} requests"
+        f"{r['requests'].get(r['candidate'], 0):,} / {r['requests'].get(ref, 0):,} requests"
+        + (f"; test unit {r['test_unit']}" if r.get("test_unit") else "")
     )
     con.print(head)
+    for a in r.get("arms") or ():
+        if a["role"] == "primary":
+            rate = "-" if a["error_rate"] is None else f"{100 * a['error_rate']:.3g}%"
+            con.print(
+                f"primary health ({escape(a['name'])}, watched, not compared): {a['requests']:,} requests, "
+                f"errors {rate}, p50 {fmt.value(a['p50'], 's')}, p99 {fmt.value(a['p99'], 's')}"
+            )
     con.print(f"snapshot {escape(r['snapshot'])}; policy: {escape(r['policy'])} (alpha {r['alpha']:g})")
     level = round((1 - r["alpha"]) * 100)
     table = Table(title_justify="left")
@@ -190,6 +204,14 @@ def _show_one(con: Console, r: dict[str, Any]) -> None:
         share, want = fmt.percent(srm["candidate_share"]), fmt.percent(srm["expected_share"])
         ok = "[green]ok[/]" if srm["ok"] else "[red]MISMATCH[/]"
         con.print(f"traffic split: {ok} (candidate got {share}, configured {want}; p = {fmt.p_value(srm['p_value'])})")
+        if srm.get("arms"):
+            con.print(
+                "every arm: "
+                + ", ".join(
+                    f"{escape(n)} {fmt.percent(x['share'])} of {fmt.percent(x['expected'])}"
+                    for n, x in srm["arms"].items()
+                )
+            )
     con.print(
         "[dim]* critical metric. CS: always-valid confidence sequence of the relative change. "
         "p worse: evidence the candidate is worse beyond the margin (Holm-adjusted); "
@@ -337,6 +359,7 @@ def _plan(
         latency_shift=_percent(latency_shift, "--latency-shift"),
         latency_sigma=latency_sigma,
         power=power,
+        control=policy.control == "replica" and policy.strategy in ("canary", "shadow+canary"),
     )
     import dataclasses
 

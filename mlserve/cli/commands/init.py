@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mlserve.cli.output import JsonFlag, get_state
 
@@ -28,9 +29,9 @@ def register(app: typer.Typer) -> None:
             con.print(f"[green]created[/] project [bold]{result.project_name}[/] in {result.root}")
             for rel in result.written:
                 note = " [yellow](overwritten)[/]" if rel in result.overwritten else ""
-                con.print(f"  {rel}{note}")
+                con.print(f"  {escape(rel)}{note}")
             for line in result.notes:
-                con.print(f"[yellow]note:[/] {line}")
+                con.print(f"[yellow]note:[/] {escape(line)}")
             con.print("\nnext: [bold]mlserve --project-dir " + str(directory) + " validate[/]")
 
         state.emit(

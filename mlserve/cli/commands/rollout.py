@@ -209,9 +209,25 @@ def _lines(r: Run) -> list[str]:
             head += f" ({req})"
     head += f": {r.decision.verdict if r.decision else 'waiting'}"
     out = [head]
+    if st is not None and st.traffic.control:
+        out.append(
+            f"  compared with: control arm {st.traffic.control} (a fresh {r.baseline}, the candidate's share); "
+            f"primary {r.baseline} watched for health"
+        )
+    elif st is not None and st.phase == "canary":
+        out.append(f"  compared with: the primary {r.baseline} (control = {r.policy.control!r})")
     for m in r.decision.metrics if r.decision else ():
         name, est, ci, verdict = _fmt_metric(m)
         out.append(f"  {name}: {est} {ci} {verdict}")
+    for a in r.decision.arms if r.decision else ():
+        if a.role == "primary":
+            rate = "-" if a.error_rate is None else f"{100 * a.error_rate:.3g}%"
+            out.append(
+                f"  primary health ({a.name}): {a.requests:,} req, errors {rate}, "
+                f"p50 {fmt.value(a.p50, 's')}, p99 {fmt.value(a.p99, 's')}"
+            )
+    if r.control is not None:
+        out.append(f"  control arm {r.control.name} ({r.control.version}): {r.control.state}")
     if r.last_hold:
         out.append(f"  held: {r.last_hold.reason}")
     return out

@@ -4,6 +4,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mlserve.cli.output import JsonFlag, get_state
@@ -82,4 +83,4 @@ def _show(con: Console, s: dict[str, Any]) -> None:
     if s["gpus"]:
         con.print(f"GPUs per replica across endpoints: {s['gpus']}")
     for w in s["warnings"]:
-        con.print(f"[yellow]warning:[/] {w}")
+        con.print(f"[yellow]warning:[/] {escape(w)}")
