@@ -119,8 +119,11 @@ def test_rollout_start_and_analyze_plan_show_gpus_per_step(
         "--project-dir", str(project), "rollout", "start", "summarize", "-c", "llama-8b-q", "--env", "staging", "--json"
     )
     gpus = json.loads(res.stdout)["result"]["gpus"]
-    # shadow (20% mirrored), then 5, 20, 50%: the candidate needs 1, 1, 1, 2 replicas, the primary 4, 4, 4, 2
-    assert [s["gpus"] for s in gpus["steps"]] == [5, 5, 5, 4] and gpus["peak"] == 5 and gpus["cap"] == 2
+    # shadow (20% mirrored), then 5, 20, 50% with a control of the candidate's share and size
+    # (control = "replica"): candidate and control 1, 1, 2 replicas each, the primary 4 (95%
+    # -> 90% of the traffic), 3 (60%), 1 (0%: its floor)
+    assert [s["gpus"] for s in gpus["steps"]] == [5, 6, 5, 5] and gpus["peak"] == 6 and gpus["cap"] == 2
+    assert [[a["role"] for a in s["arms"]] for s in gpus["steps"]][1] == ["primary", "control", "candidate"]
     plan = run_cli(
         "--project-dir", str(project), "analyze", "--plan", "--endpoint", "summarize", "--rps", "20", "--json"
     )
