@@ -128,6 +128,11 @@ def _policy(root: Path, **keys: Any) -> None:
         "steps": [50, 100],
         "on_inconclusive": "rollback",
         "metrics": METRICS,
+        # These faults are measured on the two-arm split (candidate against the primary,
+        # per-request test): with the replica control a dead candidate ends halted on the
+        # sample-ratio check after 3 looks (exit 4, traffic back on the baseline) before the
+        # interval test may reject (it needs 5 looks); see docs/rollouts.md.
+        "control": "primary",
     }
     set_policy(root, **{**base, **keys})
 
