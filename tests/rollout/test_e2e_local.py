@@ -309,7 +309,10 @@ def test_run_killed_with_sigkill_resumes_without_repeating_a_step(clean: Path, t
     run = _current(clean)
     proc = _spawn_run(clean, tmp_path / "run.log")
     try:
-        _wait_for(run, lambda e: e.get("event") == "look" and e.get("look", 0) >= 2, 60)
+        # killed right after the first step's first look: the run needs at least one more
+        # interval (2 s) before it can finish, so it is still running (on a quiet machine
+        # "any look >= 2" matched the promoting look of the second step: a race)
+        _wait_for(run, lambda e: e.get("event") == "look" and e.get("step") == 0 and e.get("look", 0) >= 1, 60)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
