@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mlserve.errors import MlserveError
@@ -293,15 +293,39 @@ def check_anchor(query: QueryFn, selectors: Sequence[str], req: LookRequest) -> 
             )
 
 
+def settled_at(query: QueryFn, selectors: Sequence[str], req: LookRequest) -> float:
+    """The time a look's queries are evaluated at: the newest scrape that every variant's
+    request series already has, at or before ``req.at``.
+
+    An instant query at "now" can miss a scrape that Prometheus is still ingesting (its
+    samples carry the scrape's start time but become visible only once the scrape is
+    committed) while the next query, a few milliseconds later at the same time, sees it: the
+    baseline's counters would then end one scrape earlier than the candidate's, a window
+    mismatch that reads as a sample-ratio mismatch or as a rate difference. Evaluated at a
+    sample time every series already has, all of a look's queries read the same scrapes.
+    When the answer is unusable (no stamps, or none after the anchor) ``req.at`` stands.
+    """
+    newest: list[float] = []
+    for selector in selectors:
+        stamps = [v for _labels, v in query(f"timestamp({selector})", req.at) if math.isfinite(v)]
+        if not stamps:
+            return req.at
+        newest.append(max(stamps))
+    at = min(newest) + 0.0005  # half a millisecond past the sample: the API's time has 3 decimals
+    return at if req.started_at < at <= req.at else req.at
+
+
 def collect_look(query: QueryFn, req: LookRequest, previous: Mapping[str, Any] | None = None) -> Collected:
     """Query every variant and return one snapshot look."""
     recording = Recording(query)
     query = recording
     qs: QuerySet = QUERY_SETS[req.source]
+    selectors = [variant_queries(qs, endpoint=req.endpoint, variant=v, seconds=1.0, namespace=req.namespace,
+                                 revision=req.revisions.get(v, ""), custom={}, arm=req.arms.get(v)).requests
+                 for v in req.variants]  # fmt: skip
     if previous is None and req.changed_at is not None:
-        check_anchor(query, [variant_queries(qs, endpoint=req.endpoint, variant=v, seconds=1.0,
-                                             namespace=req.namespace, revision=req.revisions.get(v, ""),
-                                             custom={}).requests for v in req.variants], req)  # fmt: skip
+        check_anchor(query, selectors, req)
+    req = replace(req, at=settled_at(query, selectors, req))
     seconds = max(1.0, req.at - req.started_at)
     variants: dict[str, Any] = {}
     extras: dict[str, Any] = {}

@@ -200,3 +200,54 @@ def test_collect_never_decreases_between_looks() -> None:
 def test_no_series_is_a_held_look() -> None:
     with pytest.raises(MetricsUnavailable, match="no data for requests of fraud/v1"):
         collect_look(FakeProm({}, {}), _req())
+
+
+class IngestingProm:
+    """Prometheus as a scraper of one gateway every second: a sample carries its scrape's
+    start time, and the newest scrape becomes visible only after ``visible_after`` queries
+    (it is still being ingested when the look begins), as a real Prometheus under load."""
+
+    def __init__(self, rates: dict[str, float], newest: float, visible_after: int) -> None:
+        self.rates, self.newest, self.visible_after = rates, newest, visible_after
+        self.calls = 0
+
+    def __call__(self, promql: str, at: float) -> list[tuple[dict[str, str], float]]:
+        self.calls += 1
+        visible = self.newest if self.calls > self.visible_after else self.newest - 1.0
+        t = min(float(int(at)), visible)  # the latest scrape at or before `at` that can be seen
+        out = []
+        for variant, rate in self.rates.items():
+            if f'variant="{variant}"' not in promql:
+                continue
+            labels = {"endpoint": "fraud", "variant": variant, "code": "200"}
+            if promql.startswith("timestamp("):
+                out.append((labels, t))
+            elif promql.startswith("resets("):
+                out.append((labels, 0.0))
+            elif promql.startswith("mlserve_requests_total"):
+                out.append((labels, rate * t))
+        return out
+
+
+def test_a_scrape_still_being_ingested_never_splits_a_looks_window() -> None:
+    """The CI failure of 2026-12-02: the baseline's counters were read before the newest
+    scrape was visible and the candidate's after it, so v2 "received 73.2%" of a 55% step
+    and the run halted on a sample-ratio mismatch that was never in the traffic. Every
+    query of a look is now evaluated at the newest scrape all variants already have."""
+    prom = IngestingProm({"v1": 45.0, "v2": 55.0}, newest=1060.0, visible_after=3)
+    look = collect_look(prom, _req(at=1060.2, weights={"v1": 45, "v2": 55})).look
+    v1, v2 = look["variants"]["v1"]["requests"], look["variants"]["v2"]["requests"]
+    assert (v1, v2) == (45 * 59, 55 * 59)  # both end at the scrape of t=1059 that every series had
+
+
+def test_the_settled_time_keeps_the_looks_time_when_no_scrape_follows_the_anchor() -> None:
+    from mlserve.metrics.collect import settled_at
+
+    prom = IngestingProm({"v1": 1.0, "v2": 1.0}, newest=999.0, visible_after=0)
+    req = _req(at=1060.2)
+    assert (
+        settled_at(prom, ['mlserve_requests_total{variant="v1"}', 'mlserve_requests_total{variant="v2"}'], req)
+        == 1060.2
+    )
+    fresh = IngestingProm({"v1": 1.0, "v2": 1.0}, newest=1060.0, visible_after=0)
+    assert settled_at(fresh, ['x{variant="v1"}', 'x{variant="v2"}'], req) == pytest.approx(1060.0005)
