@@ -29,6 +29,7 @@ def analysis_spec(policy: RolloutPolicy) -> AnalysisSpec:
         alpha=policy.alpha,
         min_requests=policy.min_requests,
         srm_p_value=policy.srm_p_value,
+        max_error_rate=policy.max_error_rate,
         on_inconclusive=policy.on_inconclusive,
         shadow_agreement=policy.shadow_agreement,
         test_unit=policy.test_unit,

@@ -594,6 +594,7 @@ class RolloutPolicy(Strict):
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
     min_requests: Annotated[int, Field(ge=0)] = 200
     srm_p_value: Annotated[float, Field(gt=0, lt=0.5)] = 0.001
+    max_error_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
     on_inconclusive: Literal["rollback", "promote", "hold"] = "rollback"
     # shadow: share of requests mirrored to the candidate
     shadow_percent: Percent = 100

@@ -168,6 +168,10 @@ DESCRIPTIONS: dict[str, str] = {
     "endpoints.NAME.rollout.alpha": "Error rate of each decision, valid however often the rollout looks.",
     "endpoints.NAME.rollout.min_requests": "Requests per variant before anything is promoted.",
     "endpoints.NAME.rollout.srm_p_value": "Sample-ratio mismatch threshold: below it the split is broken and the rollout halts.",
+    "endpoints.NAME.rollout.max_error_rate": (
+        "Hard-failure guard: a candidate failing at least this share of its requests in a step (20 or more "
+        "requests, its comparison arm below half of it) is rolled back at once, before the sequential tests decide."
+    ),
     "endpoints.NAME.rollout.on_inconclusive": "What the deadline does to an undecided rollout.",
     "endpoints.NAME.rollout.shadow_percent": "shadow: share of requests mirrored to the candidate.",
     "endpoints.NAME.rollout.sticky_header": "ab: request header holding the user key.",

@@ -377,8 +377,9 @@ def analyze(
     enough = (req_b >= spec.min_requests) & (req_c >= spec.min_requests) & data.traffic
     promote = passed.all(axis=0) & enough & ~rollback & allow_promote
     halt: NDArray[np.bool_] = np.asarray(srm_p < spec.srm_p_value)
+    hard = hard_failures(data, spec)
 
-    j, verdict = _first_decisive(halt, rollback, critical_fail, promote, harm_first)
+    j, verdict = _first_decisive(halt, rollback | hard, critical_fail | hard, promote, harm_first)
     decided_at: int | None = None if verdict is Verdict.CONTINUE else j + 1
     results = [_result(t, i, j, present, rejected, passed, p_fail, p_pass, holm) for i, t in enumerate(tracks)]
     srm = _srm_result(float(srm_p[j]), spec.srm_p_value, req_b, req_c, w_b, w_c, j, snapshot.strategy)
@@ -388,6 +389,8 @@ def analyze(
     if verdict is Verdict.CONTINUE and final:
         verdict, reason = _final(spec, results, bool(data.traffic[j]), k, snapshot.candidate)
         decided_at = k if verdict in (Verdict.PROMOTE, Verdict.ROLLBACK) else None
+    if not reason and verdict is Verdict.ROLLBACK and bool(hard[j]):
+        reason = _hard_failure_reason(j, data, snapshot, spec)
     if not reason:
         reason = _reason(verdict, j, results, srm, snapshot, spec, req_b, req_c)
     return Analysis(
@@ -408,6 +411,63 @@ def analyze(
         control=snapshot.control,
         arms=arm_health(snapshot, j),
         test_unit=evidence.name,
+    )
+
+
+HARD_FAILURE_MIN_REQUESTS = 20
+
+
+def hard_failures(data: LookData, spec: AnalysisSpec) -> NDArray[np.bool_]:
+    """Looks at which the candidate fails outright: at least ``spec.max_error_rate`` of its
+    requests are errors, over the step so far or in the look's own interval (in either case
+    over at least HARD_FAILURE_MIN_REQUESTS of them), while the arm it is compared with
+    fails at most half that share over the same requests' span.
+
+    A guard beside the tests, not a test: it never promotes, it only ends a step early on
+    a candidate that is down or failing most of its requests. The sequential tests need a
+    few looks to reach their level whatever the evidence (the interval test at most doubles
+    its capital per look, so five looks at alpha = 0.05), and a dead candidate skews the
+    split meanwhile (the local gateway retries its refused requests on another arm), which
+    would halt the run on a sample-ratio mismatch before they can. The interval form
+    catches a crash that the supervisor restarts within seconds (its refused requests are
+    diluted in the step's total). A healthy candidate reaches a 50% error share over 20
+    requests only in a failure shared with its comparison arm, whose share must stay below
+    half of it.
+    """
+    rate = spec.max_error_rate
+    out = np.zeros(data.looks, dtype=bool)
+    for req_c, err_c, req_b, err_b in (
+        (data.requests_c, data.errors_c, data.requests_b, data.errors_b),
+        (increments(data.requests_c), increments(data.errors_c), increments(data.requests_b),
+         increments(data.errors_b)),
+    ):  # fmt: skip
+        out |= _fails_outright(req_c, err_c, req_b, err_b, rate)
+    return out
+
+
+def _fails_outright(req_c: Array, err_c: Array, req_b: Array, err_b: Array, rate: float) -> NDArray[np.bool_]:
+    failing = (req_c >= HARD_FAILURE_MIN_REQUESTS) & (err_c >= rate * req_c)
+    return np.asarray(failing & (err_b <= 0.5 * rate * req_b))
+
+
+def _hard_failure_reason(j: int, data: LookData, snapshot: Snapshot, spec: AnalysisSpec) -> str:
+    step = (data.requests_c[j], data.errors_c[j], data.requests_b[j], data.errors_b[j])
+    prev = (
+        (data.requests_c[j - 1], data.errors_c[j - 1], data.requests_b[j - 1], data.errors_b[j - 1]) if j else (0,) * 4
+    )
+    inc = tuple(a - b for a, b in zip(step, prev, strict=True))
+    # name the span that tripped the guard: the step when it did, else the look's interval
+    rate = spec.max_error_rate
+    span, (n_c, x_c, n_b, x_b) = ("in this step", step)
+    r_c, e_c, r_b, e_b = (np.asarray(v, dtype=float) for v in step)
+    if not bool(_fails_outright(r_c, e_c, r_b, e_b, rate)):
+        span, (n_c, x_c, n_b, x_b) = (f"in the interval before look {j + 1}", inc)
+    base_rate = fmt.percent(x_b / n_b) if n_b else "none (no requests)"
+    return (
+        f"roll back {snapshot.candidate}: it failed {int(x_c):,} of its {int(n_c):,} requests {span} "
+        f"({fmt.percent(x_c / n_c)}) at look {j + 1}, at or above max_error_rate = {rate:g}, "
+        f"while {compared_label(snapshot)} failed {base_rate}; a hard failure ends the step without "
+        "waiting for the sequential tests."
     )
 
 

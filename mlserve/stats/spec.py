@@ -50,6 +50,10 @@ class AnalysisSpec:
     alpha: float = 0.05
     min_requests: int = 200
     srm_p_value: float = 0.001
+    # a candidate whose error share in a step reaches this (over at least
+    # mlserve.stats.engine.HARD_FAILURE_MIN_REQUESTS requests, its comparison arm below half of
+    # it) is rolled back at once, without waiting for the sequential tests (see hard_failures)
+    max_error_rate: float = 0.5
     on_inconclusive: OnInconclusive = "rollback"
     shadow_agreement: float = 0.99  # shadow: least share of agreeing predictions (0: gate off)
     # None: "interval" when the snapshot compares the candidate with a concurrent control,

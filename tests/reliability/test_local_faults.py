@@ -129,9 +129,7 @@ def _policy(root: Path, **keys: Any) -> None:
         "on_inconclusive": "rollback",
         "metrics": METRICS,
         # These faults are measured on the two-arm split (candidate against the primary,
-        # per-request test): with the replica control a dead candidate ends halted on the
-        # sample-ratio check after 3 looks (exit 4, traffic back on the baseline) before the
-        # interval test may reject (it needs 5 looks); see docs/rollouts.md.
+        # per-request test); the killed candidate is measured with the replica control too.
         "control": "primary",
     }
     set_policy(root, **{**base, **keys})
@@ -215,11 +213,17 @@ def test_weights_from_0_to_100_under_load_lose_nothing(clean: Deployment, reliab
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("control", ["primary", "replica"])
 def test_candidate_killed_during_canary_rolls_back_and_users_see_nothing(
-    clean: Deployment, tmp_path: Path, reliability: Recorder
+    clean: Deployment, tmp_path: Path, reliability: Recorder, control: str
 ) -> None:
+    """Against the primary the per-request error test rejects at the next look; against the
+    replica control (the default, interval test: five looks at the least) the hard-failure
+    guard (max_error_rate) ends the step, before the retried requests skew the split into
+    a sample-ratio halt."""
     root = clean.root
-    _policy(root, steps=[50, 100], min_requests=100_000, max_duration="60s")  # never promotes by itself
+    # never promotes by itself
+    _policy(root, steps=[50, 100], min_requests=100_000, max_duration="60s", control=control)
     assert run_cli("rollout", "start", "fraud", "--candidate", "v2", cwd=root).exit_code == 0
     run = _current(root)
     before = clean.load.snapshot()
@@ -239,7 +243,7 @@ def test_candidate_killed_during_canary_rolls_back_and_users_see_nothing(
     failing = [m.name for m in (state.decision.metrics if state.decision else ()) if m.verdict == "fail"]
     reliability.case(
         "faults",
-        "candidate's MLServer killed with -9 during a 50% canary step",
+        f"candidate's MLServer killed with -9 during a 50% canary step (control = {control!r})",
         expected="gateway retries on the baseline (no user-visible failure); errors counted against the "
         "candidate; rolled back within 2 looks (exit 3)",
         measured=f"exit {code}, status {state.status}, {looks_after} look(s) after the kill, "
@@ -251,7 +255,11 @@ def test_candidate_killed_during_canary_rolls_back_and_users_see_nothing(
     )
     assert code == 3, (tmp_path / "run.log").read_text()[-3000:]
     assert state.status == "rolled_back"
-    assert "error_rate" in failing
+    assert state.decision is not None
+    if control == "primary":
+        assert "error_rate" in failing
+    else:
+        assert "max_error_rate" in state.decision.reason and "hard failure" in state.decision.reason
     assert looks_after <= 2
     assert failed == 0 and lost == 0, codes
     assert dict(clean.target().traffic().endpoints["fraud"].traffic.weights) == {"v1": 100, "v2": 0}

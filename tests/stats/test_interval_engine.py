@@ -69,24 +69,55 @@ def test_latency_regression_is_rolled_back_and_a_harmless_candidate_promoted() -
     assert promoted >= 3
 
 
-def _broken(snap_looks: int = 10) -> tuple[object, object]:
+def _broken(snap_looks: int = 10, share: float = 1.0) -> tuple[object, object]:
+    """A snapshot and the same with the candidate failing ``share`` of its requests."""
     rng = np.random.default_rng(3)
     snap = simulate(Scenario(looks=snap_looks, rps=20, weights=(10.0,)), rng)
     looks = []
     for look in snap.looks:
         vc = look.variants["v2"]
-        looks.append(Look(look.at, look.weights, {**look.variants, "v2": dataclasses.replace(vc, errors=vc.requests)}))
+        failed = dataclasses.replace(vc, errors=round(share * vc.requests))
+        looks.append(Look(look.at, look.weights, {**look.variants, "v2": failed}))
     return snap, dataclasses.replace(snap, looks=tuple(looks))
 
 
 def test_a_broken_candidate_needs_five_looks_per_interval_one_per_request() -> None:
     """One interval can at most double the capital: at alpha 0.05 (0.04 for the critical
-    metric after Holm) the fifth look is the first that can roll back."""
-    _, broken = _broken()
+    metric after Holm) the fifth look is the first the interval test can roll back at. A
+    candidate failing 45% of its requests stays under the hard-failure guard (50%)."""
+    _, broken = _broken(share=0.45)
     v_req = analyze(broken, RolloutPolicy())  # type: ignore[arg-type]
     v_int = analyze(broken, INTERVAL)  # type: ignore[arg-type]
     assert (v_req.verdict, v_req.decided_at_look) == ("rollback", 1)
     assert (v_int.verdict, v_int.decided_at_look) == ("rollback", 5)
+
+
+def test_a_candidate_failing_every_request_is_rolled_back_at_the_first_look() -> None:
+    """The hard-failure guard: at or above max_error_rate, over 20 requests or more, with
+    the compared arm healthy, the step ends at once whatever the test unit; below the
+    guard, or with both arms failing alike, the tests decide."""
+    _, broken = _broken()
+    first = broken.looks[0].variants["v2"]  # type: ignore[attr-defined]
+    assert first.requests >= engine.HARD_FAILURE_MIN_REQUESTS
+    for policy in (RolloutPolicy(), INTERVAL):
+        v = analyze(broken, policy)  # type: ignore[arg-type]
+        assert (v.verdict, v.decided_at_look) == ("rollback", 1)
+        assert f"failed {first.errors:,} of its {first.requests:,} requests" in v.reason
+        assert "max_error_rate = 0.5" in v.reason and "while v1 failed" in v.reason
+    # a stricter guard is a policy key; 60% errors under a 0.7 guard waits for the test
+    _, most = _broken(share=0.6)
+    assert analyze(most, INTERVAL).decided_at_look == 1  # type: ignore[arg-type]
+    relaxed = INTERVAL.model_copy(update={"max_error_rate": 0.7})
+    assert analyze(most, relaxed).decided_at_look == 5  # type: ignore[arg-type]
+    # both arms failing alike (a shared dependency down) is not the candidate's hard failure
+    _, both = _broken()
+    looks = []
+    for look in both.looks:  # type: ignore[attr-defined]
+        vb = look.variants["v1"]
+        looks.append(Look(look.at, look.weights, {**look.variants, "v1": dataclasses.replace(vb, errors=vb.requests)}))
+    shared = analyze(dataclasses.replace(both, looks=tuple(looks)), INTERVAL)  # type: ignore[arg-type]
+    assert shared.verdict != "rollback" or (shared.decided_at_look or 0) >= 5
+    assert "hard failure" not in shared.reason
 
 
 def test_interval_decisions_are_prefix_consistent() -> None:
