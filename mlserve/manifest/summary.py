@@ -7,6 +7,7 @@ from typing import Any
 
 from mlserve.manifest.models import Manifest
 from mlserve.manifest.units import format_duration
+from mlserve.metrics.queries import unresolved_margins
 
 
 def summarize(manifest: Manifest, root: Path | None = None) -> dict[str, Any]:
@@ -65,6 +66,9 @@ def summarize(manifest: Manifest, root: Path | None = None) -> dict[str, Any]:
                 "endpoints": deployed,
             }
         )
+        for ep_name in deployed:
+            for i, message in unresolved_margins(env.target, env.serving, manifest.endpoints[ep_name].rollout.metrics):
+                warnings.append(f"endpoints.{ep_name}.rollout.metrics[{i}].margin: environment {name!r}: {message}")
         if env.target == "local" and root is not None:
             for ep_name in deployed:
                 ep = manifest.endpoints[ep_name]

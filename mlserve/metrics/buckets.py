@@ -5,9 +5,10 @@ and most runtimes' defaults): the compared value would be wherever a bucket boun
 to fall. mlserve's own buckets are exponential, :data:`RATIO` apart (3%) from
 :data:`LOW` (0.5 ms) to :data:`HIGH` (30 s): 373 bounds. Interpolating inside one such
 bucket puts the compared quantile within about 1.5% of the true one, a fraction of a 10%
-margin. The local gateway exports them. (On Kubernetes the same bounds, in milliseconds,
-would go into each model pod's ``sidecar.istio.io/statsHistogramBuckets`` annotation for
-Istio's ``istio_request_duration_milliseconds``; not rendered yet.)
+margin. The local gateway exports them. On Kubernetes the same bounds, in milliseconds, go
+into each model pod's ``sidecar.istio.io/statsHistogramBuckets`` annotation for Istio's
+``istio_request_duration_milliseconds`` (:func:`istio_buckets_annotation`), so the sidecars
+that the ``istio`` query set reads resolve a quantile as finely as the gateway.
 
 Prometheus' native histograms would do this without fixed bounds, but the Prometheus of
 this project (Debian's 2.42) has them only behind a feature flag and the Python client
@@ -19,6 +20,7 @@ three arms each exports a few thousand bucket series.
 from __future__ import annotations
 
 import bisect
+import json
 import math
 from typing import Any
 
@@ -40,6 +42,17 @@ def latency_buckets(ratio: float = RATIO, low: float = LOW, high: float = HIGH) 
 
 
 LATENCY_BUCKETS = latency_buckets()
+
+ISTIO_BUCKETS_ANNOTATION = "sidecar.istio.io/statsHistogramBuckets"
+ISTIO_DURATION_METRIC = "istiocustom.istio_request_duration_milliseconds"
+
+
+def istio_buckets_annotation(bounds: tuple[float, ...] = LATENCY_BUCKETS) -> str:
+    """The value of a pod's ``sidecar.istio.io/statsHistogramBuckets`` annotation: the
+    latency bounds in milliseconds for the sidecar's request-duration histogram (Istio
+    matches the key as a prefix of its histogram names)."""
+    ms = [float(f"{b * 1000:.4g}") for b in bounds]
+    return json.dumps({ISTIO_DURATION_METRIC: ms}, separators=(",", ":"))
 
 
 class FineHistogram:

@@ -20,8 +20,9 @@ break out of a PromQL string. Custom ratio metrics are the user's own PromQL, fi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mlserve.metrics.buckets import LATENCY_BUCKETS
 
@@ -55,6 +56,12 @@ class QuerySet:
     # labels whose value names one arm's workload: the series a selector returns must agree
     # on them, else the look is held as ambiguous (different workloads are never added up)
     identity: tuple[str, ...] = ()
+    # the ratio between neighbouring latency bucket bounds, as far as mlserve knows it: 1.03
+    # where mlserve sets the buckets (its gateway; Istio sidecars through the rendered
+    # sidecar.istio.io/statsHistogramBuckets annotation), the source's default elsewhere. A
+    # latency margin narrower than ratio - 1 cannot be resolved (mlserve validate warns)
+    bucket_ratio: float = 1.03
+    bucket_origin: str = "mlserve's own buckets"
 
 
 # Bucket bounds (seconds) of the local gateway's mlserve_request_duration_seconds histogram:
@@ -109,6 +116,10 @@ _SELDON = QuerySet(
     le_to_seconds=1.0,
     gpu_selector='namespace="{namespace}",pod=~"{endpoint}-{predictor}-.*"',
     identity=("deployment_name", "predictor_name"),
+    # the executor's histogram has the client library's default buckets (as its recorded
+    # exposition in tests/cluster shows); mlserve cannot set them from the SeldonDeployment
+    bucket_ratio=2.5,
+    bucket_origin="Seldon's executor histogram, 5 ms to 10 s with bounds 2-2.5x apart",
 )
 
 _KSERVE = QuerySet(
@@ -125,9 +136,41 @@ _KSERVE = QuerySet(
     le_to_seconds=0.001,
     gpu_selector='namespace="{namespace}",pod=~"{revision}-deployment-.*"',
     identity=("revision_name",),
+    bucket_ratio=2.0,
+    bucket_origin="Knative's queue-proxy histogram, bounds about 2x apart",
 )
 
 QUERY_SETS: dict[str, QuerySet] = {q.name: q for q in (_LOCAL, _ISTIO, _SELDON, _KSERVE)}
+
+
+def query_set_name(target: str, serving: str | None) -> str:
+    """The query set a rollout reads on an environment: the gateway's locally, Seldon's
+    executor for Seldon Core, Istio's sidecars for KServe."""
+    if target == "local":
+        return "local"
+    return "seldon" if serving == "seldon" else "istio"
+
+
+def unresolved_margins(target: str, serving: str | None, metrics: Sequence[Any]) -> list[tuple[int, str]]:
+    """(index, message) for each latency metric whose relative margin is narrower than the
+    environment's bucket spacing: the quantile it names cannot be resolved there."""
+    qs = QUERY_SETS[query_set_name(target, serving)]
+    out = []
+    for i, m in enumerate(metrics):
+        margin = m.margin
+        if m.kind != "latency" or not margin.relative or margin.value >= qs.bucket_ratio - 1:
+            continue
+        q = f"p{(m.quantile or 0.99) * 100:g}"
+        out.append(
+            (
+                i,
+                f"a {margin} margin at {q} is narrower than the latency buckets a rollout reads there "
+                f"({qs.bucket_origin}): it will compare the quantile nearest a bucket bound, not {q}, "
+                "and its report will say which; widen the margin or give the runtime finer buckets",
+            )
+        )
+    return out
+
 
 GPU_QUERIES = {
     "gpu_utilization_percent": "avg(avg_over_time(DCGM_FI_DEV_GPU_UTIL{{gpu_selector}}[{window}]))",

@@ -430,3 +430,22 @@ def test_traceback_flag_shows_traceback(tmp_path: Path) -> None:
     (tmp_path / "mlserve.toml").write_text("[project")
     with pytest.raises(Exception, match="invalid TOML"):
         run_cli("--project-dir", str(tmp_path), "--traceback", "validate")
+
+
+def test_validate_warns_of_a_latency_margin_the_environments_buckets_cannot_resolve() -> None:
+    """A 10% margin at p99 is resolved locally and on KServe (mlserve sets the buckets) but
+    not on Seldon (the executor's default buckets): a warning naming the metric's key and
+    the environment; a margin as wide as the buckets' spacing, or an absolute one, is silent."""
+    from mlserve.manifest.models import MetricSpec
+    from mlserve.manifest.units import Margin
+    from mlserve.metrics.queries import unresolved_margins
+
+    p99 = MetricSpec(name="latency_p99", kind="latency", quantile=0.99, margin=Margin(0.10, True))
+    wide = MetricSpec(name="latency_p99", kind="latency", quantile=0.99, margin=Margin(1.6, True))
+    absolute = MetricSpec(name="latency_p99", kind="latency", quantile=0.99, margin=Margin(0.005, False))
+    errors = MetricSpec(name="error_rate", kind="error_rate", margin=Margin(0.10, True))
+    assert unresolved_margins("local", None, [p99]) == []
+    assert unresolved_margins("kubernetes", "kserve", [p99]) == []
+    found = unresolved_margins("kubernetes", "seldon", [errors, p99, wide, absolute])
+    assert [i for i, _ in found] == [1]
+    assert "a 10% margin at p99" in found[0][1] and "Seldon's executor histogram" in found[0][1]

@@ -293,3 +293,28 @@ def test_the_local_chat_endpoint_renders_and_validates_on_both_serving_stacks(tm
             sdep = by_kind(docs, "SeldonDeployment")["chat"]
             container = sdep["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0]
             assert "--backend=huggingface" in container["args"] and "--http_port=9000" in container["args"]
+
+
+def test_kserve_pods_get_the_fine_latency_buckets_and_seldon_pods_none() -> None:
+    """KServe arms are read from Istio's sidecar histograms: every predictor pod carries the
+    statsHistogramBuckets annotation with mlserve's 3% bounds in milliseconds (the same as
+    the local gateway's), so p99 is compared within a fraction of a 10% margin on a cluster
+    too. Seldon arms are read from the executor, whose buckets mlserve cannot set."""
+    import itertools
+    import json
+
+    from mlserve.metrics.buckets import ISTIO_BUCKETS_ANNOTATION, ISTIO_DURATION_METRIC, LATENCY_BUCKETS
+
+    files = {p: t for layer in render_files(example(), "staging").values() for p, t in layer.items()}
+    docs = [d for d in yaml.safe_load_all(files["kubernetes/endpoints/fraud.yaml"]) if d]
+    isvcs = [d for d in docs if d["kind"] == "InferenceService"]
+    assert isvcs
+    for isvc in isvcs:
+        value = isvc["spec"]["predictor"]["annotations"][ISTIO_BUCKETS_ANNOTATION]
+        bounds = json.loads(value)[ISTIO_DURATION_METRIC]
+        assert len(bounds) == len(LATENCY_BUCKETS) > 300
+        ratios = [b / a for a, b in itertools.pairwise(bounds)]
+        assert max(ratios) < 1.035 and bounds[0] == 0.5 and bounds[-1] >= 30_000
+        validate_object(isvc)
+    prod = "\n".join(t for layer in render_files(example(), "prod").values() for t in layer.values())
+    assert ISTIO_BUCKETS_ANNOTATION not in prod
