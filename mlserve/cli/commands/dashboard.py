@@ -55,7 +55,9 @@ def register(app: typer.Typer) -> None:
             seconds,
         )
         t0 = time.monotonic()
-        state.out.print(f"dashboard {server.url} (live from {src.prometheus_url}; Ctrl-C stops)", highlight=False)
+        state.out.print(
+            f"dashboard {server.url} (live from {src.prometheus_url}; Ctrl-C stops)", markup=False, highlight=False
+        )
         try:
             while until is None or time.monotonic() - t0 < until:
                 time.sleep(0.2)

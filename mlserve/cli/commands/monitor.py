@@ -140,7 +140,7 @@ def _table(s: Any) -> Table:
         )
     firing = [a for a in s.alerts if a.get("state") == "firing"]
     table.caption = (
-        "alerts: " + "; ".join(f"{a['name']} {a.get('variant') or ''} ({a.get('severity')})" for a in firing)
+        "alerts: " + escape("; ".join(f"{a['name']} {a.get('variant') or ''} ({a.get('severity')})" for a in firing))
         if firing
         else "alerts: none firing"
     )
