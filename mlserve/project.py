@@ -51,5 +51,6 @@ class Project:
 def load_project(root: Path) -> Project:
     root = root.resolve()
     if not root.is_dir():
-        raise UsageError(f"{root}: project directory does not exist")
+        what = "is a file, not a project directory" if root.exists() else "project directory does not exist"
+        raise UsageError(f"{root}: {what}", hint="pass --project-dir DIR, the folder that holds mlserve.toml")
     return Project(root=root, manifest=load_manifest(root / MANIFEST_NAME))

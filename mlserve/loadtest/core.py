@@ -105,7 +105,11 @@ def is_loopback(host: str) -> bool:
 
 
 def check_url(url: str, *, loopback_only: bool) -> str:
-    parsed = urlparse(url)
+    try:
+        parsed = urlparse(url)
+        _ = parsed.port  # a port that is not a number in 0-65535 raises ValueError
+    except ValueError as exc:  # 'http://[/]': an unbalanced IPv6 bracket
+        raise UsageError(f"--url is not a valid URL: {exc} (got {url!r})") from None
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise UsageError(f"--url must be an http(s) URL like http://127.0.0.1:8080 (got {url!r})")
     if parsed.path not in ("", "/") or parsed.query or parsed.fragment:

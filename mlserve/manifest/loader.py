@@ -214,13 +214,14 @@ def parse_toml(text: str, source: str) -> dict[str, Any]:
         raise ManifestError([f"{source}: invalid TOML: {detail}"]) from None
 
 
-def read_text(path: Path) -> str:
+_NO_MANIFEST_HINT = "run 'mlserve init' to create a project, or pass --project-dir"
+
+
+def read_text(path: Path, *, missing_hint: str = _NO_MANIFEST_HINT) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ManifestError(
-            [f"{path}: file not found"], hint="run 'mlserve init' to create a project, or pass --project-dir"
-        ) from None
+        raise ManifestError([f"{path}: file not found"], hint=missing_hint) from None
     except IsADirectoryError:
         raise ManifestError([f"{path}: is a directory, not a file"]) from None
     except OSError as exc:
@@ -254,7 +255,7 @@ def load_manifest(path: Path) -> Manifest:
 def load_policy(path: Path) -> RolloutPolicy:
     """A policy file holds the keys of an endpoint's ``[rollout]`` table, at the top level
     or under ``[rollout]``."""
-    text = read_text(path)
+    text = read_text(path, missing_hint="--policy names a TOML file holding the keys of a [rollout] table")
     source = _display(path)
     data = parse_toml(text, source)
     if set(data) == {"rollout"} and isinstance(data["rollout"], dict):

@@ -143,7 +143,9 @@ def register(app: typer.Typer) -> None:
             from mlserve.batch.rayjob import write_rayjob
 
             written = write_rayjob(project, options, rayjob)
-            state.emit(written.to_dict(), lambda c: c.print(f"wrote {escape(str(rayjob))}: {written.describe()}"))
+            state.emit(
+                written.to_dict(), lambda c: c.print(f"wrote {escape(str(rayjob))}: {escape(written.describe())}")
+            )
             return
         con = state.out
         plan = plan_batch(project, options, say=lambda m: con.print(escape(m)))
@@ -152,7 +154,7 @@ def register(app: typer.Typer) -> None:
             f"batch [bold]{escape(endpoint)}[/] {escape(plan.version)} at {escape(plan.settings.infer_url)}: "
             f"{fmt.count(lay.rows)} rows in {len(lay.chunks)} chunk(s) of "
             f"{fmt.count(lay.chunks[0].rows if lay.chunks else 0)}, "
-            f"{plan.settings.batch_size} rows per request, {plan.settings.concurrency} in flight, engine {engine}"
+            f"{plan.settings.batch_size} rows per request, {plan.settings.concurrency} in flight, engine {escape(engine)}"
         )
         with ProgressView(con, f"{endpoint}/{plan.version}") as view:
             summary = run_batch(plan, view.update)
@@ -188,7 +190,7 @@ class ProgressView:
                 transient=True,
             )
             self._progress.start()
-            self._task = self._progress.add_task(self.label, total=None, rate="-", failed=0)
+            self._task = self._progress.add_task(escape(self.label), total=None, rate="-", failed=0)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -214,7 +216,8 @@ class ProgressView:
 
 
 def show_summary(con: Console, r: dict[str, Any]) -> None:
-    table = Table(title=f"Batch: {r['endpoint']}/{r['version']} ({r['engine']})", title_justify="left")
+    title = f"Batch: {r['endpoint']}/{r['version']} ({r['engine']})"
+    table = Table(title=escape(title), title_justify="left")
     for col in ("rows", "scored", "failed", "rows/s", "seconds", "requests", "p50", "p95", "p99"):
         table.add_column(col, justify="right")
     from mlserve.batch.report import latency_ms

@@ -164,7 +164,7 @@ def show(con: Console, r: dict[str, Any]) -> None:
         for m in r["metrics"]:
             if "unavailable" in m:
                 continue
-            table.add_row(m["metric"], *metric_cells(m))
+            table.add_row(*(escape(c) for c in (m["metric"], *metric_cells(m))))
         con.print(table)
     lat = Table(title="Latency per version", title_justify="left")
     for col in ("version", "rows/s", "requests", "p50", "p95", "p99", "failed rows"):

@@ -38,14 +38,14 @@ def register(app: typer.Typer) -> None:
         from mlserve.project import load_project
 
         project = load_project(state.project_dir)
+        seconds = duration_option(time_range, "--range", 60.0, 7 * 86400.0)
+        until = duration_option(duration, "--duration", 1.0, 7 * 86400.0) if duration else None
         src = source_for(project, env)
         if src.source != "local":
             raise UsageError(
                 f"mlserve dashboard serves the local target; environment {src.env!r} gets Grafana dashboards "
                 "(stacks/ENV/kubernetes/monitoring/, loaded by kube-prometheus-stack's Grafana)"
             )
-        seconds = duration_option(time_range, "--range", 60.0, 7 * 86400.0)
-        until = duration_option(duration, "--duration", 1.0, 7 * 86400.0) if duration else None
         rules = [endpoint_rules_from_manifest(n, ep) for n, ep in project.manifest.endpoints_in(src.env).items()]
         server = ds.start(
             port,
@@ -55,7 +55,9 @@ def register(app: typer.Typer) -> None:
             seconds,
         )
         t0 = time.monotonic()
-        state.out.print(f"dashboard {server.url} (live from {src.prometheus_url}; Ctrl-C stops)", highlight=False)
+        state.out.print(
+            f"dashboard {server.url} (live from {src.prometheus_url}; Ctrl-C stops)", markup=False, highlight=False
+        )
         try:
             while until is None or time.monotonic() - t0 < until:
                 time.sleep(0.2)

@@ -91,9 +91,9 @@ def _show(con: Console, r: dict[str, Any]) -> None:
         con.print(f"[green]up to date[/] {escape(r['env'])}: nothing changed, nothing started")
     for ro in r.get("rollouts") or []:
         con.print(escape(describe_kept(ro)))
-    con.print(f"gateway     {r['gateway_url']}  (V2: POST /v2/models/ENDPOINT/infer)")
+    con.print(f"gateway     {escape(str(r['gateway_url']))}  (V2: POST /v2/models/ENDPOINT/infer)")
     if r.get("openai_endpoints"):
         names = ", ".join(r["openai_endpoints"])
         con.print(f"            OpenAI: POST /v1/chat/completions, /v1/completions with model = {escape(names)}")
-    con.print(f"prometheus  {r['prometheus_url']}")
+    con.print(f"prometheus  {escape(str(r['prometheus_url']))}")
     con.print("`mlserve status` shows processes, health and traffic; `mlserve down` stops them")

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mlserve.cli.output import JsonFlag, get_state
 from mlserve.status import ExitStatus
@@ -23,7 +24,7 @@ def register(app: typer.Typer) -> None:
 
         project = load_project(state.project_dir)
         con = state.out
-        result = open_target(project, None, Options(say=con.print)).teardown()
+        result = open_target(project, None, Options(say=lambda m: con.print(escape(m)))).teardown()
         data = dataclasses.asdict(result)
         code = ExitStatus.ERROR if result.leftover else ExitStatus.OK
         state.emit(data, lambda c: _show(c, data), exit_code=code)

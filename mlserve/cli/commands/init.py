@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -26,13 +27,13 @@ def register(app: typer.Typer) -> None:
             result = scaffold(directory, force=force)
 
         def human(con: Console) -> None:
-            con.print(f"[green]created[/] project [bold]{result.project_name}[/] in {result.root}")
+            con.print(f"[green]created[/] project [bold]{escape(result.project_name)}[/] in {escape(str(result.root))}")
             for rel in result.written:
                 note = " [yellow](overwritten)[/]" if rel in result.overwritten else ""
                 con.print(f"  {escape(rel)}{note}")
             for line in result.notes:
                 con.print(f"[yellow]note:[/] {escape(line)}")
-            con.print("\nnext: [bold]mlserve --project-dir " + str(directory) + " validate[/]")
+            con.print(f"\nnext: [bold]mlserve --project-dir {escape(shlex.quote(str(directory)))} validate[/]")
 
         state.emit(
             {

@@ -162,7 +162,7 @@ def _show_llm(con: Console, llm: dict[str, Any]) -> None:
 
 
 def _show(con: Console, r: dict[str, Any]) -> None:
-    table = Table(title=f"Load test: {r['endpoint']} at {r['target_url']}", title_justify="left")
+    table = Table(title=f"Load test: {escape(r['endpoint'])} at {escape(r['target_url'])}", title_justify="left")
     for col in ("variant", "requests", "failures", "req/s", "p50 ms", "p95 ms", "p99 ms"):
         table.add_column(col, justify="left" if col == "variant" else "right")
 
@@ -186,7 +186,10 @@ def _show(con: Console, r: dict[str, Any]) -> None:
     con.print(table)
     if r.get("llm"):
         _show_llm(con, r["llm"])
-    con.print(f"{r['duration_seconds']:.1f}s from {r['started_at']} to {r['ended_at']} ({r['stop_reason']})")
+    con.print(
+        f"{r['duration_seconds']:.1f}s from {escape(r['started_at'])} to {escape(r['ended_at'])} "
+        f"({escape(r['stop_reason'])})"
+    )
     for err in r["errors"][:5]:
         con.print(f"[yellow]failure[/] {escape(err['variant'])}: {escape(err['error'])} x{err['occurrences']}")
     slo = r["slo"]
@@ -196,14 +199,14 @@ def _show(con: Console, r: dict[str, Any]) -> None:
     if slo["error_rate"] is not None:
         limits.append(f"errors <= {slo['error_rate']:.2%}")
     if not limits:
-        con.print("SLO: none declared in [slo]; nothing to check")
+        con.print("SLO: none declared in \\[slo]; nothing to check")
     elif slo["passed"] is None:
         con.print("[yellow]SLO: no request completed; nothing measured, so no pass[/]")
     elif slo["passed"]:
-        con.print(f"[green]SLO met[/]: {', '.join(limits)}")
+        con.print(f"[green]SLO met[/]: {escape(', '.join(limits))}")
     else:
         for b in slo["breaches"]:
             con.print(f"[bold red]SLO broken[/] {escape(b['message'])}")
     out = Path(r["out_dir"])
-    con.print(f"report  {out / r['files']['html']}")
-    con.print(f"files   {out}/ (summary.json, locust CSVs, locustfile.py to re-run with `locust -f`)")
+    con.print(f"report  {escape(str(out / r['files']['html']))}")
+    con.print(f"files   {escape(str(out))}/ (summary.json, locust CSVs, locustfile.py to re-run with `locust -f`)")

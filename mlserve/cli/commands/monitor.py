@@ -39,10 +39,11 @@ def register(app: typer.Typer) -> None:
         from mlserve.project import load_project
 
         project = load_project(state.project_dir)
-        src = source_for(project, env)
-        project.endpoint(endpoint, src.env)
+        # what the user typed is checked before asking the environment (a usage error, exit 2)
+        project.endpoint(endpoint, project.environment(env))
         every = duration_option(interval, "--interval", 1.0, 3600.0)
         span = duration_option(window, "--window", 5.0, 86400.0)
+        src = source_for(project, env)
         ep = project.manifest.endpoints[endpoint]
         versions = list(ep.versions)
         threshold = ep.monitoring.psi_threshold if ep.monitoring else None
@@ -140,7 +141,7 @@ def _table(s: Any) -> Table:
         )
     firing = [a for a in s.alerts if a.get("state") == "firing"]
     table.caption = (
-        "alerts: " + "; ".join(f"{a['name']} {a.get('variant') or ''} ({a.get('severity')})" for a in firing)
+        "alerts: " + escape("; ".join(f"{a['name']} {a.get('variant') or ''} ({a.get('severity')})" for a in firing))
         if firing
         else "alerts: none firing"
     )

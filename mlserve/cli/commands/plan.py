@@ -177,7 +177,7 @@ def show_status(con: Console, s: dict[str, Any]) -> None:
         table.add_row(
             layer["layer"],
             "yes" if layer["deployed"] else "no",
-            layer["applied_at"] or "-",
+            escape(layer["applied_at"] or "-"),
             f"[yellow]{escape(drift)}[/]" if layer["deployed"] and layer["drift"] else escape(drift or "in sync"),
         )
     con.print(table)
@@ -211,7 +211,7 @@ def show_result(con: Console, r: dict[str, Any]) -> None:
         name, action = layer["layer"], layer["action"]
         changes = layer.get("changes")
         if action == "planned":
-            con.print(f"[bold]{name}[/] ({layer['tool']}): {_describe(changes)}")
+            con.print(f"[bold]{name}[/] ({layer['tool']}): {escape(_describe(changes))}")
         elif action == "unchanged":
             con.print(f"[bold]{name}[/]: [green]no changes[/], nothing applied")
         elif action == "applied":
@@ -232,7 +232,9 @@ def show_result(con: Console, r: dict[str, Any]) -> None:
             for col in ("resource type", "add", "change", "replace", "destroy"):
                 table.add_column(col, justify="left" if col == "resource type" else "right")
             for rtype, row in changes["by_type"].items():
-                table.add_row(rtype, *(str(row[a]) if row[a] else "-" for a in ("add", "change", "replace", "destroy")))
+                table.add_row(
+                    escape(rtype), *(str(row[a]) if row[a] else "-" for a in ("add", "change", "replace", "destroy"))
+                )
             con.print(table)
             if action == "planned":
                 for res in changes["resources"]:

@@ -72,18 +72,18 @@ def _show(con: Console, s: dict[str, Any]) -> None:
             str(r["pid"] or "-"),
             str(r["port"]),
             escape(r["status"]),
-            f"[{colours.get(health, 'yellow')}]{health}[/]",
+            f"[{colours.get(health, 'yellow')}]{escape(str(health))}[/]",
             f"{r['weight']}%" if r["weight"] is not None else "-",
-            f"[{colours.get(target, 'yellow')}]{target}[/]" if target != "-" else "-",
+            f"[{colours.get(target, 'yellow')}]{escape(str(target))}[/]" if target != "-" else "-",
             str(r["restarts"]),
         )
     con.print(table)
     con.print("scrape: the Prometheus target's health (up/down)")
     for ep, t in s["traffic"].items():
         extra = f", shadow {t['shadow']['percent']}% to {t['shadow']['version']}" if t.get("shadow") else ""
-        con.print(f"traffic {escape(ep)}: mode {t['mode']}{escape(extra)}")
-    con.print(f"gateway     {s['gateway_url']}")
-    con.print(f"prometheus  {s['prometheus_url']}")
+        con.print(f"traffic {escape(ep)}: mode {escape(str(t['mode']))}{escape(extra)}")
+    con.print(f"gateway     {escape(str(s['gateway_url']))}")
+    con.print(f"prometheus  {escape(str(s['prometheus_url']))}")
     sup = f"pid {s['supervisor_pid']}" if s["supervisor_alive"] else "[red]not running[/]"
     con.print(f"supervisor  {sup}")
     _alerts(con, s.get("alerts") or [])

@@ -6,6 +6,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mlserve.cli.output import JsonFlag, get_state
 
@@ -25,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _show(con: Console, s: dict[str, Any]) -> None:
-    con.print(f"[green]valid[/] {s['manifest']}: project [bold]{s['project']}[/]")
+    con.print(f"[green]valid[/] {escape(s['manifest'])}: project [bold]{escape(s['project'])}[/]")
     eps = Table(title="Endpoints", title_justify="left")
     for col in ("endpoint", "runtime", "baseline", "versions", "resources", "replicas", "SLO"):
         eps.add_column(col)
@@ -39,13 +40,15 @@ def _show(con: Console, s: dict[str, Any]) -> None:
         if e["slo"]["error_rate"] is not None:
             slo.append(f"errors<={e['slo']['error_rate'] * 100:g}%")
         eps.add_row(
-            e["name"],
-            e["runtime"],
-            e["baseline"],
-            ", ".join(e["versions"]),
-            res,
-            f"{e['replicas'][0]}-{e['replicas'][1]}",
-            ", ".join(slo) or "-",
+            *_plain(
+                e["name"],
+                e["runtime"],
+                e["baseline"],
+                ", ".join(e["versions"]),
+                res,
+                f"{e['replicas'][0]}-{e['replicas'][1]}",
+                ", ".join(slo) or "-",
+            )
         )
     con.print(eps)
     envs = Table(title="Environments", title_justify="left")
@@ -53,12 +56,14 @@ def _show(con: Console, s: dict[str, Any]) -> None:
         envs.add_column(col)
     for e in s["environments"]:
         envs.add_row(
-            e["name"],
-            e["target"],
-            e["serving"] or "-",
-            e["cluster"] or "-",
-            e["namespace"] or "-",
-            ", ".join(e["endpoints"]),
+            *_plain(
+                e["name"],
+                e["target"],
+                e["serving"] or "-",
+                e["cluster"] or "-",
+                e["namespace"] or "-",
+                ", ".join(e["endpoints"]),
+            )
         )
     con.print(envs)
     pol = Table(title="Rollout policies", title_justify="left")
@@ -71,16 +76,24 @@ def _show(con: Console, s: dict[str, Any]) -> None:
             label = m["name"] + (f" (q={m['quantile']})" if m["quantile"] else "")
             metrics.append(f"{label} margin {m['margin']}" + (" [critical]" if m["critical"] else ""))
         pol.add_row(
-            e["name"],
-            r["strategy"],
-            " ".join(f"{x}%" for x in r["steps"]),
-            r["interval"],
-            f"{r['alpha']:g}",
-            str(r["min_requests"]),
-            "\n".join(metrics),
+            *_plain(
+                e["name"],
+                r["strategy"],
+                " ".join(f"{x}%" for x in r["steps"]),
+                r["interval"],
+                f"{r['alpha']:g}",
+                str(r["min_requests"]),
+                "\n".join(metrics),
+            )
         )
     con.print(pol)
     if s["gpus"]:
-        con.print(f"GPUs per replica across endpoints: {s['gpus']}")
+        con.print(f"GPUs per replica across endpoints: {escape(str(s['gpus']))}")
     for w in s["warnings"]:
         con.print(f"[yellow]warning:[/] {escape(w)}")
+
+
+def _plain(*cells: str) -> list[Text]:
+    """Table cells shown as written: a metric marked ``[critical]`` or a name with brackets is
+    not read as rich markup."""
+    return [Text(c) for c in cells]
