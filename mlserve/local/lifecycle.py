@@ -701,9 +701,17 @@ def log_files(project: Project, name: str, version: str | None) -> list[tuple[st
     manifest = project.manifest
     if name in manifest.endpoints:
         ep = manifest.endpoints[name]
-        if version is not None and version not in ep.versions:
-            raise UsageError(f"endpoint {name!r} has no version {version!r}; versions: {', '.join(ep.versions)}")
-        versions = [version] if version else list(ep.versions)
+        # a rollout's extra arms (its control) run as "ENDPOINT/ARM" and keep their log after
+        # they stop: the last control's log is there to read after the rollout ended
+        arms = sorted(
+            stem[len(name) + 1 :]
+            for stem in (f.name[: -len(".log")] for f in paths.logs_dir.glob(f"{name}.*.log"))
+            if stem[len(name) + 1 :] not in ep.versions and "." not in stem[len(name) + 1 :]
+        )
+        if version is not None and version not in ep.versions and version not in arms:
+            extra = f"; rollout arms with a log: {', '.join(arms)}" if arms else ""
+            raise UsageError(f"endpoint {name!r} has no version {version!r}; versions: {', '.join(ep.versions)}{extra}")
+        versions = [version] if version else [*ep.versions, *arms]
         found = [
             (process_name(name, v), paths.logs_dir / log_name(process_name(name, v)))
             for v in versions

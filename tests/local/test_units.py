@@ -237,6 +237,14 @@ def test_logs_before_deploy_and_unknown_names(project: Path) -> None:
     (logs / "fraud.v1.log").write_text("".join(f"line {i}\n" for i in range(100)))
     res = run_cli("logs", "fraud", "v1", "--lines", "3", cwd=project)
     assert res.exit_code == 0 and res.stdout.split() == ["line", "97", "line", "98", "line", "99"]
+    # a rollout's control arm (fraud/control) is listed beside the versions, and by name
+    (logs / "fraud.control.log").write_text("control started\n")
+    res = run_cli("--json", "logs", "fraud", "--lines", "1", cwd=project)
+    assert res.exit_code == 0 and [x["name"] for x in res.json["result"]["logs"]] == ["fraud/v1", "fraud/control"]
+    res = run_cli("logs", "fraud", "control", cwd=project)
+    assert res.exit_code == 0 and res.stdout.strip() == "control started"
+    res = run_cli("logs", "fraud", "v9", cwd=project)
+    assert res.exit_code == 2 and "rollout arms with a log: control" in res.stderr
 
 
 def test_failure_excerpt_prefers_the_last_traceback(tmp_path: Path) -> None:

@@ -14,7 +14,10 @@ def register(app: typer.Typer) -> None:
     def logs(
         ctx: typer.Context,
         endpoint: Annotated[str, typer.Argument(help="Endpoint (or gateway, prometheus, supervisor).")],
-        version: Annotated[str | None, typer.Argument(help="Version (default: every version).")] = None,
+        version: Annotated[
+            str | None,
+            typer.Argument(help="Version, or a rollout arm such as control (default: every version and arm)."),
+        ] = None,
         lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="Lines from the end of each log.")] = 50,
         follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines (Ctrl-C stops).")] = False,
         json_out: JsonFlag = False,
