@@ -10,7 +10,10 @@ buckets, sums and counts, errors at the arm's version's error rate. A weight cha
 through kubectl therefore moves the series, as it would on a cluster. Each file is served as
 one target holding every arm's series, with the arm's identity labels (workload, canonical
 revision, predictor name, model version); an arm can be left out (``silent``) to show a
-missing series.
+missing series. A rollout's control is an arm like the others, as a real sidecar reports it:
+its own workload (``ENDPOINT-control-predictor``, or predictor ``control``) and canonical
+revision (the arm's name, its pods' label), answering as the version its pods serve
+(``mlserve.io/model-version``).
 """
 
 from __future__ import annotations
