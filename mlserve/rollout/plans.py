@@ -13,10 +13,11 @@ mirror gives the candidate the primary's own requests) have no control.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+from mlserve.capacity import GpuPlan, gpu_plan, shares
 from mlserve.errors import UsageError
-from mlserve.manifest.models import RolloutPolicy
+from mlserve.manifest.models import Manifest, RolloutPolicy
 from mlserve.rollout.record import StepPlan
 from mlserve.targets.base import Mode, Plan
 
@@ -36,9 +37,17 @@ def control_arm_name(versions: Iterable[str]) -> str:
 
 
 def step_plans(
-    strategy: str, policy: RolloutPolicy, baseline: str, candidate: str, control: str = CONTROL_ARM
+    strategy: str,
+    policy: RolloutPolicy,
+    baseline: str,
+    candidate: str,
+    control: str = CONTROL_ARM,
+    *,
+    strict: bool = True,
 ) -> tuple[StepPlan, ...]:
-    """``control``: the control arm's name (used on canary steps when ``policy.control`` is ``replica``)."""
+    """``control``: the control arm's name (used on canary steps when ``policy.control`` is ``replica``).
+    ``strict``: refuse a step above 50% with ``control = "replica"`` (a rollout); otherwise such a
+    step is planned without a control, as the power plan does (``analyze --plan --steps``)."""
     plans: list[StepPlan] = []
     if strategy in ("shadow", "shadow+canary"):
         plans.append(StepPlan("shadow", Plan.shadow(baseline, candidate, policy.shadow_percent)))
@@ -47,7 +56,7 @@ def step_plans(
         if not weights:
             raise UsageError("rollout.steps has no step below 100%: a canary needs at least one analysis step")
         for w in weights:
-            if policy.control == "replica":
+            if policy.control == "replica" and (strict or 2 * w <= 100):
                 if 2 * w > 100:
                     raise UsageError(
                         f"rollout.steps: a {w}% step leaves no room for a control with the candidate's share; "
@@ -60,3 +69,33 @@ def step_plans(
     if strategy == "ab":
         plans.append(StepPlan("ab", Plan.split(Mode.AB, baseline, candidate, AB_PERCENT)))
     return tuple(plans)
+
+
+def gpus_per_step(manifest: Manifest, env_name: str, endpoint: str, plans: Sequence[StepPlan]) -> GpuPlan | None:
+    """GPUs per step of a rollout's step plans, every arm counted (the primary, the candidate
+    and a control); None when the endpoint has no GPUs. ``rollout start`` and ``analyze
+    --plan`` both print this, so they cannot disagree."""
+    if manifest.endpoints[endpoint].resources.gpu <= 0:
+        return None
+    return gpu_plan(manifest, env_name, endpoint, [(p.phase, shares(p.traffic.arms)) for p in plans])
+
+
+def planned_gpus(
+    manifest: Manifest,
+    env_name: str,
+    endpoint: str,
+    policy: RolloutPolicy,
+    *,
+    candidate: str | None = None,
+    steps: Sequence[int] | None = None,
+) -> GpuPlan | None:
+    """:func:`gpus_per_step` of the rollout ``rollout start`` would plan for ``policy`` (its
+    strategy and control; ``steps`` in place of its steps), for a plan made before any
+    rollout: the candidate defaults to the first version other than the baseline."""
+    ep = manifest.endpoints[endpoint]
+    if ep.resources.gpu <= 0:
+        return None
+    cand = candidate or next((v for v in sorted(ep.versions) if v != ep.baseline), "candidate")
+    chosen = policy if steps is None else policy.model_copy(update={"steps": list(steps)})
+    plans = step_plans(chosen.strategy, chosen, ep.baseline, cand, control_arm_name(ep.versions), strict=steps is None)
+    return gpus_per_step(manifest, env_name, endpoint, plans)

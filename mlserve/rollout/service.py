@@ -18,7 +18,7 @@ from mlserve.capacity import GpuPlan
 from mlserve.errors import StateError, UsageError
 from mlserve.project import Project
 from mlserve.rollout.machine import Machine, Ports, Progress, _quiet
-from mlserve.rollout.plans import STRATEGIES, control_arm_name, step_plans
+from mlserve.rollout.plans import STRATEGIES, control_arm_name, gpus_per_step, step_plans
 from mlserve.rollout.record import Run, StepPlan
 from mlserve.rollout.store import RunDir, current_run, holding, new_run_id, rollout_in_progress, set_current
 from mlserve.status import ExitStatus, Status
@@ -178,12 +178,11 @@ def start(
 def _gpu_plan(project: Project, env_name: str, endpoint: str, plans: tuple[StepPlan, ...]) -> GpuPlan | None:
     """GPUs per step of a GPU endpoint; a plan over the cap or the node group is refused here,
     before the run exists and before any traffic moves."""
-    from mlserve.capacity import gpu_plan, refuse_if_over, shares
+    from mlserve.capacity import refuse_if_over
 
-    if project.manifest.endpoints[endpoint].resources.gpu <= 0:
-        return None
-    plan = gpu_plan(project.manifest, env_name, endpoint, [(p.phase, shares(p.traffic.arms)) for p in plans])
-    refuse_if_over(plan)
+    plan = gpus_per_step(project.manifest, env_name, endpoint, plans)
+    if plan is not None:
+        refuse_if_over(plan)
     return plan
 
 

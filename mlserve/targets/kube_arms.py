@@ -12,6 +12,12 @@ or the SeldonDeployment predictor (Seldon) labelled ``mlserve.io/endpoint`` and
 - Seldon Core v1: the predictor's name (the executor's ``predictor_name``) and its
   Deployment ``SDEP-PREDICTOR-0-model``.
 
+A rollout's control is an object of its own (``ENDPOINT-control``, or predictor ``control``):
+its ``mlserve.io/version`` label (and its pods' canonical revision, which Istio reports) is
+the arm's name, its role ``control`` and its pods' ``mlserve.io/model-version`` the baseline
+version it serves. The control arm resolves to that object only, and the primary never to it,
+so the two instances of one version are never counted as one.
+
 An arm with no object, or with two, holds the look with the kubectl query that found it so:
 a series is never guessed.
 """
@@ -24,6 +30,7 @@ from typing import Any
 
 from mlserve.errors import ToolError
 from mlserve.metrics import MetricsUnavailable
+from mlserve.render.kubernetes import MODEL_VERSION_LABEL  # a control's pods: the version they serve
 from mlserve.tools.kubectl import Kubectl
 
 ROLE_LABEL = "mlserve.io/role"
@@ -53,20 +60,55 @@ def _role_of(meta: Mapping[str, Any]) -> str:
     return str((meta.get("annotations") or {}).get(ROLE_LABEL) or (meta.get("labels") or {}).get(ROLE_LABEL) or "")
 
 
-def _pick(found: list[tuple[str, str, str, Any]], want: Wanted, endpoint: str, query: str) -> tuple[str, str, str, Any]:
-    """(name, version, role, object) of the one object serving ``want``."""
+@dataclass(frozen=True)
+class _Found:
+    """One object serving an arm, as the cluster lists it."""
+
+    name: str  # the InferenceService, or the Seldon predictor
+    arm: str  # its ``mlserve.io/version`` label: the version, or a control's arm name
+    model_version: str  # the version its pods serve (``mlserve.io/model-version`` on a control's pods)
+    role: str  # ``mlserve.io/role``: baseline | candidate | control
+    obj: Any
+
+    def describe(self) -> str:
+        served = f", serving {self.model_version}" if self.model_version != self.arm else ""
+        return f"{self.name} (version {self.arm}{served}, role {self.role or '-'})"
+
+
+def _pod_labels(serving: str, obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    if serving == "seldon":
+        specs = obj.get("componentSpecs") or [{}]
+        return ((specs[0] or {}).get("metadata") or {}).get("labels") or {}
+    return ((obj.get("spec") or {}).get("predictor") or {}).get("labels") or {}
+
+
+def _found(serving: str, name: str, labels: Mapping[str, Any], role: str, obj: Any) -> _Found:
+    arm = str(labels.get("mlserve.io/version", name))
+    served = str(_pod_labels(serving, obj).get(MODEL_VERSION_LABEL) or arm)
+    return _Found(name, arm, served, role, obj)
+
+
+def _pick(found: list[_Found], want: Wanted, endpoint: str, query: str) -> _Found:
+    """The one object serving ``want``. A control is the object of role ``control`` whose pods
+    serve the wanted version (by its arm name where several do); the primary and the
+    candidate are the objects labelled with their version, never a control of it."""
     role = RENDERED_ROLE.get(want.role, want.role)
-    same_version = [f for f in found if f[1] == want.version]
-    exact = [f for f in same_version if f[2] == role]
-    chosen = exact or (same_version if len(same_version) == 1 else [])
+    if want.role == "control":
+        same = [f for f in found if f.role == "control" and f.model_version == want.version]
+        named = [f for f in same if want.arm in (f.arm, f.name)]
+        chosen = named or same
+    else:
+        same = [f for f in found if f.arm == want.version and f.model_version == want.version and f.role != "control"]
+        exact = [f for f in same if f.role == role]
+        chosen = exact or (same if len(same) == 1 else [])
     if not chosen:
-        have = ", ".join(f"{n} (version {v}, role {r or '-'})" for n, v, r, _ in found) or "nothing"
+        have = ", ".join(f.describe() for f in found) or "nothing"
         raise MetricsUnavailable(
             f"no workload for arm {want.arm} of {endpoint} (version {want.version}, role {want.role}): "
             f"{query} lists {have}"
         )
     if len(chosen) > 1:
-        names = ", ".join(n for n, *_ in chosen)
+        names = ", ".join(f.name for f in chosen)
         raise MetricsUnavailable(
             f"ambiguous workload for arm {want.arm} of {endpoint}: {query} lists {len(chosen)} objects of version "
             f"{want.version} with role {role} ({names}); mlserve does not add up different workloads' series"
@@ -90,19 +132,26 @@ def resolve(
         data = kubectl.get_json(resource, namespace=namespace, selector=selector)
     except ToolError as exc:
         raise MetricsUnavailable(f"cannot read the arms of {endpoint} ({query}): {exc.message}") from None
-    found: list[tuple[str, str, str, Any]] = []
+    return select(data, serving=serving, router=router, endpoint=endpoint, wanted=wanted, query=query)
+
+
+def select(
+    data: Mapping[str, Any], *, serving: str, router: str, endpoint: str, wanted: Sequence[Wanted], query: str
+) -> dict[str, dict[str, str]]:
+    """:func:`resolve` on what kubectl returned (``query``: how, for the messages)."""
+    found: list[_Found] = []
     if serving == "seldon":
         for p in (data.get("spec") or {}).get("predictors", []) or []:
-            labels = p.get("labels") or {}
-            found.append((str(p.get("name")), str(labels.get("mlserve.io/version", p.get("name"))), _role_of(p), p))
+            found.append(_found(serving, str(p.get("name")), p.get("labels") or {}, _role_of(p), p))
     else:
         for item in data.get("items", []) or []:
             meta = item.get("metadata") or {}
-            labels = meta.get("labels") or {}
-            found.append((str(meta.get("name")), str(labels.get("mlserve.io/version", "")), _role_of(meta), item))
+            found.append(_found(serving, str(meta.get("name")), meta.get("labels") or {}, _role_of(meta), item))
     out: dict[str, dict[str, str]] = {}
     for want in wanted:
-        name, version, _role, obj = _pick(found, want, endpoint, query)
+        f = _pick(found, want, endpoint, query)
+        # the series carry the pods' canonical revision: the version, or a control's arm name
+        name, version = f.name, f.arm
         if serving == "seldon":
             out[want.arm] = {
                 "object": name,
@@ -112,13 +161,13 @@ def resolve(
                 "service": endpoint if router == "istio" else f"{endpoint}-{name}",
             }
             continue
-        meta = obj.get("metadata") or {}
+        meta = f.obj.get("metadata") or {}
         mode = (meta.get("annotations") or {}).get("serving.kserve.io/deploymentMode", "Serverless")
         entry = {"object": name, "version": version, "service": endpoint if router == "istio" else f"{name}-predictor"}
         if mode == "RawDeployment":
             entry["workload"] = f"{name}-predictor"
         else:
-            predictor = ((obj.get("status") or {}).get("components") or {}).get("predictor") or {}
+            predictor = ((f.obj.get("status") or {}).get("components") or {}).get("predictor") or {}
             revision = predictor.get("latestReadyRevision")
             if not revision:
                 raise MetricsUnavailable(

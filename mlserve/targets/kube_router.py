@@ -28,6 +28,7 @@ import yaml
 from mlserve import fsutil
 from mlserve.errors import TargetError, ToolError
 from mlserve.project import Project
+from mlserve.targets import control_arms
 from mlserve.targets.base import Plan
 from mlserve.targets.kube_conflict import conflict_or_error
 from mlserve.tools.kubectl import Kubectl
@@ -72,7 +73,7 @@ def endpoint_docs(docs: Iterable[Mapping[str, Any]], endpoint: str) -> list[dict
     return out
 
 
-class GatewayApiRouter:
+class GatewayApiRouter(control_arms.ControlArms):
     """Traffic through an HTTPRoute per endpoint; see the module docstring."""
 
     def __init__(self, project: Project, env_name: str, *, render_root: Path | None = None) -> None:
@@ -86,9 +87,7 @@ class GatewayApiRouter:
 
     @property
     def context(self) -> str:
-        from mlserve.targets.kubernetes import KubernetesTarget
-
-        return KubernetesTarget(self.project, self.env_name).kube_context
+        return control_arms.kube_context(self.project, self.env_name)
 
     def plans(self) -> dict[str, Plan]:
         data = fsutil.read_json(self.memory) or {}
@@ -100,35 +99,15 @@ class GatewayApiRouter:
     def describe(self) -> str:
         return f"kubernetes environment {self.env_name!r}, Gateway API HTTPRoutes (kubectl context {self.context})"
 
-    # The control arm, as the istio router does it (mlserve.targets.kubernetes.KubernetesRouter):
-    # its objects come and go with the plans that name it.
+    # start_arm, stop_arm and arms: the control's lifecycle, shared (mlserve.targets.control_arms)
 
-    def start_arm(self, endpoint: str, name: str, version: str) -> None:
-        """One more arm of ``version`` named ``name``, routed at weight 0 (its objects applied
-        before the route, as every growing arm). Idempotent."""
-        from mlserve.targets.base import Arm, Role
-
-        plan = self.current(endpoint)
-        if plan is None or plan.candidate is None or name in plan.arms:
-            return  # no plan yet: the step's plan renders the control with it
-        self.apply(endpoint, Plan(plan.mode, {**plan.arms, name: Arm(version, 0, Role.CONTROL)}))
-
-    def stop_arm(self, endpoint: str, name: str) -> None:
-        """The route stops naming the arm; KServe's separate InferenceService is deleted by name
-        (server-side apply does not prune). Idempotent."""
-        from mlserve.targets.kubernetes import KubernetesTarget
-
-        plan = self.current(endpoint)
-        if plan is not None and name in plan.arms:
-            self.apply(endpoint, plan.without_control())
-        env = self.project.manifest.environments[self.env_name]
-        if env.serving == "kserve" and env.namespace:
-            target = KubernetesTarget(self.project, self.env_name, work_root=self.render_root)
-            target._kubectl().delete_object("inferenceservice", f"{endpoint}-{name}", namespace=env.namespace)
-
-    def arms(self, endpoint: str) -> tuple[str, ...]:
-        plan = self.current(endpoint)
-        return () if plan is None or plan.control is None else (plan.control,)
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """An object deleted by name (a stopped control's InferenceService) is no longer known as
+        applied, so a later plan that renders it again (the next rollout's control) applies it."""
+        known: dict[str, Any] = fsutil.read_json(self.applied_objects) or {}
+        gone = [k for k in known if k.split("/")[-3:] == [kind, namespace, name]]
+        if gone:
+            fsutil.atomic_write_json(self.applied_objects, {k: v for k, v in known.items() if k not in gone})
 
     def apply(self, endpoint: str, plan: Plan) -> None:
         from mlserve.render import EndpointTraffic

@@ -31,6 +31,7 @@ from typing import Any
 from mlserve.errors import MlserveError, StateError, TargetError, ToolError, UsageError
 from mlserve.metrics import Collected, LookRequest, QueryFn
 from mlserve.project import Project
+from mlserve.targets import control_arms
 from mlserve.targets.base import (
     Capabilities,
     ClientAccess,
@@ -254,11 +255,7 @@ class KubernetesTarget:
 
         (``aws eks update-kubeconfig --name NAME --alias NAME`` creates that context.)
         """
-        if self.env.kube_context:
-            return self.env.kube_context
-        from mlserve.render.context import cluster_name
-
-        return cluster_name(self.project.manifest, self.env_name)
+        return control_arms.kube_context(self.project, self.env_name)
 
     def say(self, message: str) -> None:
         if self._say is not None:
@@ -638,13 +635,14 @@ class _clean_if_new:
 # ---------------------------------------------------------------------------
 
 
-class KubernetesRouter:
+class KubernetesRouter(control_arms.ControlArms):
     """A plan is a re-render of the environment with the new traffic state (only the kubernetes
     layer's ``traffic.yaml`` changes) and one ``kubectl apply --server-side`` of that layer.
 
     Every endpoint of the environment is rendered at once, so the router remembers the last
     plan it applied to each (``.mlserve/rollout-traffic/ENV.json``) and keeps the others' live
-    traffic when it moves one."""
+    traffic when it moves one. A rollout's control arm comes and goes with the plans that name
+    it (:class:`~mlserve.targets.control_arms.ControlArms`, shared with the Gateway API router)."""
 
     def __init__(self, project: Project, env_name: str, *, render_root: Path | None = None) -> None:
         self.project = project
@@ -677,47 +675,9 @@ class KubernetesRouter:
     def current(self, endpoint: str) -> Plan | None:
         return self.plans().get(endpoint)
 
-    def start_arm(self, endpoint: str, name: str, version: str) -> None:
-        """Render and apply one more InferenceService (or Seldon predictor) of ``version`` named
-        after the arm, with the candidate's replicas and resources, at weight 0; the plan that
-        routes to it is applied next. Idempotent: applying the same objects again changes nothing."""
-        from mlserve.targets.base import Arm, Role
-
-        plan = self.current(endpoint)
-        if plan is None or plan.candidate is None:
-            return  # the step's plan renders the control with it
-        if name in plan.arms:
-            return
-        arms = {**plan.arms, name: Arm(version, 0, Role.CONTROL)}
-        self.apply(endpoint, Plan(plan.mode, arms))
-
-    def stop_arm(self, endpoint: str, name: str) -> None:
-        """The control's objects leave the rendered stack with the plan that no longer routes to
-        it (applied again here if the last plan still names the arm). A Seldon predictor goes
-        with its SeldonDeployment's new predictor list; KServe's separate InferenceService is
-        deleted by name, since server-side apply does not prune."""
-        plan = self.current(endpoint)
-        if plan is not None and name in plan.arms:
-            self.apply(endpoint, plan.without_control())
-        env = self.project.manifest.environments[self.env_name]
-        if env.serving == "kserve" and env.namespace:
-            target = KubernetesTarget(self.project, self.env_name, work_root=self.render_root)
-            target._kubectl().delete_object("inferenceservice", f"{endpoint}-{name}", namespace=env.namespace)
-
-    def arms(self, endpoint: str) -> tuple[str, ...]:
-        plan = self.current(endpoint)
-        return () if plan is None or plan.control is None else (plan.control,)
-
     def describe(self) -> str:
-        env = self.project.manifest.environments[self.env_name]
-        context = env.kube_context or _cluster_name(self.project, self.env_name)
+        context = control_arms.kube_context(self.project, self.env_name)
         return f"kubernetes environment {self.env_name!r} (kubectl context {context})"
-
-
-def _cluster_name(project: Project, env_name: str) -> str:
-    from mlserve.render.context import cluster_name
-
-    return str(cluster_name(project.manifest, env_name))
 
 
 class KubernetesMetrics:
@@ -776,8 +736,7 @@ class KubernetesMetrics:
 
     def kubectl(self) -> Kubectl:
         if self._kubectl is None:
-            context = self.env.kube_context or _cluster_name(self.project, self.env_name)
-            self._kubectl = Kubectl(context, timeout=30)
+            self._kubectl = Kubectl(control_arms.kube_context(self.project, self.env_name), timeout=30)
         return self._kubectl
 
     def arms(self, request: LookRequest) -> dict[str, dict[str, str]]:

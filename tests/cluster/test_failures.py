@@ -33,7 +33,7 @@ def _mlserve_patches(cluster: object) -> list[dict[str, object]]:
 def test_missing_series_holds_the_look_naming_the_query(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    set_policy(project, control="primary", interval="1s", max_duration="1m", steps=[25, 100])
+    set_policy(project, interval="1s", max_duration="1m", steps=[25, 100])
     with rehearsal(project, tmp_path, monkeypatch, env="staging", versions=HARMLESS) as r:
         r.exposition.silent.add("fraud-v2")  # the candidate's sidecar is not scraped
         p = load_project(project)
@@ -59,7 +59,7 @@ def test_missing_series_holds_the_look_naming_the_query(
 def test_route_changed_by_someone_else_stops_the_rollout_and_nothing_more_is_applied(
     router: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    set_policy(project, control="primary", interval="1s", max_duration="1m", steps=[25, 100])
+    set_policy(project, interval="1s", max_duration="1m", steps=[25, 100])
     keys = {"router": "gateway-api"} if router == "gateway-api" else {}
     with rehearsal(project, tmp_path, monkeypatch, env="staging", versions=HARMLESS, **keys) as r:
         kind, field = ("HTTPRoute", "spec.rules") if router == "gateway-api" else ("VirtualService", "spec.http")
@@ -103,12 +103,13 @@ def test_a_missing_crd_is_refused_with_kubectls_message(
 def test_every_object_mlserve_applies_is_validated_and_an_invalid_one_is_refused(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    set_policy(project, control="primary", interval="1s", max_duration="1m", steps=[25, 100])
+    set_policy(project, interval="1s", max_duration="1m", steps=[25, 100])
     with rehearsal(project, tmp_path, monkeypatch, env="staging", router="gateway-api") as r:
         service.start(load_project(project), "fraud", "v2", env="staging")
         service.step(load_project(project), "fraud")
         applied = _mlserve_patches(r.cluster)
         assert {"HTTPRoute", "InferenceService", "Gateway", "Namespace"} <= {str(p["kind"]) for p in applied}
+        assert ("InferenceService", "fraud-control") in {(p["kind"], p["name"]) for p in applied}  # the control's
         checked = {(k, n) for k, n, _how in r.cluster.validated}
         assert all((p["kind"], p["name"]) in checked for p in applied)
         assert ("HTTPRoute", "fraud", "crd") in r.cluster.validated

@@ -22,9 +22,6 @@ pytestmark = [pytest.mark.prometheus]
 HARMLESS = {"v1": Behaviour(0.0, 0.02), "v2": Behaviour(0.0, 0.021)}
 ERRORS = {"v1": Behaviour(0.0, 0.02), "v2": Behaviour(0.08, 0.02)}
 POLICY = {
-    # the concurrent control (control = "replica", main's default) is not rehearsed on the
-    # simulated cluster yet: these runs compare with the primary, as before it
-    "control": "primary",
     "interval": "1s",
     "max_duration": "60s",
     "min_requests": 300,
@@ -34,6 +31,9 @@ POLICY = {
         {"name": "latency_p95", "kind": "latency", "quantile": 0.95, "margin": "50%"},
     ],
 }
+# requests per second to the endpoint: with the concurrent control the evidence unit is the
+# interval (one bet per look), which decides within about ten 1 s looks at this rate
+RATE = 1200.0
 # (environment, extra environment keys, exposition components)
 CASES = {
     "kserve-istio": ("staging", {}, ("istio", "mlserver")),
@@ -61,62 +61,127 @@ def _route_weights(r: Rehearsal, router: str) -> dict[str, int]:
     return {d["destination"]["subset"]: d["weight"] for d in vs["spec"]["http"][-1]["route"]}
 
 
-def _check_promoted(r: Rehearsal, out: dict[str, Any], case: str) -> None:
+def _stable(router: str, version: str) -> dict[str, int]:
+    return {f"fraud-{version}-predictor": 100} if router == "gateway-api" else {version: 100}
+
+
+def _arm_query(case: str, arm: str) -> str:
+    """The selector of one arm's series: its own workload, as its pods are labelled."""
+    if case.startswith("seldon"):
+        return f'deployment_name="fraud",predictor_name="{arm}"'
+    return f'destination_workload="fraud-{arm}-predictor",destination_canonical_revision="{arm}"'
+
+
+def _sent(r: Rehearsal, case: str, arm: str) -> int:
+    return r.exposition.sent.get(arm if case.startswith("seldon") else f"fraud-{arm}", 0)
+
+
+def _check_control(r: Rehearsal, out: dict[str, Any], case: str) -> None:
+    """The control served its share from its own workload, was compared, and is gone."""
+    events = _events(out)
+    assert [e["event"] for e in events if e["event"].startswith("control_")] == ["control_started", "control_stopped"]
+    enter = next(e for e in events if e.get("action") == "enter_step")
+    assert enter["weights"] == {"v1": 50, "control": 25, "v2": 25}
+    assert _sent(r, case, "control") > 0
+    looks = [e for e in events if e["event"] == "look"]
+    assert all(_arm_query(case, "control") in " ".join(e["queries"]) for e in looks)
+    assert all(set(e["requests"]) == {"v1", "control", "v2"} for e in looks)
+    # the sample-ratio check covers every arm, and the counts it saw are the split the cluster made
+    arms = out["decision"]["srm"]["arms"]
+    assert set(arms) == {"v1", "control", "v2"}, arms
+    for arm, expected in (("v1", 0.5), ("control", 0.25), ("v2", 0.25)):
+        assert arms[arm]["expected"] == expected and abs(arms[arm]["share"] - expected) < 0.04, arms
+    report = (Path(out["run_dir"]) / "report.md").read_text()
+    assert "compared with the control arm 'control' (a fresh instance of v1" in report
+    assert "| control | control | v1 | 25% |" in report
+    if case.startswith("seldon"):
+        sdep = r.cluster.get("SeldonDeployment", "fraud", r.namespace)
+        assert sdep is not None and [p["name"] for p in sdep["spec"]["predictors"]] == [_final(out)]
+    else:
+        assert r.cluster.get("InferenceService", "fraud-control", r.namespace) is None
+
+
+def _final(out: dict[str, Any]) -> str:
+    return "v2" if out["status"] == "promoted" else "v1"
+
+
+def _check_promoted(r: Rehearsal, out: dict[str, Any], case: str, control: str) -> None:
     assert out["status"] == "promoted", out
     router = CASES[case][1].get("router", "istio")
     # the split the stand-in held is the split the series saw
     d = out["decision"]
-    assert d["srm"]["ok"] and abs(d["srm"]["candidate_share"] - 0.25) < 0.03, d["srm"]
-    assert _route_weights(r, router) == ({"fraud-v2-predictor": 100} if router == "gateway-api" else {"v2": 100})
+    share = 0.5 if control == "replica" else 0.25  # the candidate's share of the compared pair
+    assert d["srm"]["ok"] and abs(d["srm"]["candidate_share"] - share) < 0.04, d["srm"]
+    assert _route_weights(r, router) == _stable(router, "v2")
     looks = [e for e in _events(out) if e["event"] == "look"]
     assert looks and all(e["queries"] for e in looks)
     text = " ".join(looks[-1]["queries"])
-    if case.startswith("seldon"):
-        assert 'predictor_name="v2"' in text and 'deployment_name="fraud"' in text
-    else:
-        assert 'destination_workload="fraud-v2-predictor"' in text and 'reporter="destination"' in text
+    assert _arm_query(case, "v2") in text and _arm_query(case, "v1") in text
+    if not case.startswith("seldon"):
+        assert 'reporter="destination"' in text
     report = (Path(out["run_dir"]) / "report.md").read_text()
     assert "## Queries" in report and looks[-1]["queries"][0] in report
+    if control == "replica":
+        _check_control(r, out, case)
+    else:
+        assert "control" not in text and not any(e["event"].startswith("control_") for e in _events(out))
 
 
-@pytest.mark.parametrize("case", ["kserve-istio"])
+def _check_rolled_back(r: Rehearsal, out: dict[str, Any], case: str, control: str) -> None:
+    assert out["status"] == "rolled_back", out
+    assert "error_rate" in out["outcome"]["reason"]
+    router = CASES[case][1].get("router", "istio")
+    assert _route_weights(r, router) == _stable(router, "v1")
+    assert _sent(r, case, "v2") > 0  # the candidate did serve, and failed
+    if control == "replica":
+        assert "than control (a fresh v1)" in out["outcome"]["reason"], out["outcome"]
+        _check_control(r, out, case)
+
+
+def _rehearse(case: str, control: str, versions: dict[str, Behaviour], project: Path, tmp: Path, mp: Any) -> None:
+    env, keys, components = CASES[case]
+    set_policy(project, **POLICY, **({"control": "primary"} if control == "primary" else {}))
+    with rehearsal(project, tmp, mp, env=env, components=components, versions=versions, rate=RATE, **keys) as r:
+        out = _run(r)
+        check = _check_promoted if versions is HARMLESS else _check_rolled_back
+        check(r, out, case, control)
+
+
+# The concurrent control (control = "replica", the default) on every router and backend; the
+# comparison with the primary (control = "primary") beside it, in the slow run.
+
+
+@pytest.mark.parametrize("case", ["kserve-istio", "seldon-istio"])
 def test_harmless_candidate_is_promoted(
     case: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env, keys, components = CASES[case]
-    set_policy(project, **POLICY)
-    with rehearsal(project, tmp_path, monkeypatch, env=env, components=components, versions=HARMLESS, **keys) as r:
-        out = _run(r)
-        _check_promoted(r, out, case)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("case", ["kserve-gateway-api", "seldon-istio"])
-def test_harmless_candidate_is_promoted_on_every_router_and_backend(
-    case: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    test_harmless_candidate_is_promoted(case, project, tmp_path, monkeypatch)
+    _rehearse(case, "replica", HARMLESS, project, tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("case", ["kserve-gateway-api"])
 def test_candidate_whose_series_show_errors_is_rolled_back(
     case: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env, keys, components = CASES[case]
-    set_policy(project, **POLICY)
-    with rehearsal(project, tmp_path, monkeypatch, env=env, components=components, versions=ERRORS, **keys) as r:
-        out = _run(r)
-        assert out["status"] == "rolled_back", out
-        assert "error_rate" in out["outcome"]["reason"]
-        router = keys.get("router", "istio")
-        assert _route_weights(r, router) == ({"fraud-v1-predictor": 100} if router == "gateway-api" else {"v1": 100})
-        candidate = "v2" if case.startswith("seldon") else "fraud-v2"  # a Seldon arm is its predictor
-        assert r.exposition.sent.get(candidate, 0) > 0  # the candidate did serve, and failed
+    _rehearse(case, "replica", ERRORS, project, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["kserve-istio", "seldon-istio"])
-def test_candidate_whose_series_show_errors_is_rolled_back_everywhere(
-    case: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("case", "control"),
+    [("kserve-gateway-api", "replica"), *((c, "primary") for c in CASES)],
+)
+def test_harmless_candidate_is_promoted_on_every_router_and_backend(
+    case: str, control: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    test_candidate_whose_series_show_errors_is_rolled_back(case, project, tmp_path, monkeypatch)
+    _rehearse(case, control, HARMLESS, project, tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "control"),
+    [("kserve-istio", "replica"), ("seldon-istio", "replica"), *((c, "primary") for c in CASES)],
+)
+def test_candidate_whose_series_show_errors_is_rolled_back_everywhere(
+    case: str, control: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _rehearse(case, control, ERRORS, project, tmp_path, monkeypatch)

@@ -130,3 +130,32 @@ def test_a_route_edited_by_someone_else_stops_the_router_and_nothing_more_is_app
     after = _applied(cluster, n)
     assert after[-1] == ("HTTPRoute", "summarize") and ("LLMInferenceService", "summarize-llama-8b") not in after
     assert cluster.get("HTTPRoute", "summarize", "ml-edge")["spec"]["rules"] == edited  # type: ignore[index]
+
+
+@pytest.mark.parametrize("router_kind", ["gateway-api", pytest.param("istio", marks=pytest.mark.slow)])
+def test_the_control_comes_and_goes_with_its_objects_rollout_after_rollout(
+    router_kind: str, project: Path, cluster: FakeCluster
+) -> None:
+    """Both routers share one copy of the control's lifecycle (mlserve.targets.control_arms):
+    start_arm applies its InferenceService at weight 0, stop_arm routes without it and deletes
+    it, and the next rollout's control is applied again (the Gateway API router forgets the
+    deleted object, so it is not skipped as already applied)."""
+    from mlserve.targets.kubernetes import KubernetesRouter
+
+    if router_kind == "gateway-api":
+        set_env(project, "staging", router="gateway-api")
+    p = load_project(project)
+    router = GatewayApiRouter(p, "staging") if router_kind == "gateway-api" else KubernetesRouter(p, "staging")
+    for _rollout in range(2):
+        router.apply("fraud", Plan.split(Mode.CANARY, "v1", "v2", 25))
+        router.start_arm("fraud", "control", "v1")
+        router.start_arm("fraud", "control", "v1")  # idempotent: adopted, not added twice
+        isvc = cluster.get("InferenceService", "fraud-control", "ml-staging")
+        assert isvc is not None and isvc["spec"]["predictor"]["labels"]["mlserve.io/model-version"] == "v1"
+        assert router.arms("fraud") == ("control",)
+        assert router.current("fraud").weights == {"v1": 75, "v2": 25, "control": 0}  # type: ignore[union-attr]
+        router.stop_arm("fraud", "control")
+        router.stop_arm("fraud", "control")  # idempotent: stopping an arm that is gone is done
+        assert cluster.get("InferenceService", "fraud-control", "ml-staging") is None
+        assert router.arms("fraud") == ()
+        router.apply("fraud", Plan.stable("v1"))

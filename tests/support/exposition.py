@@ -10,7 +10,10 @@ buckets, sums and counts, errors at the arm's version's error rate. A weight cha
 through kubectl therefore moves the series, as it would on a cluster. Each file is served as
 one target holding every arm's series, with the arm's identity labels (workload, canonical
 revision, predictor name, model version); an arm can be left out (``silent``) to show a
-missing series.
+missing series. A rollout's control is an arm like the others, as a real sidecar reports it:
+its own workload (``ENDPOINT-control-predictor``, or predictor ``control``) and canonical
+revision (the arm's name, its pods' label), answering as the version its pods serve
+(``mlserve.io/model-version``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from tests.support.apiserver import FakeCluster
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "exposition"
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+MODEL_VERSION = "mlserve.io/model-version"  # a control's pods: the baseline version they serve
 
 
 @dataclass(frozen=True)
@@ -42,11 +46,16 @@ class ArmInfo:
     """One running arm as the cluster shows it."""
 
     name: str  # the workload object's name (InferenceService, or SeldonDeployment predictor)
-    version: str
+    version: str  # its mlserve.io/version label: the version, or a control's arm name
     role: str
     workload: str  # the Deployment Istio names as destination_workload
     service: str  # the Service requests reach it through (destination_service_name)
     predictor: str  # Seldon predictor name ("" for KServe)
+    model_version: str = ""  # the version its pods serve (a control's: the baseline's); "" = version
+
+    @property
+    def serves(self) -> str:
+        return self.model_version or self.version
 
 
 @dataclass(frozen=True)
@@ -180,14 +189,19 @@ def arms_of(cluster: FakeCluster, namespace: str, endpoint: str, serving: str, r
             name = meta["name"]
             role = (meta.get("annotations") or {}).get("mlserve.io/role", "")
             service = f"{name}-predictor" if router == "gateway-api" else endpoint
-            out.append(ArmInfo(name, labels.get("mlserve.io/version", ""), role, f"{name}-predictor", service, ""))
+            pods = ((obj.get("spec") or {}).get("predictor") or {}).get("labels") or {}
+            version = labels.get("mlserve.io/version", "")
+            served = pods.get(MODEL_VERSION, version)
+            out.append(ArmInfo(name, version, role, f"{name}-predictor", service, "", served))
     else:
         sd = cluster.get("SeldonDeployment", endpoint, namespace)
         for p in (sd or {}).get("spec", {}).get("predictors", []) or []:
             version = (p.get("labels") or {}).get("mlserve.io/version", p["name"])
             role = (p.get("labels") or {}).get("mlserve.io/role", "")
             service = f"{endpoint}-{p['name']}" if router == "gateway-api" else endpoint
-            out.append(ArmInfo(p["name"], version, role, f"{endpoint}-{p['name']}-0-model", service, p["name"]))
+            pods = (((p.get("componentSpecs") or [{}])[0] or {}).get("metadata") or {}).get("labels") or {}
+            served = pods.get(MODEL_VERSION, version)
+            out.append(ArmInfo(p["name"], version, role, f"{endpoint}-{p['name']}-0-model", service, p["name"], served))
     return sorted(out, key=lambda a: a.name)
 
 
@@ -325,7 +339,7 @@ class Exposition:
         )
 
     def _serve_arm(self, arm: ArmInfo, n: int) -> None:
-        b = self.versions.get(arm.version, Behaviour())
+        b = self.versions.get(arm.serves, Behaviour())  # a control behaves as the version it serves
         errors = int(self.rng.binomial(n, b.error_rate)) if n else 0
         ok = n - errors
         lat_ok = self.rng.lognormal(math.log(b.latency), 0.3, size=ok)

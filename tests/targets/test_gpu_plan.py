@@ -102,39 +102,74 @@ def test_rollout_start_refuses_an_over_budget_plan_before_anything_moves(
     assert not log.exists()  # no kubectl call: no traffic moved
 
 
-def test_rollout_start_and_analyze_plan_show_gpus_per_step(
-    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    recording_kubectl(tmp_path, monkeypatch)  # abort sets the baseline's traffic back
-    set_policy(project, "summarize", canary_size="weight", scale_primary=True, max_extra_gpus=2)
-    res = run_cli(
-        "--project-dir", str(project), "rollout", "start", "summarize", "-c", "llama-8b-q", "--env", "staging"
-    )
-    assert res.exit_code == 0, res.output
-    assert "GPUs per step (1 per replica):" in res.output
-    assert "step 1 (shadow): 5 GPUs (llama-8b 4 (4x1), llama-8b-q 1 (1x1); +1 over the stable 4)" in res.output
-    st = run_cli("--project-dir", str(project), "rollout", "abort", "summarize")
-    assert st.exit_code in (0, 4), st.output
-    res = run_cli(
-        "--project-dir", str(project), "rollout", "start", "summarize", "-c", "llama-8b-q", "--env", "staging", "--json"
-    )
-    gpus = json.loads(res.stdout)["result"]["gpus"]
-    # shadow (20% mirrored), then 5, 20, 50% with a control of the candidate's share and size
-    # (control = "replica"): candidate and control 1, 1, 2 replicas each, the primary 4 (95%
-    # -> 90% of the traffic), 3 (60%), 1 (0%: its floor)
-    assert [s["gpus"] for s in gpus["steps"]] == [5, 6, 5, 5] and gpus["peak"] == 6 and gpus["cap"] == 2
-    assert [[a["role"] for a in s["arms"]] for s in gpus["steps"]][1] == ["primary", "control", "candidate"]
-    plan = run_cli(
-        "--project-dir", str(project), "analyze", "--plan", "--endpoint", "summarize", "--rps", "20", "--json"
-    )
-    assert plan.exit_code == 0, plan.output
-    g = json.loads(plan.stdout)["result"]["gpus"]
-    assert [(s["phase"], s["gpus"], s["extra"]) for s in g["steps"]] == [
-        ("shadow", 5, 1),
-        ("canary", 5, 1),
-        ("canary", 5, 1),
-        ("canary", 4, 0),
+# GPUs per step of summarize (1 GPU per replica, 4 replicas; canary_size = "weight",
+# scale_primary = true): shadow (20% mirrored), then 5, 20 and 50%
+EXPECTED_GPUS = {
+    # a control of the candidate's share and size: candidate and control 1, 1, 2 replicas each,
+    # the primary 4 (95% -> 90% of the traffic), 3 (60%), 1 (0%: its floor)
+    "replica": ([5, 6, 5, 5], [["primary", "candidate"], ["primary", "control", "candidate"]]),
+    # two arms: the candidate 1, 1, 2 replicas, the primary 4 (95%), 4 (80%), 2 (50%)
+    "primary": ([5, 5, 5, 4], [["primary", "candidate"], ["primary", "candidate"]]),
+}
+
+
+def _step_lines(output: str) -> list[str]:
+    """The GPU lines of a command's output."""
+    return [
+        " ".join(line.split()) for line in output.splitlines() if line.strip().startswith("step ") and "GPUs (" in line
     ]
-    text = run_cli("--project-dir", str(project), "analyze", "--plan", "--endpoint", "summarize", "--rps", "20").output
-    assert "GPUs per step (1 per replica, stable 4, cap +2, node group gpu-a10g holds 8):" in text
-    assert "step 4 (canary): 4 GPUs, +0 over stable: llama-8b 2 (2 replicas), llama-8b-q 2 (2 replicas)" in text
+
+
+@pytest.mark.parametrize("control", ["replica", "primary"])
+def test_rollout_start_and_analyze_plan_print_the_same_gpus_per_step(
+    control: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both come from one core function (mlserve.rollout.plans.gpus_per_step): the same numbers
+    in --json and the same lines on the terminal, the control counted where there is one."""
+    recording_kubectl(tmp_path, monkeypatch)  # abort sets the baseline's traffic back
+    set_policy(project, "summarize", canary_size="weight", scale_primary=True, max_extra_gpus=2, control=control)
+    start = ("--project-dir", str(project), "rollout", "start", "summarize", "-c", "llama-8b-q", "--env", "staging")
+    abort = ("--project-dir", str(project), "rollout", "abort", "summarize")
+    analyze = ("--project-dir", str(project), "analyze", "--plan", "--endpoint", "summarize", "--rps", "20")
+    res = run_cli(*start, "--json")
+    assert res.exit_code == 0, res.output
+    started = json.loads(res.stdout)["result"]["gpus"]
+    assert run_cli(*abort).exit_code in (0, 4)
+    text = run_cli(*start)
+    assert text.exit_code == 0, text.output
+    assert run_cli(*abort).exit_code in (0, 4)
+    plan = run_cli(*analyze, "--json")
+    assert plan.exit_code == 0, plan.output
+    planned = json.loads(plan.stdout)["result"]["gpus"]
+    gpus, roles = EXPECTED_GPUS[control]
+    assert [s["gpus"] for s in started["steps"]] == gpus and started["peak"] == max(gpus) and started["cap"] == 2
+    assert [[a["role"] for a in s["arms"]] for s in started["steps"]][:2] == roles
+    assert planned == started  # every step, arm, replica count and GPU
+    planned_text = run_cli(*analyze)
+    assert planned_text.exit_code == 0, planned_text.output
+    assert "GPUs per step (1 per replica, stable 4, cap +2, node group gpu-a10g holds 8):" in planned_text.output
+    lines = _step_lines(text.output)
+    assert len(lines) == 4 and lines == _step_lines(planned_text.output)
+    assert lines[0] == "step 1 (shadow): 5 GPUs (llama-8b 4 (4x1), llama-8b-q 1 (1x1); +1 over the stable 4)"
+    if control == "replica":
+        assert (
+            lines[1]
+            == "step 2 (canary): 6 GPUs (llama-8b 4 (4x1), control 1 (1x1), llama-8b-q 1 (1x1); +2 over the stable 4)"
+        )
+
+
+def test_analyze_plan_with_steps_counts_the_gpus_of_those_steps(project: Path) -> None:
+    """--steps replaces the policy's steps in the GPU lines too; a step above 50% (which a
+    rollout with control = "replica" refuses) is planned without a control, as in the power plan."""
+    set_policy(project, "summarize", canary_size="weight", scale_primary=True)
+    res = run_cli(
+        "--project-dir", str(project), "analyze", "--plan", "--endpoint", "summarize", "--rps", "20",
+        "--steps", "10,75", "--json",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    steps = json.loads(res.stdout)["result"]["gpus"]["steps"]
+    assert [s["phase"] for s in steps] == ["shadow", "canary", "canary"]
+    assert [[a["arm"] for a in s["arms"]] for s in steps][1:] == [
+        ["llama-8b", "control", "llama-8b-q"],
+        ["llama-8b", "llama-8b-q"],
+    ]

@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from mlserve.cli.output import JsonFlag, get_state
+
+if TYPE_CHECKING:
+    from mlserve.capacity import GpuPlan
 
 
 def register(app: typer.Typer) -> None:
@@ -350,9 +353,10 @@ def _plan(
         raise UsageError(f"--latency-sigma must be between 0.01 and 5 (got {latency_sigma})")
     if not 0.5 <= power < 1:
         raise UsageError(f"--power must be at least 0.5 and below 1 (got {power})")
+    override = _steps(steps) if steps else None
     result = make_plan(
         analysis_spec(policy),
-        steps=_steps(steps) if steps else policy.steps,
+        steps=override or policy.steps,
         rps=rps,
         error_rate=error_rate,
         error_ratio=_ratio(regression, "--regression"),
@@ -366,18 +370,19 @@ def _plan(
     data = dataclasses.asdict(result)
     data["policy"] = source
     data["assumptions"] = inferred + list(result.assumptions)
-    gpus = _gpus(
-        policies, endpoint or (snap.endpoint if snap else None), env, [float(s["weight"]) for s in data["steps"]]
-    )
+    gpus = _gpus(policies, policy, endpoint or (snap.endpoint if snap else None), env, override)
     if gpus is not None:
         data["gpus"] = gpus.to_dict()
-    state.emit(data, lambda con: _show_plan(con, data))
+    state.emit(data, lambda con: _show_plan(con, data, gpus))
 
 
-def _gpus(policies: Any, endpoint: str | None, env: str | None, weights: list[float]) -> Any:
-    """GPUs per step of a GPU endpoint of mlserve.toml (the same sizing ``rollout start`` uses)."""
-    from mlserve.capacity import ArmShare, gpu_plan
+def _gpus(
+    policies: Any, policy: Any, endpoint: str | None, env: str | None, weights: list[float] | None
+) -> GpuPlan | None:
+    """GPUs per step of a GPU endpoint of mlserve.toml: the rollout ``rollout start`` would
+    plan (every arm, a control included), from the same core function."""
     from mlserve.errors import UsageError
+    from mlserve.rollout.plans import planned_gpus
 
     manifest = policies.manifest
     if endpoint is None or manifest is None or endpoint not in manifest.endpoints:
@@ -386,21 +391,12 @@ def _gpus(policies: Any, endpoint: str | None, env: str | None, weights: list[fl
         return None
     if env is not None and env not in manifest.environments:
         raise UsageError(f"--env {env!r}: mlserve.toml defines {', '.join(manifest.environments)}")
-    ep = manifest.endpoints[endpoint]
     names = [n for n, e in manifest.environments.items() if endpoint in manifest.endpoints_in(n)]
     env_name = env or next(
         (n for n in names if manifest.environments[n].cluster == "aws-eks"), names[0] if names else ""
     )
-    candidate = next((v for v in sorted(ep.versions) if v != ep.baseline), "candidate")
-    steps = []
-    if ep.rollout.strategy in ("shadow", "shadow+canary"):
-        steps.append(("shadow", [ArmShare(ep.baseline, ep.baseline, "primary", 100),
-                                 ArmShare(candidate, candidate, "candidate", 0, ep.rollout.shadow_percent)]))  # fmt: skip
-    for w in weights:
-        share = round(w)
-        steps.append(("canary", [ArmShare(ep.baseline, ep.baseline, "primary", 100 - share),
-                                 ArmShare(candidate, candidate, "candidate", share)]))  # fmt: skip
-    return gpu_plan(manifest, env_name, endpoint, steps)
+    steps = None if weights is None else [max(1, round(w)) for w in weights]  # --steps in place of the policy's
+    return planned_gpus(manifest, env_name, endpoint, policy, steps=steps)
 
 
 def _dur(seconds: float | None) -> str:
@@ -415,7 +411,7 @@ def _n(value: int | None) -> str:
     return f"{value:,}" if value is not None else "-"
 
 
-def _show_plan(con: Console, d: dict[str, Any]) -> None:
+def _show_plan(con: Console, d: dict[str, Any], gpus: GpuPlan | None = None) -> None:
     from rich.markup import escape
 
     con.print(
@@ -466,18 +462,11 @@ def _show_plan(con: Console, d: dict[str, Any]) -> None:
         con.print(f"[dim]{escape(m)}[/]")
     for a in d["assumptions"]:
         con.print(f"[dim]- {escape(a)}[/]")
-    g = d.get("gpus")
-    if g:
-        cap = "no cap" if g["cap"] is None else f"cap +{g['cap']}"
-        room = f", node group {g['node_group']} holds {g['node_capacity']}" if g["node_group"] else ""
-        con.print(f"GPUs per step ({g['gpu_per_replica']} per replica, stable {g['stable']}, {cap}{room}):")
-        for s in g["steps"]:
-            arms = ", ".join(
-                f"{a['arm']} {a['gpus']} ({a['replicas']} replica{'' if a['replicas'] == 1 else 's'})"
-                for a in s["arms"]
-            )
-            con.print(
-                f"  step {s['step']} ({s['phase']}): {s['gpus']} GPUs, {s['extra']:+d} over stable: {escape(arms)}"
-            )
-        for p in g["problems"]:
+    if gpus is not None:
+        cap = "no cap" if gpus.cap is None else f"cap +{gpus.cap}"
+        room = f", node group {gpus.node_group} holds {gpus.node_capacity}" if gpus.node_group else ""
+        con.print(f"GPUs per step ({gpus.gpu_per_replica} per replica, stable {gpus.stable}, {cap}{room}):")
+        for s in gpus.steps:  # the very lines rollout start prints
+            con.print(f"  step {s.step} ({escape(s.phase)}): {escape(gpus.line(s))}")
+        for p in gpus.problems:
             con.print(f"[yellow]over budget: {escape(p)}[/]")

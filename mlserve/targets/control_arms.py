@@ -1,0 +1,79 @@
+"""A rollout's control arm on a cluster, for both routers (Istio's
+:class:`~mlserve.targets.kubernetes.KubernetesRouter` and the Gateway API's
+:class:`~mlserve.targets.kube_router.GatewayApiRouter`).
+
+The control is one more workload of the baseline version (an InferenceService
+``ENDPOINT-ARM`` on KServe, a predictor ``ARM`` on Seldon) with the candidate's replicas and
+resources. Its objects come and go with the plans that name it: a router's own ``apply``
+renders them with the plan's arms, so what differs between the routers is only how a plan is
+applied and what the router remembers of the objects it applied. Server-side apply never
+prunes, so KServe's separate InferenceService is deleted by name when the arm stops; Seldon's
+predictor leaves with its SeldonDeployment's new predictor list.
+
+Every call is idempotent, so a crash anywhere is finished by ``rollout resume``: an arm
+already in the plan is adopted, one not in it is added, stopping an arm that is gone is done.
+This module imports neither router, so both inherit :class:`ControlArms` without an import
+cycle (kube_router imports kubernetes lazily).
+"""
+
+from __future__ import annotations
+
+from mlserve.project import Project
+from mlserve.targets.base import Arm, Plan, Role
+from mlserve.tools.kubectl import Kubectl
+
+
+class ControlArms:
+    """The control's lifecycle as router methods (``Router.start_arm``, ``stop_arm``, ``arms``).
+    A router that inherits it supplies ``project``, ``env_name``, ``apply`` and ``current``, and
+    ``forget`` where it remembers the objects it applied."""
+
+    project: Project
+    env_name: str
+
+    def apply(self, endpoint: str, plan: Plan) -> None:
+        raise NotImplementedError
+
+    def current(self, endpoint: str) -> Plan | None:
+        raise NotImplementedError
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """An object was deleted outside :meth:`apply`: whatever the router remembers of it goes
+        (nothing here: a router that re-applies its whole layer remembers no object)."""
+
+    def start_arm(self, endpoint: str, name: str, version: str) -> None:
+        """One more arm of ``version`` named ``name`` at weight 0, its objects applied by the
+        router (the Gateway API router applies a growing arm before the route). Without a live
+        plan with a candidate, nothing: the step's plan renders the control with its split."""
+        plan = self.current(endpoint)
+        if plan is None or plan.candidate is None or name in plan.arms:
+            return
+        self.apply(endpoint, Plan(plan.mode, {**plan.arms, name: Arm(version, 0, Role.CONTROL)}))
+
+    def stop_arm(self, endpoint: str, name: str) -> None:
+        """The routes stop naming the arm (applied again if the last plan still does), then the
+        objects that a re-render does not remove are deleted."""
+        plan = self.current(endpoint)
+        if plan is not None and name in plan.arms:
+            self.apply(endpoint, plan.without_control())
+        env = self.project.manifest.environments[self.env_name]
+        if env.serving == "kserve" and env.namespace:
+            isvc = f"{endpoint}-{name}"
+            kubectl = Kubectl(kube_context(self.project, self.env_name))
+            kubectl.delete_object("inferenceservice", isvc, namespace=env.namespace)
+            self.forget("InferenceService", env.namespace, isvc)
+
+    def arms(self, endpoint: str) -> tuple[str, ...]:
+        """The control arm the router's last plan routes to, if any."""
+        plan = self.current(endpoint)
+        return () if plan is None or plan.control is None else (plan.control,)
+
+
+def kube_context(project: Project, env_name: str) -> str:
+    """The environment's kubectl context: ``kube_context``, or for ``aws-eks`` the cluster name."""
+    env = project.manifest.environments[env_name]
+    if env.kube_context:
+        return env.kube_context
+    from mlserve.render.context import cluster_name
+
+    return str(cluster_name(project.manifest, env_name))
