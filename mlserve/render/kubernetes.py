@@ -25,7 +25,7 @@ from typing import Any
 from mlserve.errors import ManifestError, UsageError
 from mlserve.manifest.models import Endpoint, GatewayRef, Manifest, Version
 from mlserve.manifest.sizing import arm_replicas
-from mlserve.metrics.buckets import istio_buckets_annotation
+from mlserve.metrics.buckets import ISTIO_BUCKETS_ANNOTATION, istio_buckets_annotation
 from mlserve.monitoring.k8s import logger_url
 from mlserve.render import engine
 from mlserve.render.context import DEFAULT_GPU_TYPE, GPU_LABEL, GPU_TAINT_KEY, GPU_TYPE_LABEL
@@ -454,6 +454,7 @@ def endpoint_context(
         "sticky_header": ep.rollout.sticky_header,
         # KServe arms are read from Istio's sidecar histograms: give them mlserve's fine buckets
         "histogram_buckets": istio_buckets_annotation() if serving == "kserve" else None,
+        "histogram_annotation": ISTIO_BUCKETS_ANNOTATION,
         # payload logging of every arm's answers to the shadow comparator (see compares_answers)
         "shadow_logger": compares_answers(ep, serving),
         "comparator_url": f"http://{COMPARATOR_SERVICE}.{namespace}.svc.cluster.local",
