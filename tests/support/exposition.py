@@ -52,6 +52,9 @@ class ArmInfo:
     service: str  # the Service requests reach it through (destination_service_name)
     predictor: str  # Seldon predictor name ("" for KServe)
     model_version: str = ""  # the version its pods serve (a control's: the baseline's); "" = version
+    # the bounds its pods' sidecar.istio.io/statsHistogramBuckets annotation gives Istio's
+    # request-duration histogram (milliseconds); () keeps the recorded (default) buckets
+    istio_buckets: tuple[float, ...] = ()
 
     @property
     def serves(self) -> str:
@@ -189,10 +192,12 @@ def arms_of(cluster: FakeCluster, namespace: str, endpoint: str, serving: str, r
             name = meta["name"]
             role = (meta.get("annotations") or {}).get("mlserve.io/role", "")
             service = f"{name}-predictor" if router == "gateway-api" else endpoint
-            pods = ((obj.get("spec") or {}).get("predictor") or {}).get("labels") or {}
+            predictor = (obj.get("spec") or {}).get("predictor") or {}
+            pods = predictor.get("labels") or {}
             version = labels.get("mlserve.io/version", "")
             served = pods.get(MODEL_VERSION, version)
-            out.append(ArmInfo(name, version, role, f"{name}-predictor", service, "", served))
+            buckets = _sidecar_buckets(predictor.get("annotations") or {})
+            out.append(ArmInfo(name, version, role, f"{name}-predictor", service, "", served, buckets))
     else:
         sd = cluster.get("SeldonDeployment", endpoint, namespace)
         for p in (sd or {}).get("spec", {}).get("predictors", []) or []:
@@ -203,6 +208,20 @@ def arms_of(cluster: FakeCluster, namespace: str, endpoint: str, serving: str, r
             served = pods.get(MODEL_VERSION, version)
             out.append(ArmInfo(p["name"], version, role, f"{endpoint}-{p['name']}-0-model", service, p["name"], served))
     return sorted(out, key=lambda a: a.name)
+
+
+def _sidecar_buckets(annotations: Mapping[str, str]) -> tuple[float, ...]:
+    """What an Envoy sidecar makes of its pod's statsHistogramBuckets annotation: the bounds
+    of the histograms whose name the key prefixes (Istio's request duration here)."""
+    import json
+
+    raw = annotations.get("sidecar.istio.io/statsHistogramBuckets")
+    if not raw:
+        return ()
+    for prefix, bounds in json.loads(raw).items():
+        if "istio_request_duration_milliseconds".startswith(prefix.removeprefix("istiocustom.")):
+            return tuple(float(b) for b in bounds)
+    return ()
 
 
 def shares_of(
@@ -261,6 +280,20 @@ class Behaviour:
     agree: float = 1.0  # as a shadow: share of answers equal to the primary's
 
 
+def _rebucket(
+    values: dict[tuple[str, Labels], float], name: str, bounds: tuple[float, ...]
+) -> dict[tuple[str, Labels], float]:
+    """The recorded bucket series of ``name`` replaced by series at ``bounds`` (and +Inf), each
+    label set starting at its recorded total: a sidecar configured with those buckets."""
+    out = {k: v for k, v in values.items() if k[0] != name}
+    totals = {tuple(kv for kv in lab if kv[0] != "le"): v for (n, lab), v in values.items()
+              if n == name and dict(lab).get("le") == "+Inf"}  # fmt: skip
+    for plain, total in totals.items():
+        for le in [*(f"{b:g}" for b in bounds), "+Inf"]:
+            out[(name, tuple(sorted((*plain, ("le", le)))))] = total
+    return out
+
+
 @dataclass
 class _ArmSeries:
     values: dict[tuple[str, Labels], float]
@@ -301,7 +334,11 @@ class Exposition:
         if key not in self.series:
             order, values, _types = self.templates[comp]
             ident = COMPONENTS[comp].identity(arm, self.endpoint, self.namespace)
-            self.series[key] = _ArmSeries({(n, _with(lab, ident)): v for (n, lab), v in values.items()}, order)
+            mine = {(n, _with(lab, ident)): v for (n, lab), v in values.items()}
+            histogram = COMPONENTS[comp].histogram
+            if comp == "istio" and arm.istio_buckets and histogram:
+                mine = _rebucket(mine, histogram + "_bucket", arm.istio_buckets)
+            self.series[key] = _ArmSeries(mine, order)
         return self.series[key]
 
     def _bump(self, s: _ArmSeries, name: str, match: Mapping[str, str], by: float, template: Labels | None) -> Labels:
