@@ -171,7 +171,7 @@ class Machine:
         control = record.control
         if control is not None and control.name == name and control.state is ControlState.RUNNING:
             return record, None
-        self.ports.router.start_arm(record.endpoint, name, arm.version)
+        self.ports.router.start_arm(record.endpoint, name, arm.version, candidate=record.candidate)
         started = ControlArm(name, arm.version, ControlState.RUNNING, started_at=utc(self.ports.clock()))
         return replace(record, control=started), "started"
 

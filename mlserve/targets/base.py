@@ -268,10 +268,11 @@ class Router(Protocol):
 
     def describe(self) -> str: ...
 
-    def start_arm(self, endpoint: str, name: str, version: str) -> None:
+    def start_arm(self, endpoint: str, name: str, version: str, *, candidate: str | None = None) -> None:
         """Run one more instance of ``version`` as arm ``name`` (the resources and replicas of the
-        endpoint's versions), routed at weight 0; return once it is ready. Idempotent: an arm of
-        that name already running ``version`` is adopted."""
+        endpoint's versions), routed at weight 0; return once it is ready. ``candidate``: the
+        rollout's candidate, for a router whose arms exist only in a split (a cluster's). Idempotent:
+        an arm of that name already running ``version`` is adopted."""
         ...
 
     def stop_arm(self, endpoint: str, name: str) -> None:

@@ -18,9 +18,13 @@ cycle (kube_router imports kubernetes lazily).
 
 from __future__ import annotations
 
+from mlserve.errors import TargetError, ToolError
 from mlserve.project import Project
-from mlserve.targets.base import Arm, Plan, Role
+from mlserve.targets.base import Arm, Mode, Plan, Role
 from mlserve.tools.kubectl import Kubectl
+
+# how long a control's workload may take to become ready before its rollout step fails
+CONTROL_READY_TIMEOUT = 300.0
 
 
 class ControlArms:
@@ -30,6 +34,7 @@ class ControlArms:
 
     project: Project
     env_name: str
+    control_ready_timeout: float = CONTROL_READY_TIMEOUT
 
     def apply(self, endpoint: str, plan: Plan) -> None:
         raise NotImplementedError
@@ -41,14 +46,49 @@ class ControlArms:
         """An object was deleted outside :meth:`apply`: whatever the router remembers of it goes
         (nothing here: a router that re-applies its whole layer remembers no object)."""
 
-    def start_arm(self, endpoint: str, name: str, version: str) -> None:
+    def start_arm(self, endpoint: str, name: str, version: str, *, candidate: str | None = None) -> None:
         """One more arm of ``version`` named ``name`` at weight 0, its objects applied by the
-        router (the Gateway API router applies a growing arm before the route). Without a live
-        plan with a candidate, nothing: the step's plan renders the control with its split."""
+        router (the Gateway API router applies a growing arm before the route), and return once
+        its workload is ready, so the split that follows never sends a request to a starting
+        server. Before a rollout's first step the live plan has no candidate: the control is
+        applied beside ``candidate`` at weight 0 (the primary keeps all traffic). Without either,
+        nothing (there is no split to add a control to)."""
         plan = self.current(endpoint)
-        if plan is None or plan.candidate is None or name in plan.arms:
+        if plan is None:
             return
-        self.apply(endpoint, Plan(plan.mode, {**plan.arms, name: Arm(version, 0, Role.CONTROL)}))
+        if name not in plan.arms:
+            if plan.candidate is not None:
+                plan = Plan(plan.mode, {**plan.arms, name: Arm(version, 0, Role.CONTROL)})
+            elif candidate is not None:
+                plan = Plan.controlled(Mode.CANARY, plan.baseline, candidate, name, 0)
+            else:
+                return
+            self.apply(endpoint, plan)
+        self.wait_ready(endpoint, name)
+
+    def wait_ready(self, endpoint: str, name: str) -> None:
+        """Block until the control's workload reports ready (KServe's ``Ready`` condition on its
+        InferenceService, Seldon's ``Available`` state of the SeldonDeployment that gained the
+        predictor); TargetError (exit 1) naming the object after ``control_ready_timeout``."""
+        env = self.project.manifest.environments[self.env_name]
+        namespace = env.namespace or "default"
+        if env.serving == "seldon":
+            obj, condition = (
+                f"seldondeployments.machinelearning.seldon.io/{endpoint}",
+                "jsonpath={.status.state}=Available",
+            )
+        else:
+            obj, condition = f"inferenceservices.serving.kserve.io/{endpoint}-{name}", "condition=Ready"
+        context = kube_context(self.project, self.env_name)
+        try:
+            Kubectl(context).wait_for(obj, condition, namespace=namespace, timeout=self.control_ready_timeout)
+        except ToolError as exc:
+            raise TargetError(
+                f"control arm {name!r} of {endpoint} was not ready within {self.control_ready_timeout:g}s "
+                f"({obj}, {condition}); no traffic was moved to it: {exc.message}",
+                hint=f"kubectl --context {context} -n {namespace} describe {obj} shows why; "
+                f"`mlserve rollout resume {endpoint}` tries again",
+            ) from None
 
     def stop_arm(self, endpoint: str, name: str) -> None:
         """The routes stop naming the arm (applied again if the last plan still does), then the

@@ -177,7 +177,7 @@ class GatewayRouter:
         weights = plan.versions if plan.control is None else {n: a.weight for n, a in plan.arms.items()}
         self.target.set_traffic(endpoint, weights, mode=mode)
 
-    def start_arm(self, endpoint: str, name: str, version: str) -> None:
+    def start_arm(self, endpoint: str, name: str, version: str, *, candidate: str | None = None) -> None:
         """One more model-server process of ``version`` as arm ``name`` (mlserve.local.arms),
         routed at weight 0 once ready; a running arm of that name and version is adopted."""
         from mlserve.local.arms import list_arms, start_arm, stop_arm

@@ -99,6 +99,14 @@ class Kubectl:
             timeout=timeout + 30,
         )
 
+    def wait_for(self, obj: str, condition: str, *, namespace: str, timeout: float) -> Completed:
+        """Bounded readiness wait on one object (``TYPE/NAME``)."""
+        return self._run(
+            ["wait", "-n", namespace, f"--for={condition}", f"--timeout={int(timeout)}s", obj],
+            what=f"wait for {obj} in {namespace} ({condition}, {int(timeout)}s)",
+            timeout=timeout + 30,
+        )
+
     def get_json(
         self, resource: str, *, namespace: str, request_timeout: float = 5.0, selector: str | None = None
     ) -> dict[str, Any]:

@@ -159,3 +159,42 @@ def test_the_control_comes_and_goes_with_its_objects_rollout_after_rollout(
         assert cluster.get("InferenceService", "fraud-control", "ml-staging") is None
         assert router.arms("fraud") == ()
         router.apply("fraud", Plan.stable("v1"))
+
+
+def test_the_control_takes_no_traffic_before_its_workload_is_ready(project: Path, cluster: FakeCluster) -> None:
+    """Before the first step the live plan is stable: start_arm applies the control beside the
+    candidate, both at weight 0, and waits for the control's InferenceService to be Ready
+    (kubectl wait). While the stand-in's controller reports it starting, start_arm fails after
+    its timeout naming the object, and no weight has moved; once Ready, the next call (as
+    `rollout resume` makes it) adopts the arm and returns at once."""
+    import threading
+
+    from mlserve.errors import TargetError
+    from mlserve.targets.kubernetes import KubernetesRouter
+
+    router = KubernetesRouter(load_project(project), "staging")
+    router.apply("fraud", Plan.stable("v1"))
+    router.control_ready_timeout = 2.0
+    cluster.unready.add("fraud-control")
+    with pytest.raises(TargetError) as err:
+        router.start_arm("fraud", "control", "v1", candidate="v2")
+    assert "control arm 'control' of fraud was not ready within 2s" in err.value.message
+    assert "inferenceservices.serving.kserve.io/fraud-control" in err.value.message
+    isvc = cluster.get("InferenceService", "fraud-control", "ml-staging")
+    assert isvc is not None and isvc["status"]["conditions"][-1] == {
+        **isvc["status"]["conditions"][-1],
+        "status": "False",
+    }
+    assert router.current("fraud").weights == {"v1": 100, "control": 0, "v2": 0}  # type: ignore[union-attr]
+    # the server comes up while a second call waits: it returns once the controller says Ready
+    router.control_ready_timeout = 30.0
+    later = threading.Timer(1.0, cluster.make_ready, ("InferenceService", "fraud-control", "ml-staging"))
+    later.start()
+    try:
+        router.start_arm("fraud", "control", "v1", candidate="v2")
+    finally:
+        later.cancel()
+    assert (
+        cluster.get("InferenceService", "fraud-control", "ml-staging")["status"]["conditions"][-1]["status"] == "True"
+    )  # type: ignore[index]
+    assert router.arms("fraud") == ("control",)

@@ -271,6 +271,14 @@ def seldon_status(obj: dict[str, Any], generation: int) -> dict[str, Any]:
     }
 
 
+def not_ready(status: dict[str, Any]) -> dict[str, Any]:
+    """A status whose workload is still starting: conditions False, Seldon's state Creating."""
+    out = dict(status, conditions=[dict(c, status="False") for c in status.get("conditions", [])])
+    if "state" in out:
+        out["state"] = "Creating"
+    return out
+
+
 CONTROLLERS: dict[str, Callable[[dict[str, Any], int], dict[str, Any]]] = {
     "InferenceService": kserve_status,
     "SeldonDeployment": seldon_status,
@@ -293,6 +301,8 @@ class FakeCluster:
         self.requests: list[dict[str, Any]] = []  # every mutating request: method, path, manager, kind, name
         self.lock = threading.RLock()
         self.fail_next: list[ApiError] = []  # errors returned by the next mutating requests
+        # names of objects whose controller reports them not ready (a server still starting)
+        self.unready: set[str] = set()
         self.validated: list[tuple[str, str, str]] = []  # (kind, name, how) of every object checked on apply
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -477,7 +487,21 @@ class FakeCluster:
             controller = CONTROLLERS.get(res.kind)
             if controller is not None:
                 out["status"] = controller(out, int(meta_new["generation"]))
+                if meta_new["name"] in self.unready:
+                    out["status"] = not_ready(out["status"])
             return copy.deepcopy(out)
+
+    def make_ready(self, kind: str, name: str, namespace: str) -> None:
+        """The controller's next report on a held object: ready (its server has started)."""
+        with self.lock:
+            self.unready.discard(name)
+            for st in self.store.values():
+                meta = st.obj.get("metadata") or {}
+                if st.obj.get("kind") == kind and meta.get("name") == name and meta.get("namespace") == namespace:
+                    controller = CONTROLLERS[kind]
+                    st.obj["status"] = controller(st.obj, int(meta.get("generation", 1)))
+                    self.rv += 1
+                    meta["resourceVersion"] = str(self.rv)
 
     def update(
         self, kind: str, name: str, namespace: str, changes: Mapping[str, Any], *, manager: str = "kubectl-edit"

@@ -57,7 +57,7 @@ class FakeRouter:
     running: dict[str, str] = field(default_factory=dict)
     fail_start: int = 0
 
-    def start_arm(self, endpoint: str, name: str, version: str) -> None:
+    def start_arm(self, endpoint: str, name: str, version: str, *, candidate: str | None = None) -> None:
         if self.fail_start:
             self.fail_start -= 1
             raise RuntimeError("simulated crash while starting the control")
