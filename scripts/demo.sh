@@ -40,7 +40,13 @@ ms render --all
 # 4 seconds, take one comparing step (50%: candidate and control 50% each, the primary
 # idle) and ask for 150 requests per arm. The latency margin stays the
 # manifest's p99 within 10%: the candidate is compared with a control (a fresh v1 started for
-# the rollout with the candidate's share of traffic), so both see the same load.
+# the rollout with the candidate's share of traffic), so both see the same load. Showing
+# p99 within 10% takes tens of thousands of requests per arm on a 2-core machine (its latency
+# tail is flat: about 0.7-0.9% of requests exceed 1.1 x p99, against 1% above p99): v2 was
+# promoted after 25-46 looks in 3 of 6 runs; in the others its p99 stayed undecided, and in
+# one it was measured +12.7% [+2.5%, +13.3%] against its control over 104 looks (two server
+# processes of equally cheap models can differ by about 10% at p99 on this machine). The
+# deadline is 7 minutes; a run without the evidence by then ends rolled back (exit 3).
 say "tuning the fraud rollout policy for a short demo"
 python3 - "$project/mlserve.toml" <<'PY'
 import re, sys
@@ -48,7 +54,7 @@ path = sys.argv[1]
 text = open(path, encoding="utf-8").read()
 text = text.replace('steps = [10, 25, 50, 100]', 'steps = [50, 100]', 1)
 text = text.replace('interval = "1m"', 'interval = "4s"', 1)
-text = text.replace('max_duration = "1h"', 'max_duration = "4m"', 1)
+text = text.replace('max_duration = "1h"', 'max_duration = "7m"', 1)
 text = text.replace('min_requests = 500', 'min_requests = 150', 1)
 open(path, "w", encoding="utf-8").write(text)
 PY
