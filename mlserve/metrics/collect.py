@@ -281,8 +281,10 @@ def check_anchor(query: QueryFn, selectors: Sequence[str], req: LookRequest) -> 
     served at the old weights are never counted as the new step's."""
     if req.changed_at is None:
         return
+    anchored = []
     for selector in selectors:
         oldest = _oldest_scrape(query, selector, req.started_at)
+        anchored.append(oldest)
         if oldest is not None and oldest < req.changed_at:
             now = _oldest_scrape(query, selector, req.at)
             fresh = req.at if now is not None and now >= req.changed_at else None
@@ -291,6 +293,16 @@ def check_anchor(query: QueryFn, selectors: Sequence[str], req: LookRequest) -> 
                 f"({utc(req.changed_at)}); waiting for a scrape after it",
                 fresh,
             )
+    if selectors and all(a is None for a in anchored):
+        # no series had a sample at the anchor: Prometheus had not scraped the source yet (it
+        # has just started, or the deployment is new), so "absent" does not mean "zero"; the
+        # counters would count everything served since the process started, at any weights
+        newest = [_oldest_scrape(query, selector, req.at) for selector in selectors]
+        seen = [t for t in newest if t is not None]
+        if not seen:
+            return  # no series now either: the look itself says there is no data
+        fresh = req.at if min(seen) >= req.changed_at else None
+        raise StaleAnchor("no scrape of the arms' series at the step's anchor yet; waiting for one", fresh)
 
 
 def settled_at(query: QueryFn, selectors: Sequence[str], req: LookRequest) -> float:
