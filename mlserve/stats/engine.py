@@ -36,7 +36,7 @@ from mlserve.stats.kinds import LookData, kind_of
 from mlserve.stats.multiple import holm_columns, holm_weight
 from mlserve.stats.snapshot import Snapshot
 from mlserve.stats.spec import AnalysisSpec
-from mlserve.stats.srm import chisquare_p_values, srm_p_values, srm_p_values_arms
+from mlserve.stats.srm import chisquare_p_values, srm_p_values, srm_p_values_after_retries, srm_p_values_arms
 from mlserve.status import Verdict
 
 
@@ -378,8 +378,9 @@ def analyze(
     promote = passed.all(axis=0) & enough & ~rollback & allow_promote
     halt: NDArray[np.bool_] = np.asarray(srm_p < spec.srm_p_value)
     hard = hard_failures(data, spec)
+    split = retried_split(halt, data, snapshot, arm_counts, arm_weights, spec) & ~hard
 
-    j, verdict = _first_decisive(halt, rollback | hard, critical_fail | hard, promote, harm_first)
+    j, verdict = _first_decisive(halt, rollback | hard | split, critical_fail | hard | split, promote, harm_first)
     decided_at: int | None = None if verdict is Verdict.CONTINUE else j + 1
     results = [_result(t, i, j, present, rejected, passed, p_fail, p_pass, holm) for i, t in enumerate(tracks)]
     srm = _srm_result(float(srm_p[j]), spec.srm_p_value, req_b, req_c, w_b, w_c, j, snapshot.strategy)
@@ -391,6 +392,8 @@ def analyze(
         decided_at = k if verdict in (Verdict.PROMOTE, Verdict.ROLLBACK) else None
     if not reason and verdict is Verdict.ROLLBACK and bool(hard[j]):
         reason = _hard_failure_reason(j, data, snapshot, spec)
+    if not reason and verdict is Verdict.ROLLBACK and bool(split[j]) and not bool(rollback[j]):
+        reason = _retried_split_reason(j, data, snapshot, srm, spec)
     if not reason:
         reason = _reason(verdict, j, results, srm, snapshot, spec, req_b, req_c)
     return Analysis(
@@ -448,6 +451,54 @@ def hard_failures(data: LookData, spec: AnalysisSpec) -> NDArray[np.bool_]:
 def _fails_outright(req_c: Array, err_c: Array, req_b: Array, err_b: Array, rate: float) -> NDArray[np.bool_]:
     failing = (req_c >= HARD_FAILURE_MIN_REQUESTS) & (err_c >= rate * req_c)
     return np.asarray(failing & (err_b <= 0.5 * rate * req_b))
+
+
+def retried_split(
+    halt: NDArray[np.bool_],
+    data: LookData,
+    snapshot: Snapshot,
+    arm_counts: list[Array],
+    arm_weights: Array,
+    spec: AnalysisSpec,
+) -> NDArray[np.bool_]:
+    """Looks whose sample-ratio mismatch the candidate's own failures account for: a hard
+    failure, not a routing fault.
+
+    A candidate that refuses connections has its requests retried on another arm and
+    counted twice (a failed attempt at the candidate, a request at the other arm), so a
+    crash skews the split, often before the error tests or the ``max_error_rate`` guard
+    can decide (the crash fell late in an interval, so under half of that interval's
+    requests failed). Such a look rolls back when, at it, (1) the split mismatches, (2) it
+    stops mismatching once each interval's candidate failures are removed from the other
+    arms (:func:`srm_p_values_after_retries`), and (3) in the look's own interval the
+    candidate failed at least HARD_FAILURE_MIN_REQUESTS requests, at more than twice the
+    share of the arm it is compared with. A mismatch the failures do not explain (the
+    candidate over-represented, or short by more than it failed) stays a halt.
+    """
+    out = np.zeros(data.looks, dtype=bool)
+    if snapshot.strategy == "shadow" or not halt.any():
+        return out
+    failed = increments(data.errors_c)
+    counts = np.vstack([increments(c) for c in arm_counts])
+    corrected = srm_p_values_after_retries(counts, arm_weights, len(snapshot.arms) - 1, failed)
+    n_c, n_b, e_b = increments(data.requests_c), increments(data.requests_b), increments(data.errors_b)
+    share_c = failed / np.where(n_c > 0, n_c, 1.0)
+    failing = (failed >= HARD_FAILURE_MIN_REQUESTS) & (e_b <= 0.5 * share_c * n_b)
+    return np.asarray(halt & (corrected >= spec.srm_p_value) & failing)
+
+
+def _retried_split_reason(j: int, data: LookData, snapshot: Snapshot, srm: SrmResult, spec: AnalysisSpec) -> str:
+    n_c = data.requests_c[j] - (data.requests_c[j - 1] if j else 0.0)
+    x_c = data.errors_c[j] - (data.errors_c[j - 1] if j else 0.0)
+    got = fmt.percent(srm.candidate_share) if srm.candidate_share is not None else "none"
+    want = fmt.percent(srm.expected_share) if srm.expected_share is not None else "?"
+    return (
+        f"roll back {snapshot.candidate}: it failed {int(x_c):,} of its {int(n_c):,} requests in the interval "
+        f"before look {j + 1} ({fmt.percent(x_c / n_c if n_c else 0.0)}), and the router's retries of those "
+        f"requests on the other arms account for the traffic split ({snapshot.candidate} received {got} where "
+        f"the weights call for {want}, p = {fmt.p_value(srm.p_value)} < {spec.srm_p_value:g}); a candidate "
+        "that refuses its requests fails outright."
+    )
 
 
 def _hard_failure_reason(j: int, data: LookData, snapshot: Snapshot, spec: AnalysisSpec) -> str:

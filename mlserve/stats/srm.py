@@ -87,3 +87,33 @@ def chisquare_p_values(n_base: Array, n_cand: Array, w_base: Array, w_cand: Arra
     df = np.cumsum(informative.astype(float))
     out: Array = np.where(df > 0, chdtrc(np.maximum(df, 1.0), stat), 1.0)
     return out
+
+
+def srm_p_values_after_retries(counts: Array, weights: Array, candidate: int, failed: Array) -> Array:
+    """The split's always-valid p-values once the candidate's failed attempts are taken as
+    retried on the other arms.
+
+    A router that retries a refused request on another arm (the local gateway does once,
+    Istio's default retry policy does on connect failures) counts it twice: as a failed
+    attempt at the candidate and as a request to the arm it was retried on. A candidate that
+    is down then looks under-represented whatever the router does. ``counts`` and ``weights``
+    are (A, K) per-interval requests and weights (as for :func:`srm_p_values_arms`),
+    ``failed`` (K,) the candidate's failed requests per interval; each interval's failures
+    are removed from the other arms in proportion to their weights (from arm 0, the primary,
+    when they have none), as the retries would have landed. A p-value that stays high means
+    the candidate's failures account for the mismatch."""
+    n = np.array(counts, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    arms = n.shape[0]
+    others = [i for i in range(arms) if i != candidate]
+    if not others:
+        return np.ones(n.shape[1])
+    wo = w[others]
+    total = wo.sum(axis=0)
+    fallback = np.zeros_like(wo)
+    fallback[0] = 1.0
+    share = np.where(total > 0, wo / np.where(total > 0, total, 1.0), fallback)
+    n[others] = np.maximum(0.0, n[others] - share * np.asarray(failed, dtype=float))
+    if arms == 2:
+        return srm_p_values(n[0], n[1], w[0], w[1])
+    return srm_p_values_arms(n, w)

@@ -298,3 +298,55 @@ def test_the_engine_hands_the_specs_unit_to_every_kind(monkeypatch: pytest.Monke
     assert seen == [
         ("error_rate", "request"), ("latency_p99", "request"), ("error_rate", "interval"), ("latency_p99", "interval")
     ]  # fmt: skip
+
+
+def _killed(errors_at_look_2: int, control: bool = True) -> Snapshot:
+    """CI's run of a candidate killed just after look 1 of a 50% step (replica control): the
+    gateway retried its refused requests on the control, so the control's count grew by the
+    candidate's failures on top of its own half."""
+    cand_2 = 2046
+    ref_2 = 1182 + (2046 - 1114) + errors_at_look_2  # the control's half, plus the retries
+    ref = "control" if control else "v1"
+    weights = {"v1": 0.0, "control": 50.0, "v2": 50.0} if control else {"v1": 50.0, "v2": 50.0}
+
+    def look(at: str, r: int, c: int, e: int) -> Look:
+        variants = {ref: VariantStats(r, 0), "v2": VariantStats(c, e)}
+        if control:
+            variants["v1"] = VariantStats(0, 0)
+        return Look(at, weights, variants)
+
+    return Snapshot(
+        "fraud", "v1", "v2", "canary",
+        (look("2026-12-02T07:17:25Z", 1182, 1114, 0), look("2026-12-02T07:17:30Z", ref_2, cand_2, errors_at_look_2)),
+        control="control" if control else None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("control", [True, False])
+def test_a_split_skewed_by_the_candidates_retried_failures_rolls_back(control: bool) -> None:
+    """A candidate killed late in an interval fails under max_error_rate of that interval's
+    requests, yet the retries of its refused requests on the other arm skew the split: the
+    look rolls back (the failures account for the mismatch) instead of halting. Without
+    failures, or with too few to account for it, the same mismatch stays a halt."""
+    for policy in (RolloutPolicy(), INTERVAL):
+        killed = analyze(_killed(420, control), policy)
+        assert (killed.verdict, killed.decided_at_look) == ("rollback", 2), killed.reason
+        if policy is INTERVAL or control:  # (per request and without a control, the error test rejects first)
+            assert "failed 420 of its 932 requests in the interval before look 2" in killed.reason
+            assert "retries of those requests" in killed.reason and "received 44.7%" in killed.reason
+
+        def with_errors(cap: int) -> Snapshot:
+            snap = _killed(420, control)
+            looks = tuple(
+                Look(lk.at, lk.weights, {**lk.variants, "v2": dataclasses.replace(lk.variants["v2"], errors=min(cap, lk.variants["v2"].errors))})
+                for lk in snap.looks
+            )  # fmt: skip
+            return dataclasses.replace(snap, looks=looks)
+
+        # the same skew, the candidate failing nothing: a routing fault
+        healthy = analyze(with_errors(0), policy)
+        assert healthy.verdict == "halt" and "sample-ratio mismatch" in healthy.reason
+        # 40 failures cannot account for a surplus of 420 at the other arm: a halt
+        short = analyze(with_errors(40), policy)
+        assert "retries" not in short.reason
+        assert short.verdict == "halt" or not (policy is INTERVAL or control), short.reason
