@@ -72,3 +72,23 @@ def test_monitor_of_a_known_endpoint_still_needs_the_deployment(project: Path) -
     res = run_cli("-C", str(project), "monitor", "fraud", "--count", "1")
     assert res.exit_code == 1, res.output
     assert "not deployed locally" in res.stderr
+
+
+def test_analyze_plan_names_an_unknown_environment_and_a_missing_manifest(project: Path, tmp_path: Path) -> None:
+    # fraud has no GPU: the environment was never looked at, and the plan exited 0
+    res = run_cli("analyze", "--plan", "--endpoint", "fraud", "--env", "nope", "--rps", "100", cwd=project)
+    assert res.exit_code == 2, res.output
+    assert "--env 'nope':" in res.stderr and "defines local, staging, prod, edge" in res.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = run_cli("-C", str(empty), "analyze", "--plan", "--endpoint", "fraud", "--rps", "100")
+    assert res.exit_code == 2, res.output
+    assert f"there is no {empty / 'mlserve.toml'}" in res.stderr and "no such endpoint" not in res.stderr
+
+
+def test_render_out_that_is_a_file_is_a_usage_error(project: Path) -> None:
+    before = (project / "mlserve.toml").read_text()
+    res = run_cli("render", "--env", "staging", "--out", "mlserve.toml", cwd=project)
+    assert res.exit_code == 2, res.output
+    assert "--out mlserve.toml: is a file, not a folder" in res.stderr
+    assert (project / "mlserve.toml").read_text() == before  # nothing written

@@ -317,12 +317,17 @@ def _plan(
         from mlserve.stats.snapshot import read_snapshot
 
         snap = read_snapshot(snapshot)
-    if (
-        endpoint is not None
-        and policies.fixed is None
-        and (policies.manifest is None or endpoint not in policies.manifest.endpoints)
-    ):
+    if endpoint is not None and policies.fixed is None and policies.manifest is None:
+        raise UsageError(
+            f"--endpoint {endpoint!r}: there is no {policies.manifest_path}",
+            hint="run it in a project (or -C DIR), or pass --policy FILE",
+        )
+    manifest = policies.manifest
+    if endpoint is not None and policies.fixed is None and manifest is not None and endpoint not in manifest.endpoints:
         raise UsageError(f"--endpoint {endpoint!r}: no such endpoint in {policies.manifest_path}")
+    if env is not None and (policies.manifest is None or env not in policies.manifest.environments):
+        defined = ", ".join(policies.manifest.environments) if policies.manifest is not None else "no environments"
+        raise UsageError(f"--env {env!r}: {policies.manifest_path} defines {defined}")
     policy, source = policies.for_endpoint(endpoint or (snap.endpoint if snap else None))
     inferred: list[str] = []
     if snap is not None:
@@ -381,7 +386,6 @@ def _gpus(
 ) -> GpuPlan | None:
     """GPUs per step of a GPU endpoint of mlserve.toml: the rollout ``rollout start`` would
     plan (every arm, a control included), from the same core function."""
-    from mlserve.errors import UsageError
     from mlserve.rollout.plans import planned_gpus
 
     manifest = policies.manifest
@@ -389,8 +393,6 @@ def _gpus(
         return None
     if manifest.endpoints[endpoint].resources.gpu <= 0:
         return None
-    if env is not None and env not in manifest.environments:
-        raise UsageError(f"--env {env!r}: mlserve.toml defines {', '.join(manifest.environments)}")
     names = [n for n, e in manifest.environments.items() if endpoint in manifest.endpoints_in(n)]
     env_name = env or next(
         (n for n in names if manifest.environments[n].cluster == "aws-eks"), names[0] if names else ""

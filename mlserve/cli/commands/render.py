@@ -38,6 +38,10 @@ def register(app: typer.Typer) -> None:
         project = load_project(state.project_dir)
         names = environments_to_render(project, env, all_envs)
         out_dir = out if out is None or out.is_absolute() else Path.cwd() / out
+        if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+            from mlserve.errors import UsageError
+
+            raise UsageError(f"--out {out}: is a file, not a folder", hint="--out names the folder the stacks go in")
         # A rollout in progress: its live traffic is rendered, not the manifest's stable split.
         live = {n: live_traffic(project, n, live_rollouts(project, n)) for n in names}
         traffic = {n: {ep: item.traffic for ep, item in found.items()} for n, found in live.items() if found}
