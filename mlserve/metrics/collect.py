@@ -101,6 +101,9 @@ class LookRequest:
     revisions: Mapping[str, str] = field(default_factory=dict)
     custom: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     shadow: bool = False  # the last variant only receives mirrored copies of requests
+    # a shadow look's decision gates on agreement (rollout.shadow_agreement > 0): a source
+    # that counts it apart from the requests (the cluster's comparator) reads it only then
+    agreement: bool = True
     # per variant, what its series are selected by (workload, version, predictor, service,
     # revision), as the target resolved them; a query set's placeholders are filled from it
     arms: Mapping[str, Mapping[str, str]] = field(default_factory=dict)

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from mlserve.errors import ManifestError, UsageError
-from mlserve.manifest.models import Endpoint, GatewayRef, Manifest, Version
+from mlserve.manifest.models import Endpoint, Environment, GatewayRef, Manifest, Version
 from mlserve.manifest.sizing import arm_replicas
 from mlserve.metrics.buckets import ISTIO_BUCKETS_ANNOTATION, istio_buckets_annotation
-from mlserve.monitoring.k8s import logger_url
+from mlserve.monitoring.k8s import collector_name, logger_url
 from mlserve.render import engine
 from mlserve.render.context import DEFAULT_GPU_TYPE, GPU_LABEL, GPU_TAINT_KEY, GPU_TYPE_LABEL
 from mlserve.render.traffic import EndpointTraffic
@@ -72,18 +72,29 @@ def needs_keda(endpoint: Endpoint) -> bool:
     return endpoint.autoscaling.metric in ("concurrency", "rps", "queue", "kv_cache")
 
 
+LLM_ARM_SERVICE_SUFFIX = "-arm"  # an LLM arm's own Service behind the Gateway API (no endpoint picker)
+
+
 def llm_service(endpoint: Endpoint, serving: str) -> bool:
     """vLLM versions on KServe are LLMInferenceServices (one per version)."""
     return endpoint.runtime == "vllm" and serving == "kserve"
 
 
+def inference_pools(endpoint: Endpoint, env: Environment) -> bool:
+    """Behind the Gateway API with an endpoint picker, each arm of an LLM endpoint
+    (``runtime = "vllm"``) is an InferencePool."""
+    picker = env.gateway.endpoint_picker if env.gateway is not None else None
+    return endpoint.runtime == "vllm" and env.router_kind == "gateway-api" and bool(picker)
+
+
 def compares_answers(endpoint: Endpoint, serving: str) -> bool:
     """Whether the stack renders the shadow comparison path for an endpoint: its strategy has a
-    shadow step; its monitoring is off (a predictor has one payload logger, and with monitoring
-    on it feeds the drift collector); and its arms have a payload logger at all (KServe's
-    LLMInferenceService has none). Elsewhere a shadow look is held (mlserve.targets.kube_shadow)."""
+    shadow step and its arms have a payload logger at all (KServe's LLMInferenceService has
+    none). A predictor has one logger: with monitoring on too, it posts everything to the
+    comparator, which passes it on to the drift collector (``--forward``). Elsewhere a shadow
+    look is held (mlserve.targets.kube_shadow)."""
     shadow = endpoint.rollout.strategy in ("shadow", "shadow+canary")
-    return shadow and endpoint.monitoring is None and not llm_service(endpoint, serving)
+    return shadow and not llm_service(endpoint, serving)
 
 
 @dataclass(frozen=True)
@@ -163,7 +174,12 @@ def render(
         for e in eps:
             gateway_routes(e, serving, gateway, env_name)
     shadowed = [e["name"] for e in eps if e["shadow_logger"]]
-    comparator = comparator_context(shadowed, namespace) if shadowed else None
+    forwards = {
+        name: f"http://{collector_name(name)}.{namespace}.svc.cluster.local"
+        for name in shadowed
+        if endpoints[name].monitoring is not None
+    }
+    comparator = comparator_context(shadowed, namespace, forwards) if shadowed else None
     allowed = sorted({ns for e in eps for ns in e["auth"]["namespaces"]} | {namespace})
     ctx = dict(
         base, endpoints=eps, namespace=namespace, serving=serving, ingress_namespaces=allowed, router=router,
@@ -190,11 +206,16 @@ def render(
         docs.append(engine.render_template(jenv, "kubernetes/istio/router.yaml.j2", ectx))
         if router == "gateway-api":
             docs.append(engine.render_template(jenv, "kubernetes/gateway/httproute.yaml.j2", ectx))
-            if e["inference_pools"]:
+            per_arm = (
+                "kubernetes/gateway/inferencepool.yaml.j2"
+                if e["inference_pools"]
+                else "kubernetes/gateway/armservice.yaml.j2"
+                if e["arm_services"]
+                else None
+            )
+            if per_arm is not None:
                 for v in e["variants"]:
-                    docs.append(
-                        engine.render_template(jenv, "kubernetes/gateway/inferencepool.yaml.j2", dict(ectx, v=v))
-                    )
+                    docs.append(engine.render_template(jenv, per_arm, dict(ectx, v=v)))
         docs.append(engine.render_template(jenv, "kubernetes/istio/auth.yaml.j2", ectx))
         for v in e["variants"]:
             docs.append(engine.render_template(jenv, "kubernetes/pdb.yaml.j2", dict(ectx, v=v)))
@@ -322,6 +343,9 @@ def _variant(
     args += list(v.args)
     env = [{"name": k, "value": val} for k, val in sorted(v.env.items())]
     namespace = manifest.environments[env_name].namespace or ""
+    # one payload logger per arm: with monitoring and a shadow step both on, it feeds the comparator
+    both = ep.monitoring is not None and compares_answers(ep, serving)
+    comparator_url = f"http://{COMPARATOR_SERVICE}.{namespace}.svc.cluster.local"
     if ep.runtime == "seldon" and serving == "seldon" and v.model_class:
         env.append({"name": "MODEL_NAME", "value": v.model_class})
     batcher = None
@@ -367,8 +391,11 @@ def _variant(
         "scaling_query": scaling_query(ep.autoscaling.metric, namespace, ep_name, name),
         "pod_labels": labels,
         "seldon_implementation": spec.seldon_implementation,
-        # monitoring: the payload logger posts requests and responses to the drift collector
-        "logger_url": logger_url(ep_name, version, namespace) if ep.monitoring is not None else None,
+        # monitoring: the payload logger posts requests and responses to the drift collector,
+        # through the shadow comparator when the endpoint also has one (it passes them on)
+        "logger_url": logger_url(ep_name, version, namespace) if ep.monitoring is not None and not both else None,
+        "shadow_logger_url": comparator_url + (f"/log/{ep_name}/{version}" if both else ""),
+        "shadow_logger_mode": "all" if both else "response",
         "batcher": batcher,
     }
 
@@ -457,7 +484,6 @@ def endpoint_context(
         "histogram_annotation": ISTIO_BUCKETS_ANNOTATION,
         # payload logging of every arm's answers to the shadow comparator (see compares_answers)
         "shadow_logger": compares_answers(ep, serving),
-        "comparator_url": f"http://{COMPARATOR_SERVICE}.{namespace}.svc.cluster.local",
         "traffic": dict(traffic_context(traffic, host), sticky_cookie=ep.rollout.sticky_cookie),
     }
 
@@ -466,8 +492,9 @@ COMPARATOR_IMAGE = "docker.io/library/python:3.12-slim"
 COMPARATOR_SERVICE = "mlserve-comparator"
 
 
-def comparator_context(endpoints: list[str], namespace: str) -> dict[str, Any]:
-    """The shadow comparator of a namespace: its code (shipped verbatim in a ConfigMap) and limits."""
+def comparator_context(endpoints: list[str], namespace: str, forwards: dict[str, str] | None = None) -> dict[str, Any]:
+    """The shadow comparator of a namespace: its code (shipped verbatim in a ConfigMap), limits,
+    and ``forwards`` (endpoint -> its drift collector's base URL, for endpoints with monitoring)."""
     from pathlib import Path
 
     import mlserve
@@ -475,6 +502,7 @@ def comparator_context(endpoints: list[str], namespace: str) -> dict[str, Any]:
     root = Path(mlserve.__file__).parent
     return {
         "endpoints": endpoints,
+        "forward_args": [arg for ep, url in sorted((forwards or {}).items()) for arg in ("--forward", f"{ep}={url}")],
         "image": COMPARATOR_IMAGE,
         "window": 30,
         "max_pending": 50000,
@@ -494,10 +522,16 @@ def gateway_routes(e: dict[str, Any], serving: str, gateway: dict[str, Any], env
     LLM endpoint with an endpoint picker its own InferencePool."""
     pools = e["runtime"] == "vllm" and bool(gateway.get("endpoint_picker"))
     e["inference_pools"] = pools
+    # an LLMInferenceService's own Service speaks TLS on 8000 to a vLLM that KServe configures;
+    # mlserve's vLLM listens on the endpoint's port, so each arm gets a Service of its own
+    e["arm_services"] = bool(e["llm_service"]) and not pools
 
     def backend(v: dict[str, Any], weight: int) -> dict[str, Any]:
         if pools:
             return {"kind": "InferencePool", "name": v["name"], "version": v["version"], "weight": weight, "port": 0}
+        if e["arm_services"]:
+            return {"kind": "Service", "name": f"{v['name']}{LLM_ARM_SERVICE_SUFFIX}", "version": v["version"],
+                    "weight": weight, "port": 80}  # fmt: skip
         if serving == "seldon":
             return {"kind": "Service", "name": f"{e['name']}-{v['version']}", "version": v["version"],
                     "weight": weight, "port": SELDON_PORT}  # fmt: skip

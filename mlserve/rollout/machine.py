@@ -300,6 +300,7 @@ class Machine:
             at=now,
             custom={} if shadow else _custom_queries(record),
             shadow=shadow,
+            agreement=shadow and record.policy.shadow_agreement > 0,
             token_streams=any(m.kind in token_stream_kinds() for m in record.policy.metrics),
             predictions=() if shadow else _prediction_metrics(record),
             changed_at=step.started_at,

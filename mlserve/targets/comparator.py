@@ -23,6 +23,16 @@ Two answers with one id from two different arms are a pair, compared with
 - ``mlserve_shadow_unpaired_total{endpoint,arm}``: answers whose partner did not come within
   the window (or that were evicted to keep memory bounded); ``mlserve_shadow_pending``.
 
+An endpoint whose monitoring is on has one payload logger per arm for two readers: its
+drift collector and this comparator. The logger then posts every request and response
+(``mode: all``) to ``/log/ENDPOINT/VERSION`` here, and ``--forward ENDPOINT=URL`` passes each
+event on, unchanged (body, ``ce-*`` headers and path), to ``URL/log/ENDPOINT/VERSION``, the
+drift collector, from a bounded queue (``--forward-queue``, 10,000 events; a full queue
+drops, a collector that does not answer within 5 s loses that event):
+``mlserve_shadow_forwarded_total{endpoint,outcome="sent"|"failed"|"dropped"}`` counts them.
+Forwarding never delays an answer's comparison, and a collector that is down costs only
+its own summaries.
+
 Memory is bounded: at most ``--max-pending`` unpaired answers are kept, each at most
 ``--window`` seconds. Standard library only (plus :mod:`mlserve.answers`, shipped beside it):
 the rendered stack runs this file in a stock Python image from a ConfigMap. A comparator that
@@ -34,9 +44,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import queue
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import OrderedDict
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -158,7 +172,61 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def serve(comparator: Comparator, host: str, port: int) -> ThreadingHTTPServer:
+class Forwarder:
+    """Pass logged events on to each endpoint's drift collector (``targets``: endpoint -> base
+    URL), from a bounded queue drained by one thread; ``counts`` feed ``/metrics``."""
+
+    def __init__(self, targets: Mapping[str, str], *, capacity: int = 10_000, timeout: float = 5.0) -> None:
+        self.targets = {k: v.rstrip("/") for k, v in targets.items()}
+        self.timeout = timeout
+        self.queue: queue.Queue[tuple[str, str, dict[str, str], bytes]] = queue.Queue(maxsize=capacity)
+        self.counts: dict[tuple[str, str], int] = {}
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._drain, name="forward", daemon=True)
+        self.thread.start()
+
+    def _count(self, endpoint: str, outcome: str) -> None:
+        with self.lock:
+            self.counts[(endpoint, outcome)] = self.counts.get((endpoint, outcome), 0) + 1
+
+    def offer(self, path: str, headers: Any, body: bytes) -> None:
+        """Queue one event posted to ``path`` (``/log/ENDPOINT/VERSION``) for its endpoint's collector."""
+        parts = path.split("?", 1)[0].strip("/").split("/")
+        if len(parts) != 3 or parts[0] != "log" or parts[1] not in self.targets:
+            return
+        endpoint = parts[1]
+        keep = {k: str(v) for k, v in headers.items() if k.lower().startswith("ce-") or k.lower() == "content-type"}
+        try:
+            self.queue.put_nowait((endpoint, f"{self.targets[endpoint]}/{'/'.join(parts)}", keep, body))
+        except queue.Full:
+            self._count(endpoint, "dropped")
+
+    def _drain(self) -> None:
+        while True:
+            endpoint, url, headers, body = self.queue.get()
+            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                    answer.read()
+                self._count(endpoint, "sent")
+            except (urllib.error.URLError, OSError, ValueError):
+                self._count(endpoint, "failed")
+
+    def exposition(self) -> str:
+        with self.lock:
+            items = sorted(self.counts.items())
+        lines = [
+            "# HELP mlserve_shadow_forwarded_total Logged events passed on to the endpoint's drift collector.",
+            "# TYPE mlserve_shadow_forwarded_total counter",
+        ]
+        lines += [
+            f'mlserve_shadow_forwarded_total{{endpoint="{_escape(ep)}",outcome="{outcome}"}} {n}'
+            for (ep, outcome), n in items
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def serve(comparator: Comparator, host: str, port: int, forwarder: Forwarder | None = None) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -174,7 +242,8 @@ def serve(comparator: Comparator, host: str, port: int) -> ThreadingHTTPServer:
 
         def do_GET(self) -> None:
             if self.path.startswith("/metrics"):
-                self._reply(200, comparator.exposition().encode(), "text/plain; version=0.0.4")
+                text = comparator.exposition() + (forwarder.exposition() if forwarder is not None else "")
+                self._reply(200, text.encode(), "text/plain; version=0.0.4")
             elif self.path.startswith("/healthz"):
                 self._reply(200, b"ok\n")
             else:
@@ -183,6 +252,8 @@ def serve(comparator: Comparator, host: str, port: int) -> ThreadingHTTPServer:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0) or 0)
             raw = self.rfile.read(length) if length else b""
+            if forwarder is not None:
+                forwarder.offer(self.path, self.headers, raw)  # every event, requests included
             found = identify(self.headers)
             if found is None:
                 self._reply(202)  # not an answer (a request event, another type): accepted, ignored
@@ -205,8 +276,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--window", type=float, default=30.0, help="seconds an answer waits for its partner")
     parser.add_argument("--max-pending", type=int, default=50_000, help="most unpaired answers kept")
+    parser.add_argument(
+        "--forward",
+        action="append",
+        default=[],
+        metavar="ENDPOINT=URL",
+        help="pass every event logged for ENDPOINT on to URL/log/ENDPOINT/VERSION (its drift collector)",
+    )
+    parser.add_argument("--forward-queue", type=int, default=10_000, help="most events waiting to be passed on")
     args = parser.parse_args(argv)
-    server = serve(Comparator(window=args.window, max_pending=args.max_pending), args.host, args.port)
+    targets = {}
+    for item in args.forward:
+        endpoint, sep, url = item.partition("=")
+        if not sep or not endpoint or not url.startswith(("http://", "https://")):
+            parser.error(f"--forward {item!r}: expected ENDPOINT=http://HOST[:PORT]")
+        targets[endpoint] = url
+    forwarder = Forwarder(targets, capacity=args.forward_queue) if targets else None
+    server = serve(Comparator(window=args.window, max_pending=args.max_pending), args.host, args.port, forwarder)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
 

@@ -50,17 +50,21 @@ class ControlArms:
         """One more arm of ``version`` named ``name`` at weight 0, its objects applied by the
         router (the Gateway API router applies a growing arm before the route), and return once
         its workload is ready, so the split that follows never sends a request to a starting
-        server. Before a rollout's first step the live plan has no candidate: the control is
-        applied beside ``candidate`` at weight 0 (the primary keeps all traffic). Without either,
-        nothing (there is no split to add a control to)."""
+        server. Before a rollout's first step the live plan has no candidate, and after a shadow
+        step the candidate is only mirrored: the control is then applied beside the candidate
+        at weight 0 in a split (the primary keeps all traffic). Without a candidate, nothing
+        (there is no split to add a control to)."""
         plan = self.current(endpoint)
         if plan is None:
             return
         if name not in plan.arms:
-            if plan.candidate is not None:
+            cand = plan.candidate or candidate
+            if plan.candidate is not None and plan.mode is not Mode.SHADOW:
                 plan = Plan(plan.mode, {**plan.arms, name: Arm(version, 0, Role.CONTROL)})
-            elif candidate is not None:
-                plan = Plan.controlled(Mode.CANARY, plan.baseline, candidate, name, 0)
+            elif cand is not None:
+                # a control joins a split, never a mirror: after a shadow step (whose plan has
+                # the candidate mirrored), the step that needs the control is a split
+                plan = Plan.controlled(Mode.CANARY, plan.baseline, cand, name, 0)
             else:
                 return
             self.apply(endpoint, plan)
@@ -78,7 +82,7 @@ class ControlArms:
                 "jsonpath={.status.state}=Available",
             )
         else:
-            obj, condition = f"inferenceservices.serving.kserve.io/{endpoint}-{name}", "condition=Ready"
+            obj, condition = f"{self._kserve_kind(endpoint)[1]}/{endpoint}-{name}", "condition=Ready"
         context = kube_context(self.project, self.env_name)
         try:
             Kubectl(context).wait_for(obj, condition, namespace=namespace, timeout=self.control_ready_timeout)
@@ -97,11 +101,35 @@ class ControlArms:
         if plan is not None and name in plan.arms:
             self.apply(endpoint, plan.without_control())
         env = self.project.manifest.environments[self.env_name]
-        if env.serving == "kserve" and env.namespace:
-            isvc = f"{endpoint}-{name}"
-            kubectl = Kubectl(kube_context(self.project, self.env_name))
-            kubectl.delete_object("inferenceservice", isvc, namespace=env.namespace)
-            self.forget("InferenceService", env.namespace, isvc)
+        if env.serving == "seldon":
+            return
+        namespace = env.namespace or "default"
+        obj = f"{endpoint}-{name}"
+        kind, resource = self._kserve_kind(endpoint)
+        # the arm's own objects: its workload, and behind the Gateway API an LLM arm's
+        # InferencePool or Service (the route no longer names them)
+        owned = [(kind, resource, obj)]
+        from mlserve.render.kubernetes import LLM_ARM_SERVICE_SUFFIX, inference_pools
+
+        if kind == "LLMInferenceService" and env.router_kind == "gateway-api":
+            ep = self.project.manifest.endpoints[endpoint]
+            if inference_pools(ep, env):
+                owned.append(("InferencePool", "inferencepools.inference.networking.k8s.io", obj))
+            else:
+                owned.append(("Service", "service", f"{obj}{LLM_ARM_SERVICE_SUFFIX}"))
+        kubectl = Kubectl(kube_context(self.project, self.env_name))
+        for kind_name, res, object_name in owned:
+            kubectl.delete_object(res, object_name, namespace=namespace)
+            self.forget(kind_name, namespace, object_name)
+
+    def _kserve_kind(self, endpoint: str) -> tuple[str, str]:
+        """(kind, kubectl resource) of a KServe arm's workload: an LLM endpoint's versions are
+        LLMInferenceServices, the others InferenceServices."""
+        from mlserve.render.kubernetes import llm_service
+
+        if llm_service(self.project.manifest.endpoints[endpoint], "kserve"):
+            return "LLMInferenceService", "llminferenceservices.serving.kserve.io"
+        return "InferenceService", "inferenceservices.serving.kserve.io"
 
     def arms(self, endpoint: str) -> tuple[str, ...]:
         """The control arm the router's last plan routes to, if any."""

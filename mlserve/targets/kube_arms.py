@@ -9,6 +9,11 @@ or the SeldonDeployment predictor (Seldon) labelled ``mlserve.io/endpoint`` and
   and its Service ``ISVC-predictor`` (the Gateway API router's backend);
 - KServe serverless: the revision in ``status.components.predictor.latestReadyRevision``
   (Knative's ``revision_name``; its pods belong to the Deployment ``REVISION-deployment``);
+- KServe LLMInferenceService (an LLM endpoint's versions, ``runtime = "vllm"``): the
+  Deployment KServe creates for it, ``status.workloads.primary`` where the API reports it
+  (v1alpha2), else ``NAME-kserve``; behind the Gateway API, the arm's backend (its
+  InferencePool ``NAME`` where an endpoint picker is set, else mlserve's Service
+  ``NAME-arm``);
 - Seldon Core v1: the predictor's name (the executor's ``predictor_name``) and its
   Deployment ``SDEP-PREDICTOR-0-model``.
 
@@ -30,7 +35,10 @@ from typing import Any
 
 from mlserve.errors import ToolError
 from mlserve.metrics import MetricsUnavailable
-from mlserve.render.kubernetes import MODEL_VERSION_LABEL  # a control's pods: the version they serve
+from mlserve.render.kubernetes import (
+    LLM_ARM_SERVICE_SUFFIX,  # an LLM arm's Service behind the Gateway API
+    MODEL_VERSION_LABEL,  # a control's pods: the version they serve
+)
 from mlserve.tools.kubectl import Kubectl
 
 ROLE_LABEL = "mlserve.io/role"
@@ -79,6 +87,8 @@ def _pod_labels(serving: str, obj: Mapping[str, Any]) -> Mapping[str, Any]:
     if serving == "seldon":
         specs = obj.get("componentSpecs") or [{}]
         return ((specs[0] or {}).get("metadata") or {}).get("labels") or {}
+    if obj.get("kind") == "LLMInferenceService":
+        return (obj.get("spec") or {}).get("labels") or {}
     return ((obj.get("spec") or {}).get("predictor") or {}).get("labels") or {}
 
 
@@ -117,11 +127,23 @@ def _pick(found: list[_Found], want: Wanted, endpoint: str, query: str) -> _Foun
 
 
 def resolve(
-    kubectl: Kubectl, *, serving: str, router: str, namespace: str, endpoint: str, wanted: Sequence[Wanted]
+    kubectl: Kubectl,
+    *,
+    serving: str,
+    router: str,
+    namespace: str,
+    endpoint: str,
+    wanted: Sequence[Wanted],
+    llm: bool = False,
+    pools: bool = False,
 ) -> dict[str, dict[str, str]]:
-    """Arm -> what its series are selected by (workload, version, predictor, service, revision)."""
+    """Arm -> what its series are selected by (workload, version, predictor, service, revision).
+    ``llm``: the versions are KServe LLMInferenceServices; ``pools``: behind the Gateway API,
+    each of their arms is an InferencePool."""
     if serving == "seldon":
         resource = f"seldondeployments.machinelearning.seldon.io/{endpoint}"
+    elif llm:
+        resource = "llminferenceservices.serving.kserve.io"
     else:
         resource = "inferenceservices.serving.kserve.io"
     selector = None if serving == "seldon" else f"mlserve.io/endpoint={endpoint}"
@@ -132,11 +154,18 @@ def resolve(
         data = kubectl.get_json(resource, namespace=namespace, selector=selector)
     except ToolError as exc:
         raise MetricsUnavailable(f"cannot read the arms of {endpoint} ({query}): {exc.message}") from None
-    return select(data, serving=serving, router=router, endpoint=endpoint, wanted=wanted, query=query)
+    return select(data, serving=serving, router=router, endpoint=endpoint, wanted=wanted, query=query, pools=pools)
 
 
 def select(
-    data: Mapping[str, Any], *, serving: str, router: str, endpoint: str, wanted: Sequence[Wanted], query: str
+    data: Mapping[str, Any],
+    *,
+    serving: str,
+    router: str,
+    endpoint: str,
+    wanted: Sequence[Wanted],
+    query: str,
+    pools: bool = False,
 ) -> dict[str, dict[str, str]]:
     """:func:`resolve` on what kubectl returned (``query``: how, for the messages)."""
     found: list[_Found] = []
@@ -161,6 +190,9 @@ def select(
                 "service": endpoint if router == "istio" else f"{endpoint}-{name}",
             }
             continue
+        if f.obj.get("kind") == "LLMInferenceService":
+            out[want.arm] = llm_arm(f.obj, name, version, endpoint, router, pools)
+            continue
         meta = f.obj.get("metadata") or {}
         mode = (meta.get("annotations") or {}).get("serving.kserve.io/deploymentMode", "Serverless")
         entry = {"object": name, "version": version, "service": endpoint if router == "istio" else f"{name}-predictor"}
@@ -177,3 +209,18 @@ def select(
             entry.update(revision=str(revision), workload=f"{revision}-deployment")
         out[want.arm] = entry
     return out
+
+
+LLM_WORKLOAD_SUFFIX = "-kserve"  # the Deployment KServe creates for an LLMInferenceService
+
+
+def llm_arm(obj: Mapping[str, Any], name: str, version: str, endpoint: str, router: str, pools: bool) -> dict[str, str]:
+    """An LLMInferenceService arm's selectors: the Deployment KServe runs it in (as its status
+    reports it where the API has ``status.workloads``, else by KServe's naming) and the
+    Service or InferencePool the router sends its requests to."""
+    workloads = (obj.get("status") or {}).get("workloads") or {}
+    primary = (workloads.get("primary") or {}).get("name")
+    workload = str(primary) if primary else f"{name}{LLM_WORKLOAD_SUFFIX}"
+    backend = name if pools else f"{name}{LLM_ARM_SERVICE_SUFFIX}"  # the InferencePool, or mlserve's Service
+    service = endpoint if router == "istio" else backend
+    return {"object": name, "version": version, "workload": workload, "service": service}

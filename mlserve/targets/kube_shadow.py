@@ -2,9 +2,9 @@
 shadow arm, over the step (see :mod:`mlserve.targets.comparator` for how they are counted).
 
 No series (the comparator is down, not scraped, or not rendered for this endpoint: no shadow
-step; monitoring on, whose drift collector takes the arms' one payload logger; a KServe
-LLMInferenceService, which has no logger) holds the
-look with the query named: a shadow step never passes on missing agreement.
+step; a KServe LLMInferenceService, which has no logger) holds the
+look with the query named: a shadow step never passes on missing agreement. A policy with
+``shadow_agreement = 0`` (the gate off) asks for none (``LookRequest.agreement``).
 """
 
 from __future__ import annotations
@@ -44,13 +44,8 @@ def agreement(
         raise MetricsUnavailable(
             f"no agreement for the shadow of {req.endpoint}/{shadow}: its versions are KServe LLMInferenceServices "
             f"(runtime = 'vllm' on environments.{env_name}), which have no payload logger, so the shadow comparator "
-            f"is not fed for this endpoint and {promql} cannot exist (not built yet)"
-        )
-    if ep.monitoring is not None:
-        raise MetricsUnavailable(
-            f"no agreement for the shadow of {req.endpoint}/{shadow}: endpoints.{req.endpoint}.monitoring is on, and "
-            "each arm's one payload logger feeds the drift collector, so the shadow comparator is not rendered for "
-            f"this endpoint and {promql} cannot exist (feeding both is not built yet)"
+            f"is not fed for this endpoint and {promql} cannot exist (not built yet); "
+            f"endpoints.{req.endpoint}.rollout.shadow_agreement = 0 shadows it without the agreement gate"
         )
     counts = counter_increase(query, promql, window(max(1.0, req.at - req.started_at)), req.started_at, req.at)
     if not counts:

@@ -707,7 +707,7 @@ class KubernetesMetrics:
         self.namespace = env.namespace or ""
         source = "seldon" if env.serving == "seldon" else "istio"
         # agreement is counted where the stack renders the shadow comparator (an endpoint with a
-        # shadow step and monitoring off); LLM versions (runtime = "vllm") report their token
+        # shadow step, its arms with a payload logger); LLM versions (runtime = "vllm") report their token
         # streams in vLLM's own series
         from mlserve.render.kubernetes import compares_answers
 
@@ -747,9 +747,14 @@ class KubernetesMetrics:
         if key not in self._arms:
             plan = self.router.current(request.endpoint) if self.router is not None else None
             wanted = kube_arms.wanted_arms(request.variants, plan.arms if plan is not None else None)
+            from mlserve.render.kubernetes import inference_pools, llm_service
+
+            serving = self.env.serving or "kserve"
+            ep = self.project.manifest.endpoints[request.endpoint]
             self._arms[key] = kube_arms.resolve(
-                self.kubectl(), serving=self.env.serving or "kserve", router=self.env.router_kind,
-                namespace=self.namespace, endpoint=request.endpoint, wanted=wanted,
+                self.kubectl(), serving=serving, router=self.env.router_kind, namespace=self.namespace,
+                endpoint=request.endpoint, wanted=wanted, llm=llm_service(ep, serving),
+                pools=inference_pools(ep, self.env),
             )  # fmt: skip
         return self._arms[key]
 
@@ -764,8 +769,8 @@ class KubernetesMetrics:
             request, source=caps.query_set, namespace=self.namespace, shadow=False, arms=arms, llm_source=llm
         )
         seen = collect_look(self.query(), request, previous)
-        if not shadow:
-            return seen
+        if not shadow or not request.agreement:
+            return seen  # no agreement asked for: shadow_agreement = 0 switches the gate off
         from mlserve.targets.kube_shadow import agreement
 
         counts, queries = agreement(self.query(), self.project.manifest, self.env_name, request, arms)

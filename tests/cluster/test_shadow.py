@@ -106,9 +106,15 @@ def test_comparator_down_holds_the_shadow_look(project: Path, tmp_path: Path, mo
         assert res["looks"] == 0 and res["status"] == "running"
 
 
-def test_with_monitoring_on_the_shadow_look_is_held_saying_why(project: Path) -> None:
-    """Monitoring on: each arm's one payload logger feeds the drift collector, no comparator is
-    rendered, and a shadow look is held naming the key (never passed without agreement)."""
+def test_with_monitoring_on_the_one_logger_feeds_the_comparator_which_forwards_to_the_collector(
+    project: Path,
+) -> None:
+    """Monitoring on: each arm's one payload logger posts requests and responses (mode all) to
+    the comparator at /log/fraud/VERSION, and the comparator passes them on to fraud's drift
+    collector (--forward); the collector is still rendered. Without the comparator's series the
+    shadow look is held, naming the query (never passed without agreement)."""
+    import yaml
+
     from mlserve.metrics import LookRequest, MetricsUnavailable
     from mlserve.render import render_files
     from mlserve.targets.kube_shadow import agreement
@@ -116,9 +122,22 @@ def test_with_monitoring_on_the_shadow_look_is_held_saying_why(project: Path) ->
     set_policy(project, **SHADOW)  # fraud keeps the example's monitoring
     p = load_project(project)
     files = render_files(p, "staging")["kubernetes"]
-    fraud = files["kubernetes/endpoints/fraud.yaml"]
-    assert fraud.count("logger:") == 1 and "mlserve-drift-fraud" in fraud and "mlserve-comparator" not in fraud
+    docs = [d for d in yaml.safe_load_all(files["kubernetes/endpoints/fraud.yaml"]) if d]
+    isvcs = [d for d in docs if d["kind"] == "InferenceService"]
+    assert isvcs
+    for isvc in isvcs:
+        version = isvc["metadata"]["labels"]["mlserve.io/version"]
+        logger = isvc["spec"]["predictor"]["logger"]
+        assert logger["mode"] == "all"
+        assert logger["url"] == f"http://mlserve-comparator.ml-staging.svc.cluster.local/log/fraud/{version}"
+    assert files["kubernetes/endpoints/fraud.yaml"].count("logger:") == len(isvcs)  # one per arm, not two
+    comparator = [d for d in yaml.safe_load_all(files["kubernetes/comparator.yaml"]) if d]
+    command = next(d for d in comparator if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    args = command["command"]
+    assert args[args.index("--forward") + 1] == "fraud=http://mlserve-drift-fraud.ml-staging.svc.cluster.local"
+    assert any(d["metadata"]["name"] == "mlserve-drift-fraud" for f, text in files.items() if f.startswith(
+        "kubernetes/monitoring/") for d in yaml.safe_load_all(text) if d)  # fmt: skip
     req = LookRequest("fraud", ["v1", "v2"], {"v1": 100, "v2": 0}, 0.0, 10.0, namespace="ml-staging", shadow=True)
     arms = {"v1": {"object": "fraud-v1"}, "v2": {"object": "fraud-v2"}}
-    with pytest.raises(MetricsUnavailable, match=r"endpoints\.fraud\.monitoring is on"):
+    with pytest.raises(MetricsUnavailable, match=r"no data for the shadow comparison of fraud/v2"):
         agreement(lambda q, at: [], p.manifest, "staging", req, arms)

@@ -18,7 +18,8 @@ against an HTTP server that answers the way kube-apiserver does for the part mls
 - a kind whose CRD is not installed is missing from discovery, so kubectl fails with its own
   "no matches for kind ... ensure CRDs are installed first";
 - status written by stand-in controllers the way KServe (conditions ``PredictorReady``,
-  ``IngressReady``, ``Ready``, ``components.predictor``, ``modelStatus``) and Seldon Core v1
+  ``IngressReady``, ``Ready``, ``components.predictor``, ``modelStatus``; an
+  LLMInferenceService's ``MainWorkloadReady``, ``RouterReady``, ``Ready``) and Seldon Core v1
   (``state: Available``, ``deploymentStatus``, conditions) report it;
 - list with label and field selectors, and watch (one event per matching object, enough for
   ``kubectl wait``).
@@ -271,6 +272,22 @@ def seldon_status(obj: dict[str, Any], generation: int) -> dict[str, Any]:
     }
 
 
+def llm_status(obj: dict[str, Any], generation: int) -> dict[str, Any]:
+    """KServe's LLMInferenceService status (v1alpha1 has no ``workloads``: the Deployment it
+    runs is ``NAME-kserve`` by KServe's naming)."""
+    meta = obj["metadata"]
+    name, ns = meta["name"], meta.get("namespace", "default")
+    return {
+        "observedGeneration": generation,
+        "url": f"http://{name}.{ns}.svc.cluster.local",
+        "address": {"url": f"http://{name}-kserve-workload-svc.{ns}.svc.cluster.local:8000"},
+        "conditions": [
+            _condition("MainWorkloadReady"), _condition("RouterReady"), _condition("PresetsCombined"),
+            _condition("Ready"),
+        ],
+    }  # fmt: skip
+
+
 def not_ready(status: dict[str, Any]) -> dict[str, Any]:
     """A status whose workload is still starting: conditions False, Seldon's state Creating."""
     out = dict(status, conditions=[dict(c, status="False") for c in status.get("conditions", [])])
@@ -281,6 +298,7 @@ def not_ready(status: dict[str, Any]) -> dict[str, Any]:
 
 CONTROLLERS: dict[str, Callable[[dict[str, Any], int], dict[str, Any]]] = {
     "InferenceService": kserve_status,
+    "LLMInferenceService": llm_status,
     "SeldonDeployment": seldon_status,
 }
 

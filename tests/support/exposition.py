@@ -122,7 +122,8 @@ COMPONENTS: dict[str, Component] = {
         "vllm:e2e_request_latency_seconds",
         None,
         1.0,
-        lambda arm, ep, ns: {"model_name": ep},
+        # vLLM labels its series with the first served model name: mlserve's ENDPOINT-ARM
+        lambda arm, ep, ns: {"model_name": f"{ep}-{arm.version}"},
     ),
 }
 
@@ -184,20 +185,27 @@ def _with(labels: Labels, changes: Mapping[str, str]) -> Labels:
 def arms_of(cluster: FakeCluster, namespace: str, endpoint: str, serving: str, router: str) -> list[ArmInfo]:
     out = []
     if serving == "kserve":
-        for obj in cluster.objects("InferenceService"):
-            meta = obj["metadata"]
-            labels = meta.get("labels") or {}
-            if meta.get("namespace") != namespace or labels.get("mlserve.io/endpoint") != endpoint:
-                continue
-            name = meta["name"]
-            role = (meta.get("annotations") or {}).get("mlserve.io/role", "")
-            service = f"{name}-predictor" if router == "gateway-api" else endpoint
-            predictor = (obj.get("spec") or {}).get("predictor") or {}
-            pods = predictor.get("labels") or {}
-            version = labels.get("mlserve.io/version", "")
-            served = pods.get(MODEL_VERSION, version)
-            buckets = _sidecar_buckets(predictor.get("annotations") or {})
-            out.append(ArmInfo(name, version, role, f"{name}-predictor", service, "", served, buckets))
+        for kind in ("LLMInferenceService", "InferenceService"):
+            for obj in cluster.objects(kind):
+                meta = obj["metadata"]
+                labels = meta.get("labels") or {}
+                if meta.get("namespace") != namespace or labels.get("mlserve.io/endpoint") != endpoint:
+                    continue
+                name = meta["name"]
+                role = (meta.get("annotations") or {}).get("mlserve.io/role", "")
+                if kind == "LLMInferenceService":  # its pods: spec.labels; KServe's Deployment NAME-kserve
+                    pod_spec, workload = (obj.get("spec") or {}), f"{name}-kserve"
+                    # the HTTPRoute's backend: the arm's InferencePool (an endpoint picker) or its Service
+                    pooled = cluster.get("InferencePool", name, namespace) is not None
+                    backend = name if pooled else f"{name}-arm"
+                else:
+                    pod_spec, workload = (obj.get("spec") or {}).get("predictor") or {}, f"{name}-predictor"
+                    backend = f"{name}-predictor"
+                service = backend if router == "gateway-api" else endpoint
+                version = labels.get("mlserve.io/version", "")
+                served = (pod_spec.get("labels") or {}).get(MODEL_VERSION, version)
+                buckets = _sidecar_buckets(pod_spec.get("annotations") or {})
+                out.append(ArmInfo(name, version, role, workload, service, "", served, buckets))
     else:
         sd = cluster.get("SeldonDeployment", endpoint, namespace)
         for p in (sd or {}).get("spec", {}).get("predictors", []) or []:

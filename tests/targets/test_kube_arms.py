@@ -78,3 +78,66 @@ def test_two_controls_of_one_version_are_told_apart_by_the_arm_name(project: Pat
     plan = Plan.controlled(Mode.CANARY, "v1", "v2", "control-3", 10)  # neither is named so: both serve v1
     with pytest.raises(MetricsUnavailable, match="ambiguous workload for arm control-3"):
         _select(data, "kserve", "istio", plan)
+
+
+LLM_PLAN = Plan.controlled(Mode.CANARY, "llama-8b", "llama-8b-q", "control", 10)
+
+
+def _llm_listed(project: Path, env: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """kubectl's list of summarize's LLMInferenceServices, and every rendered object of it."""
+    files = render_files(load_project(project), env, {"summarize": to_render(LLM_PLAN, EndpointTraffic)})
+    docs = [d for d in yaml.safe_load_all(files["kubernetes"]["kubernetes/endpoints/summarize.yaml"]) if d]
+    return {"items": [d for d in docs if d["kind"] == "LLMInferenceService"]}, docs
+
+
+def _llm_select(data: dict[str, Any], router: str, pools: bool = False) -> dict[str, dict[str, str]]:
+    wanted = kube_arms.wanted_arms(list(LLM_PLAN.arms), LLM_PLAN.arms)
+    return kube_arms.select(
+        data, serving="kserve", router=router, endpoint="summarize", wanted=wanted, query=QUERY, pools=pools
+    )
+
+
+def test_an_llm_endpoints_arms_resolve_to_the_deployments_kserve_runs_them_in(project: Path) -> None:
+    """LLMInferenceService arms (runtime = "vllm" on KServe): the Deployment NAME-kserve, or the
+    one the API reports in status.workloads.primary (v1alpha2); the control to its own."""
+    data, _ = _llm_listed(project, "staging")
+    arms = _llm_select(data, "istio")
+    assert {a: arms[a]["workload"] for a in arms} == {
+        "llama-8b": "summarize-llama-8b-kserve",
+        "control": "summarize-control-kserve",
+        "llama-8b-q": "summarize-llama-8b-q-kserve",
+    }
+    assert arms["control"]["version"] == "control" and all(a["service"] == "summarize" for a in arms.values())
+    reported = yaml.safe_load(yaml.safe_dump(data))
+    reported["items"][0]["status"] = {"workloads": {"primary": {"kind": "Deployment", "name": "llm-main-7f9"}}}
+    name = reported["items"][0]["metadata"]["name"]
+    arm = next(a for a, v in _llm_select(reported, "istio").items() if v["object"] == name)
+    assert _llm_select(reported, "istio")[arm]["workload"] == "llm-main-7f9"
+    # the InferenceService query finds none of them: the look is held, naming the query
+    with pytest.raises(MetricsUnavailable, match="no workload for arm llama-8b of summarize"):
+        _llm_select({"items": []}, "istio")
+
+
+def test_behind_the_gateway_api_an_llm_arm_is_its_inference_pool_or_its_own_service(project: Path) -> None:
+    """edge has an endpoint picker: each arm is an InferencePool of its own name. Without one,
+    each arm gets mlserve's Service NAME-arm (KServe's workload Service speaks TLS to a vLLM
+    KServe configures), rendered beside it and named by the HTTPRoute."""
+    data, docs = _llm_listed(project, "edge")
+    pooled = _llm_select(data, "gateway-api", pools=True)
+    pools = {d["metadata"]["name"] for d in docs if d["kind"] == "InferencePool"}
+    assert {a["service"] for a in pooled.values()} == pools == {a["object"] for a in pooled.values()}
+    from tests.support.rehearsal import set_env
+
+    set_env(project, "edge", gateway={"class_name": "istio", "domain": "ml.acme.example"})  # no picker
+    data, docs = _llm_listed(project, "edge")
+    plain = _llm_select(data, "gateway-api")
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    route = next(d for d in docs if d["kind"] == "HTTPRoute")
+    backends = {b["name"] for b in route["spec"]["rules"][-1]["backendRefs"]}
+    assert not any(d["kind"] == "InferencePool" for d in docs)
+    for arm, sel in plain.items():
+        assert sel["service"] == f"{sel['object']}-arm" and sel["service"] in services, (arm, sorted(services))
+        assert services[sel["service"]]["spec"]["selector"] == {
+            "mlserve.io/endpoint": "summarize", "mlserve.io/version": sel["version"],
+        }  # fmt: skip
+    assert backends <= {s["service"] for s in plain.values()} and backends
