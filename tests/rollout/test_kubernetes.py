@@ -97,7 +97,7 @@ def test_the_control_on_kserve_is_rendered_three_ways_and_deleted_at_the_end(pro
     assert len(applies) == 2  # the 10% step (with the control), the promotion
     # the end: traffic without the control first, then its InferenceService deleted by name
     assert calls[-1][2:] == ["delete", "-n", "ml-staging", "--ignore-not-found=true", "--wait=false",
-                             "inferenceservice", "fraud-control"]  # fmt: skip
+                             "inferenceservices.serving.kserve.io", "fraud-control"]  # fmt: skip
     assert calls.index(calls[-1]) > calls.index(applies[-1])
 
 
@@ -111,4 +111,4 @@ def test_a_controlled_plan_renders_the_control_subset(project: Path, kubectl: Pa
     assert drv.arms("fraud") == ("control",)
     drv.stop_arm("fraud", "control")
     assert drv.arms("fraud") == ()
-    assert _calls(kubectl)[-1][-2:] == ["inferenceservice", "fraud-control"]
+    assert _calls(kubectl)[-1][-2:] == ["inferenceservices.serving.kserve.io", "fraud-control"]
