@@ -172,7 +172,7 @@ def render(
     ]
     if router == "gateway-api":
         for e in eps:
-            gateway_routes(e, serving, gateway, env_name)
+            gateway_routes(e, serving, gateway, env_name, pools=inference_pools(endpoints[e["name"]], env))
     shadowed = [e["name"] for e in eps if e["shadow_logger"]]
     forwards = {
         name: f"http://{collector_name(name)}.{namespace}.svc.cluster.local"
@@ -345,7 +345,7 @@ def _variant(
     namespace = manifest.environments[env_name].namespace or ""
     # one payload logger per arm: with monitoring and a shadow step both on, it feeds the comparator
     both = ep.monitoring is not None and compares_answers(ep, serving)
-    comparator_url = f"http://{COMPARATOR_SERVICE}.{namespace}.svc.cluster.local"
+    comparator_url = comparator_base_url(namespace)
     if ep.runtime == "seldon" and serving == "seldon" and v.model_class:
         env.append({"name": "MODEL_NAME", "value": v.model_class})
     batcher = None
@@ -492,6 +492,11 @@ COMPARATOR_IMAGE = "docker.io/library/python:3.12-slim"
 COMPARATOR_SERVICE = "mlserve-comparator"
 
 
+def comparator_base_url(namespace: str) -> str:
+    """Where the arms' payload loggers and mlserve's looks reach a namespace's shadow comparator."""
+    return f"http://{COMPARATOR_SERVICE}.{namespace}.svc.cluster.local"
+
+
 def comparator_context(endpoints: list[str], namespace: str, forwards: dict[str, str] | None = None) -> dict[str, Any]:
     """The shadow comparator of a namespace: its code (shipped verbatim in a ConfigMap), limits,
     and ``forwards`` (endpoint -> its drift collector's base URL, for endpoints with monitoring)."""
@@ -506,7 +511,7 @@ def comparator_context(endpoints: list[str], namespace: str, forwards: dict[str,
         "image": COMPARATOR_IMAGE,
         "window": 30,
         "max_pending": 50000,
-        "url": f"http://{COMPARATOR_SERVICE}.{namespace}.svc.cluster.local",
+        "url": comparator_base_url(namespace),
         "sources": {
             "answers.py": (root / "answers.py").read_text(encoding="utf-8"),
             "comparator.py": (root / "targets" / "comparator.py").read_text(encoding="utf-8"),
@@ -514,23 +519,25 @@ def comparator_context(endpoints: list[str], namespace: str, forwards: dict[str,
     }
 
 
-def gateway_routes(e: dict[str, Any], serving: str, gateway: dict[str, Any], env_name: str) -> None:
+def gateway_routes(e: dict[str, Any], serving: str, gateway: dict[str, Any], env_name: str, *, pools: bool) -> None:
     """HTTPRoute backends of one endpoint's arms (router = "gateway-api"), live and stable.
 
     Each arm is reached through its own Service: KServe RawDeployment's ``ISVC-predictor``
     (port 80), the Seldon predictor's ``SDEP-PREDICTOR`` (the executor, port 8000), or for an
-    LLM endpoint with an endpoint picker its own InferencePool."""
-    pools = e["runtime"] == "vllm" and bool(gateway.get("endpoint_picker"))
+    LLM endpoint with an endpoint picker (``pools``, from :func:`inference_pools`) its own
+    InferencePool."""
     e["inference_pools"] = pools
     # an LLMInferenceService's own Service speaks TLS on 8000 to a vLLM that KServe configures;
     # mlserve's vLLM listens on the endpoint's port, so each arm gets a Service of its own
     e["arm_services"] = bool(e["llm_service"]) and not pools
+    for v in e["variants"]:
+        v["arm_service"] = f"{v['name']}{LLM_ARM_SERVICE_SUFFIX}"
 
     def backend(v: dict[str, Any], weight: int) -> dict[str, Any]:
         if pools:
             return {"kind": "InferencePool", "name": v["name"], "version": v["version"], "weight": weight, "port": 0}
         if e["arm_services"]:
-            return {"kind": "Service", "name": f"{v['name']}{LLM_ARM_SERVICE_SUFFIX}", "version": v["version"],
+            return {"kind": "Service", "name": v["arm_service"], "version": v["version"],
                     "weight": weight, "port": 80}  # fmt: skip
         if serving == "seldon":
             return {"kind": "Service", "name": f"{e['name']}-{v['version']}", "version": v["version"],
