@@ -44,8 +44,8 @@ ms render --all
 # p99 within 10% takes tens of thousands of requests per arm on a 2-core machine (its latency
 # tail is flat: about 0.7-0.9% of requests exceed 1.1 x p99, against 1% above p99): v2 was
 # promoted after 25-46 looks in 3 of 6 runs; in the others its p99 stayed undecided, and in
-# one it was measured +12.7% [+2.5%, +13.3%] against its control over 104 looks (two server
-# processes of equally cheap models can differ by about 10% at p99 on this machine). The
+# one it was measured +12.7% [+2.5%, +13.3%] against its control over 104 looks (one run;
+# benchmarks/live_tail.py finds processes of one model within sampling error of each other). The
 # deadline is 7 minutes; a run without the evidence by then ends rolled back (exit 3).
 say "tuning the fraud rollout policy for a short demo"
 python3 - "$project/mlserve.toml" <<'PY'
