@@ -41,8 +41,8 @@ ms render --all
 # idle) and ask for 150 requests per arm. The latency margin stays the
 # manifest's p99 within 10%: the candidate is compared with a control (a fresh v1 started for
 # the rollout with the candidate's share of traffic), so both see the same load. Showing
-# p99 within 10% takes tens of thousands of requests per arm on a 2-core machine (its latency
-# tail is flat: about 0.7-0.9% of requests exceed 1.1 x p99, against 1% above p99): v2 was
+# p99 within 10% takes tens to hundreds of thousands of requests per arm on a 2-core machine (its
+# latency tail is flat: about 0.7-0.96% of requests exceed 1.1 x p99, against 1% above p99): v2 was
 # promoted after 25-46 looks in 3 of 6 runs; in the others its p99 stayed undecided, and in
 # one it was measured +12.7% [+2.5%, +13.3%] against its control over 104 looks (one run;
 # benchmarks/live_tail.py finds processes of one model within sampling error of each other). The
